@@ -1,0 +1,242 @@
+//! `ExecutionState`: the one document every Lambda of the state machine reads and returns (DESIGN §3).
+//! Strict parsing of what the user pastes lives in `payload`; this module is the shape and its defaults.
+//! Lists are capped (`MAX_NAMES`) because Step Functions state data is limited to 256 KiB.
+
+use serde::{Deserialize, Serialize};
+
+/// At most this many names of any list travel in the state; the full list goes to the logs.
+pub const MAX_NAMES: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionState {
+    pub replication_instance_arn: String,
+    pub source_endpoint_arn: String,
+    pub target_endpoint_arn: String,
+    pub replication_task_arn: String,
+    pub source_endpoint_host: String,
+    pub source_port: u16,
+    pub options: Options,
+    pub context: Context,
+    pub monitor: Monitor,
+    #[serde(default)]
+    pub results: Results,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    pub auto_fix_security_group: bool,
+    pub poll_interval_seconds: u32,
+    pub assessment_poll_seconds: u32,
+    pub max_monitor_hours: u32,
+    pub max_polls: u32,
+    pub cdc_latency_target_seconds: u32,
+    pub ready_after_consecutive_polls: u32,
+    pub start_mode: StartMode,
+    pub truncate_target: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            auto_fix_security_group: true,
+            poll_interval_seconds: 60,
+            assessment_poll_seconds: 30,
+            max_monitor_hours: 72,
+            max_polls: 2500,
+            cdc_latency_target_seconds: 5,
+            ready_after_consecutive_polls: 3,
+            start_mode: StartMode::Auto,
+            truncate_target: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartMode {
+    /// Start, resume or do nothing, whichever the task's real state calls for; never reload.
+    Auto,
+    /// Reload the target (with `truncateTarget`, after emptying the mapped tables).
+    Reload,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Context {
+    /// The Step Functions execution ARN (`$$.Execution.Id`), or `local` outside Step Functions.
+    pub execution_id: String,
+    pub region: String,
+    pub account_id: String,
+    /// The resource id after `task:` in the task ARN (the CloudWatch `ReplicationTaskIdentifier`).
+    pub task_id: String,
+    pub started_at_epoch_seconds: i64,
+    pub links: Links,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Links {
+    pub execution: String,
+    pub dms_tasks: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Monitor {
+    /// Monitoring ends (phase `monitoring-ended`) at this time: start + `maxMonitorHours`.
+    pub deadline_epoch_seconds: i64,
+    pub polls: u32,
+    pub consecutive_ready_polls: u32,
+    pub full_load_announced: bool,
+    /// Read by the ASL Wait state's `SecondsPath`.
+    pub next_poll_seconds: u32,
+}
+
+/// What each step found, keyed by step. Every field is optional: a step that has not run leaves it out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Results {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity: Option<ConnectivityResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sg_autofix: Option<SgAutofixResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assessment: Option<AssessmentResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_task: Option<StartTaskResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressResult>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConnectivityResult {
+    /// Both endpoints `successful`.
+    pub ok: bool,
+    /// The source failed with `security-group`, autofix is on, and it has not been tried yet.
+    pub autofix_eligible: bool,
+    pub attempts: u32,
+    pub source: EndpointCheck,
+    pub target: EndpointCheck,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EndpointCheck {
+    pub endpoint_arn: String,
+    /// `successful`, `failed` or `testing` (still running when the Lambda had to answer).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SgAutofixResult {
+    pub source_groups: Vec<String>,
+    pub dms_groups: Vec<String>,
+    /// Rules this run added, as `sg-source <- sg-dms tcp/PORT`.
+    pub added: Vec<String>,
+    /// Rules that were present already.
+    pub present: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AssessmentResult {
+    /// `running`, `passed`, `warnings`, `failed` or `skipped` (the ASL's Choice reads it).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_arn: Option<String>,
+    pub polls: u32,
+    pub counts: CheckCounts,
+    pub failures: Vec<CheckSummary>,
+    pub warnings: Vec<CheckSummary>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckCounts {
+    pub pass: u32,
+    pub warn: u32,
+    pub fail: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CheckSummary {
+    pub id: String,
+    pub summary: String,
+    pub fix: String,
+    /// At most `MAX_NAMES` qualified names; `objectsTotal` says how many there were.
+    pub objects: Vec<String>,
+    pub objects_total: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StartTaskResult {
+    /// `start-replication`, `resume-processing`, `reload-target` or `none`.
+    pub action: String,
+    pub reason: String,
+    pub status_before: String,
+    pub truncated_tables: Vec<String>,
+    pub truncated_total: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProgressResult {
+    /// `loading`, `full-load-complete`, `catching-up`, `ready-for-cutover`, `succeeded`, `failed`,
+    /// `monitoring-ended` (the ASL's Choice reads it).
+    pub phase: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_load_progress_percent: Option<i32>,
+    pub tables_loaded: u32,
+    pub tables_loading: u32,
+    pub tables_queued: u32,
+    pub tables_errored: u32,
+    pub error_tables: Vec<String>,
+    pub warning_tables: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdc_latency_source_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdc_latency_target_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_load_rows: Option<i64>,
+}
+
+/// What a Catch recorded: Step Functions' `Error` and `Cause`, and the state name a Pass added as `step`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Failure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(rename = "Error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(rename = "Cause", skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+/// Keeps the first `MAX_NAMES` entries and says how many there were.
+pub fn capped<T: Clone>(items: &[T]) -> (Vec<T>, u32) {
+    let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    (items.iter().take(MAX_NAMES).cloned().collect(), total)
+}

@@ -1,0 +1,243 @@
+//! notify: the first and the last word of every execution. For `started` it validates the pasted input and
+//! returns the normalised state the rest of the machine reads; for every event it sends one email.
+
+use core_lib::notifier::{Notification, Notifier};
+use core_lib::payload::parse_payload;
+use core_lib::{Event, StepError};
+use serde_json::Value;
+
+use crate::render::{render, StateView};
+
+/// The envelope the ASL passes: `{"event": "...", "executionId": "$$.Execution.Id", "state": $}`.
+struct Envelope {
+    event: Event,
+    execution_id: String,
+    state: Value,
+}
+
+fn read_envelope(input: Value) -> Result<Envelope, StepError> {
+    let Value::Object(mut object) = input else {
+        return Err(StepError::payload(
+            "notify expects {\"event\", \"executionId\", \"state\"}; received something else (check the state machine definition)",
+        ));
+    };
+    let event_name = object
+        .get("event")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let event = Event::parse(&event_name).ok_or_else(|| {
+        StepError::payload(format!(
+            "notify: `event` is \"{event_name}\"; expected one of {}",
+            Event::ALL.map(Event::as_str).join(", ")
+        ))
+    })?;
+    let execution_id = object
+        .get("executionId")
+        .and_then(Value::as_str)
+        .unwrap_or("local")
+        .to_string();
+    let state = object.remove("state").unwrap_or(Value::Null);
+    Ok(Envelope {
+        event,
+        execution_id,
+        state,
+    })
+}
+
+pub async fn handle<N: Notifier>(input: Value, notifier: &N, now: i64) -> Result<Value, StepError> {
+    let envelope = read_envelope(input)?;
+    let state = if envelope.event == Event::Started {
+        // Invalid input fails here with Payload.Invalid; the Catch then sends the `failed` email.
+        let state = parse_payload(&envelope.state, &envelope.execution_id, now)?;
+        serde_json::to_value(&state).map_err(|e| {
+            StepError::payload(format!("the normalised state could not be written: {e}"))
+        })?
+    } else {
+        envelope.state
+    };
+    let view = StateView::read(&state, &envelope.execution_id);
+    let email = render(envelope.event, &view);
+    tracing::info!(event = %envelope.event, subject = %email.subject, "publishing notification");
+    notifier
+        .publish(&Notification {
+            event: envelope.event,
+            execution_id: envelope.execution_id,
+            subject: email.subject,
+            body: email.body,
+        })
+        .await?;
+    Ok(state)
+}
+
+pub fn now_epoch_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use core_lib::ErrorName;
+    use lambda_runtime::{Context, LambdaEvent};
+    use serde_json::json;
+
+    use super::*;
+
+    /// Records what would have been published; can be told to fail like SNS would.
+    #[derive(Default)]
+    pub struct RecordingNotifier {
+        pub sent: Mutex<Vec<Notification>>,
+        pub fail_with: Option<StepError>,
+    }
+
+    impl Notifier for RecordingNotifier {
+        async fn publish(&self, notification: &Notification) -> Result<(), StepError> {
+            if let Some(err) = &self.fail_with {
+                return Err(err.clone());
+            }
+            self.sent.lock().expect("lock").push(notification.clone());
+            Ok(())
+        }
+    }
+
+    const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:demo-migration:run-1";
+
+    fn payload() -> Value {
+        json!({
+            "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1",
+            "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1",
+            "targetEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1",
+            "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:TASK1",
+            "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
+            "sourcePort": "5432"
+        })
+    }
+
+    fn lambda_event(payload: Value) -> LambdaEvent<Value> {
+        LambdaEvent::new(payload, Context::default())
+    }
+
+    #[tokio::test]
+    async fn started_returns_the_normalised_state_and_sends_one_email() {
+        let notifier = RecordingNotifier::default();
+        let event =
+            lambda_event(json!({"event": "started", "executionId": EXEC, "state": payload()}));
+        let state = handle(event.payload, &notifier, 100).await.unwrap();
+        assert_eq!(state["sourcePort"], json!(5432));
+        assert_eq!(state["options"]["pollIntervalSeconds"], json!(60));
+        assert_eq!(state["monitor"]["nextPollSeconds"], json!(60));
+        assert_eq!(state["context"]["executionId"], json!(EXEC));
+        let sent = notifier.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].event, Event::Started);
+        assert_eq!(sent[0].execution_id, EXEC);
+        assert!(sent[0].subject.contains("TASK1"), "{}", sent[0].subject);
+    }
+
+    #[tokio::test]
+    async fn invalid_input_fails_with_payload_invalid_and_sends_nothing() {
+        let notifier = RecordingNotifier::default();
+        let mut raw = payload();
+        raw["sourcePort"] = json!(99999);
+        let err = handle(
+            json!({"event": "started", "executionId": EXEC, "state": raw}),
+            &notifier,
+            0,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.name, ErrorName::PayloadInvalid);
+        assert!(err.message.contains("`sourcePort`"), "{}", err.message);
+        assert!(notifier.sent.lock().unwrap().is_empty());
+        let diag: lambda_runtime::Diagnostic = err.into();
+        assert_eq!(diag.error_type, "Payload.Invalid");
+    }
+
+    #[tokio::test]
+    async fn failed_renders_from_input_that_never_validated() {
+        let notifier = RecordingNotifier::default();
+        let cause = json!({"errorType": "Payload.Invalid", "errorMessage": "The execution input has 1 problem: 1) `sourcePort`: received 99999; expected a port number from 1 to 65535, e.g. 5432."}).to_string();
+        let mut raw = payload();
+        raw["sourcePort"] = json!(99999);
+        raw["error"] = json!({"Error": "Payload.Invalid", "Cause": cause, "step": "ValidateInputAndNotifyStart"});
+        let out = handle(
+            json!({"event": "failed", "executionId": EXEC, "state": raw.clone()}),
+            &notifier,
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out, raw,
+            "a non-started event hands the state back unchanged"
+        );
+        let sent = notifier.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].body.contains("ValidateInputAndNotifyStart"),
+            "{}",
+            sent[0].body
+        );
+        assert!(
+            sent[0].body.contains("`sourcePort`: received 99999"),
+            "{}",
+            sent[0].body
+        );
+        assert!(
+            sent[0].body.contains("StepFunctionsPayloadTemplate"),
+            "{}",
+            sent[0].body
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_with_garbage_state_still_sends_an_email() {
+        let notifier = RecordingNotifier::default();
+        for state in [
+            json!(null),
+            json!("text"),
+            json!({"error": "not an object"}),
+            json!([1, 2]),
+        ] {
+            handle(json!({"event": "failed", "state": state}), &notifier, 0)
+                .await
+                .unwrap();
+        }
+        assert_eq!(notifier.sent.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn unknown_event_is_a_named_error() {
+        let notifier = RecordingNotifier::default();
+        let err = handle(json!({"event": "finished", "state": {}}), &notifier, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(err.name, ErrorName::PayloadInvalid);
+        assert!(err.message.contains("\"finished\""), "{}", err.message);
+        let err = handle(json!([1]), &notifier, 0).await.unwrap_err();
+        assert_eq!(err.name, ErrorName::PayloadInvalid);
+    }
+
+    #[tokio::test]
+    async fn a_publish_failure_keeps_its_name() {
+        let notifier = RecordingNotifier {
+            fail_with: Some(StepError::new(
+                ErrorName::AwsThrottled,
+                "sns:Publish throttled",
+            )),
+            ..Default::default()
+        };
+        let err = handle(
+            json!({"event": "started", "executionId": EXEC, "state": payload()}),
+            &notifier,
+            0,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.name, ErrorName::AwsThrottled);
+    }
+}

@@ -1,0 +1,20 @@
+use core_lib::aws::{load_config, required_env};
+use core_lib::notifier::SnsNotifier;
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+
+mod handler;
+mod render;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let topic_arn = required_env("TOPIC_ARN")?;
+    let config = load_config().await;
+    let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(&config), topic_arn);
+    let notifier = &notifier;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handler::handle(event.payload, notifier, handler::now_epoch_seconds()).await
+    }))
+    .await
+}

@@ -1,0 +1,732 @@
+//! One plain-text email per event, readable on a phone: what happened, the step, the cause in plain words,
+//! the fix, the numbers known so far, and the links. Rendered from whatever part of the state is present,
+//! because a `failed` email may follow input that never validated. Every line passes the secret scrubber.
+
+use std::fmt::Write as _;
+
+use core_lib::redact::redact_secrets;
+use core_lib::state::{
+    AssessmentResult, CheckSummary, ConnectivityResult, EndpointCheck, Failure, Links,
+    ProgressResult, SgAutofixResult, StartTaskResult,
+};
+use core_lib::Event;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub struct Email {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The parts of the state an email may mention, each read on its own so one bad part spoils nothing.
+pub struct StateView {
+    pub task_arn: Option<String>,
+    pub task_id: String,
+    pub execution_id: String,
+    pub links: Option<Links>,
+    pub source_host: Option<String>,
+    pub poll_interval_seconds: Option<u64>,
+    pub cdc_latency_target_seconds: Option<u64>,
+    pub polls: Option<u64>,
+    pub connectivity: Option<ConnectivityResult>,
+    pub sg_autofix: Option<SgAutofixResult>,
+    pub assessment: Option<AssessmentResult>,
+    pub start_task: Option<StartTaskResult>,
+    pub progress: Option<ProgressResult>,
+    pub error: Option<Failure>,
+}
+
+fn part<T: DeserializeOwned>(value: &Value, pointer: &str) -> Option<T> {
+    value
+        .pointer(pointer)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+impl StateView {
+    pub fn read(state: &Value, execution_id: &str) -> StateView {
+        let task_arn: Option<String> = part(state, "/replicationTaskArn");
+        let task_id = part::<String>(state, "/context/taskId")
+            .or_else(|| {
+                task_arn
+                    .as_deref()
+                    .and_then(|a| a.rsplit(':').next())
+                    .map(str::to_string)
+            })
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(|| "unknown task".to_string());
+        StateView {
+            task_arn,
+            task_id,
+            execution_id: execution_id.to_string(),
+            links: part(state, "/context/links"),
+            source_host: part(state, "/sourceEndpointHost"),
+            poll_interval_seconds: part(state, "/options/pollIntervalSeconds"),
+            cdc_latency_target_seconds: part(state, "/options/cdcLatencyTargetSeconds"),
+            polls: part(state, "/monitor/polls"),
+            connectivity: part(state, "/results/connectivity"),
+            sg_autofix: part(state, "/results/sgAutofix"),
+            assessment: part(state, "/results/assessment"),
+            start_task: part(state, "/results/startTask"),
+            progress: part(state, "/results/progress"),
+            error: part(state, "/error"),
+        }
+    }
+}
+
+/// What one email says, before layout.
+struct Message {
+    title: String,
+    headline: String,
+    step: Option<String>,
+    why: Option<String>,
+    fix: Option<String>,
+    details: Vec<String>,
+}
+
+impl Message {
+    fn new(title: impl Into<String>, headline: impl Into<String>) -> Self {
+        Message {
+            title: title.into(),
+            headline: headline.into(),
+            step: None,
+            why: None,
+            fix: None,
+            details: Vec::new(),
+        }
+    }
+}
+
+pub fn render(event: Event, view: &StateView) -> Email {
+    let message = match event {
+        Event::Started => started(view),
+        Event::ConnectivityFailed => connectivity_failed(view),
+        Event::SgFixed => sg_fixed(view),
+        Event::AssessmentWarnings => assessment(view, false),
+        Event::AssessmentFailed => assessment(view, true),
+        Event::AssessmentSkipped => assessment_skipped(view),
+        Event::TaskStarted => task_started(view),
+        Event::FullLoadComplete => full_load_complete(view),
+        Event::ReadyForCutover => ready_for_cutover(view),
+        Event::Succeeded => succeeded(view),
+        Event::TaskFailed => task_failed(view),
+        Event::MonitoringEnded => monitoring_ended(view),
+        Event::Failed => failed(view),
+    };
+    Email {
+        subject: subject(&view.task_id, &message.title),
+        body: layout(event, view, &message),
+    }
+}
+
+/// SNS email subjects: ASCII, no line breaks, under 100 characters.
+fn subject(task_id: &str, title: &str) -> String {
+    let ascii = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    ' '
+                }
+            })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut task = ascii(task_id);
+    if task.len() > 30 {
+        task.truncate(30);
+    }
+    let mut text = format!("[DMS {task}] {}", ascii(title));
+    if text.len() > 99 {
+        text.truncate(96);
+        text.push_str("...");
+    }
+    text
+}
+
+fn layout(event: Event, view: &StateView, message: &Message) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n", message.headline);
+    if let Some(step) = &message.step {
+        let _ = writeln!(out, "Step: {step}");
+    }
+    if let Some(why) = &message.why {
+        let _ = writeln!(out, "Why: {why}");
+    }
+    if let Some(fix) = &message.fix {
+        let _ = writeln!(out, "How to fix: {fix}");
+    }
+    if message.step.is_some() || message.why.is_some() || message.fix.is_some() {
+        out.push('\n');
+    }
+    for detail in &message.details {
+        let _ = writeln!(out, "{detail}");
+    }
+    if !message.details.is_empty() {
+        out.push('\n');
+    }
+    let numbers = numbers_so_far(view);
+    if !numbers.is_empty() {
+        let _ = writeln!(out, "Numbers so far:");
+        for line in numbers {
+            let _ = writeln!(out, "  {line}");
+        }
+        out.push('\n');
+    }
+    if let Some(links) = &view.links {
+        let _ = writeln!(out, "Execution: {}", links.execution);
+        let _ = writeln!(out, "DMS tasks: {}", links.dms_tasks);
+    }
+    if let Some(arn) = &view.task_arn {
+        let _ = writeln!(out, "Task: {arn}");
+    }
+    let _ = writeln!(out, "Execution id: {}", view.execution_id);
+    let _ = writeln!(out, "Event: {event}");
+    redact_secrets(&out)
+}
+
+fn numbers_so_far(view: &StateView) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(p) = &view.progress {
+        let mut status = format!("Task status: {}", p.status);
+        if let Some(reason) = &p.stop_reason {
+            let _ = write!(status, " ({reason})");
+        }
+        lines.push(status);
+        if let Some(pct) = p.full_load_progress_percent {
+            lines.push(format!("Full load: {pct}%"));
+        }
+        lines.push(format!(
+            "Tables: {} loaded, {} loading, {} queued, {} in error",
+            p.tables_loaded, p.tables_loading, p.tables_queued, p.tables_errored
+        ));
+        if let Some(rows) = p.full_load_rows {
+            lines.push(format!("Rows loaded: {rows}"));
+        }
+        let latency = |v: Option<f64>| {
+            v.map(|s| format!("{s:.0} s"))
+                .unwrap_or_else(|| "no data yet".to_string())
+        };
+        if p.cdc_latency_source_seconds.is_some() || p.cdc_latency_target_seconds.is_some() {
+            lines.push(format!(
+                "CDC latency: source {}, target {}",
+                latency(p.cdc_latency_source_seconds),
+                latency(p.cdc_latency_target_seconds)
+            ));
+        }
+    }
+    if let Some(polls) = view.polls.filter(|p| *p > 0) {
+        lines.push(format!("Progress checks so far: {polls}"));
+    }
+    lines
+}
+
+fn names(list: &[String], total: usize) -> String {
+    let mut text = list.join(", ");
+    if total > list.len() {
+        let _ = write!(
+            text,
+            " and {} more (full list in the Lambda's log)",
+            total - list.len()
+        );
+    }
+    text
+}
+
+fn started(view: &StateView) -> Message {
+    let mut m = Message::new(
+        "Migration started",
+        "The migration workflow has started. You will get an email at every step and exactly one if anything fails.",
+    );
+    m.details.push(
+        "Next: both DMS endpoints are tested, then the premigration assessment runs.".to_string(),
+    );
+    if let Some(host) = &view.source_host {
+        m.details.push(format!("Source host: {host}"));
+    }
+    if let Some(secs) = view.poll_interval_seconds {
+        m.details
+            .push(format!("Progress is checked every {secs} s."));
+    }
+    m
+}
+
+fn endpoint_lines(label: &str, check: &EndpointCheck, out: &mut Vec<String>) {
+    if check.status == "successful" || check.status.is_empty() {
+        out.push(format!(
+            "{label} endpoint: {}",
+            if check.status.is_empty() {
+                "not tested"
+            } else {
+                "reachable"
+            }
+        ));
+        return;
+    }
+    let kind = check.classification.as_deref().unwrap_or("unknown");
+    out.push(format!("{label} endpoint: {} ({kind})", check.status));
+    if let Some(message) = &check.message {
+        out.push(format!("  DMS said: {message}"));
+    }
+    if let Some(fix) = &check.fix {
+        out.push(format!("  Fix: {fix}"));
+    }
+}
+
+fn connectivity_failed(view: &StateView) -> Message {
+    let mut m = Message::new(
+        "FAILED: an endpoint is not reachable",
+        "The migration stopped: DMS could not connect to an endpoint. Nothing was started or changed in the databases.",
+    );
+    m.step = Some("ConnectivityCheck".to_string());
+    if let Some(c) = &view.connectivity {
+        m.why = [("source", &c.source), ("target", &c.target)]
+            .into_iter()
+            .find(|(_, e)| e.status != "successful")
+            .map(|(label, e)| {
+                format!(
+                    "the {label} endpoint test {}: {}",
+                    e.status,
+                    e.classification.as_deref().unwrap_or("unknown cause")
+                )
+            });
+        m.fix = Some("Apply the fix listed for each endpoint below, then start a new execution with the same input.".to_string());
+        endpoint_lines("Source", &c.source, &mut m.details);
+        endpoint_lines("Target", &c.target, &mut m.details);
+        if let Some(sg) = &view.sg_autofix {
+            m.details.push(format!(
+                "An ingress rule was already added by this run: {}",
+                names(&sg.added, sg.added.len())
+            ));
+        }
+    }
+    m
+}
+
+fn sg_fixed(view: &StateView) -> Message {
+    let mut m = Message::new(
+        "Security group rule added",
+        "The source refused DMS at the network level, so an ingress rule from the DMS security group was added. Connectivity is tested once more.",
+    );
+    m.step = Some("SecurityGroupAutofix".to_string());
+    if let Some(sg) = &view.sg_autofix {
+        if !sg.added.is_empty() {
+            m.details.push(format!("Added: {}", sg.added.join("; ")));
+        }
+        if !sg.present.is_empty() {
+            m.details
+                .push(format!("Already present: {}", sg.present.join("; ")));
+        }
+        m.details
+            .push("The rule is tagged so that deleting the stack removes it.".to_string());
+    }
+    m
+}
+
+fn check_lines(checks: &[CheckSummary], out: &mut Vec<String>) {
+    for check in checks {
+        out.push(format!("- {}: {}", check.id, check.summary));
+        if !check.objects.is_empty() {
+            out.push(format!(
+                "  Objects: {}",
+                names(&check.objects, check.objects_total as usize)
+            ));
+        }
+        if !check.fix.is_empty() {
+            out.push(format!("  Fix: {}", check.fix));
+        }
+    }
+}
+
+fn assessment(view: &StateView, blocking: bool) -> Message {
+    let a = view.assessment.clone().unwrap_or_default();
+    let mut m = if blocking {
+        let mut m = Message::new(
+            format!("FAILED: assessment found {} blocking problem(s)", a.counts.fail),
+            "The migration stopped before the DMS task was started: the premigration assessment found problems that would break it.",
+        );
+        m.fix = Some("Apply the fix under each failure below, then start a new execution. Run `dms-migrate preflight` to check from your workstation first.".to_string());
+        m
+    } else {
+        let mut m = Message::new(
+            format!("Assessment passed with {} warning(s)", a.counts.warn),
+            "The premigration assessment found nothing blocking; the task starts next. Read the warnings: each can cost data or time.",
+        );
+        m.fix = Some(
+            "Nothing is required now; the fix under each warning says how to avoid its effect."
+                .to_string(),
+        );
+        m
+    };
+    m.step = Some("PremigrationAssessment".to_string());
+    m.details.push(format!(
+        "Checks: {} passed, {} warnings, {} failed",
+        a.counts.pass, a.counts.warn, a.counts.fail
+    ));
+    if !a.failures.is_empty() {
+        m.details.push("Failures:".to_string());
+        check_lines(&a.failures, &mut m.details);
+    }
+    if !a.warnings.is_empty() {
+        m.details.push("Warnings:".to_string());
+        check_lines(&a.warnings, &mut m.details);
+    }
+    if let Some(run) = &a.run_arn {
+        m.details.push(format!("DMS assessment run: {run}"));
+    }
+    m
+}
+
+fn assessment_skipped(view: &StateView) -> Message {
+    let mut m = Message::new(
+        "Assessment skipped",
+        "The premigration assessment was skipped; the task is started or resumed next.",
+    );
+    m.step = Some("PremigrationAssessment".to_string());
+    m.why = Some(
+        view.assessment
+            .as_ref()
+            .and_then(|a| a.reason.clone())
+            .unwrap_or_else(|| "the task has already run and no reload was asked for".to_string()),
+    );
+    m
+}
+
+fn task_started(view: &StateView) -> Message {
+    let s = view.start_task.clone().unwrap_or_default();
+    let title = match s.action.as_str() {
+        "resume-processing" => "Replication task resumed",
+        "reload-target" => "Replication task reloading",
+        "none" => "Replication task already running",
+        _ => "Replication task started",
+    };
+    let mut m = Message::new(
+        title,
+        "The DMS replication task is running. Progress is checked until it is ready for cutover.",
+    );
+    m.step = Some("StartTask".to_string());
+    if !s.reason.is_empty() {
+        m.why = Some(format!(
+            "{} (status before: {})",
+            s.reason,
+            if s.status_before.is_empty() {
+                "unknown"
+            } else {
+                &s.status_before
+            }
+        ));
+    }
+    if !s.action.is_empty() {
+        m.details.push(format!("Action: {}", s.action));
+    }
+    if s.truncated_total > 0 {
+        m.details.push(format!(
+            "Emptied before the reload: {}",
+            names(&s.truncated_tables, s.truncated_total as usize)
+        ));
+    }
+    m
+}
+
+fn full_load_complete(_view: &StateView) -> Message {
+    let mut m = Message::new(
+        "Full load complete",
+        "Every table has been copied. DMS now applies the changes made on the source since the load started (CDC).",
+    );
+    m.step = Some("PollProgress".to_string());
+    m.details.push("Next: an email when CDC latency stays under the target and no table is in error (ready for cutover).".to_string());
+    m.details.push("Meanwhile you may run `dms-migrate constraints apply` to build foreign keys and indexes on the target.".to_string());
+    m
+}
+
+fn ready_for_cutover(view: &StateView) -> Message {
+    let target = view
+        .cdc_latency_target_seconds
+        .map(|s| format!("{s} s"))
+        .unwrap_or_else(|| "the target".to_string());
+    let mut m = Message::new(
+        "Ready for cutover",
+        format!("The target is caught up: CDC latency has stayed under {target} and no table is in error. The task keeps replicating."),
+    );
+    m.step = Some("PollProgress".to_string());
+    m.details.extend(
+        [
+            "Cutover, from your workstation:",
+            "1. dms-migrate cutover-check",
+            "2. Stop application writes to the source",
+            "3. dms-migrate cutover-check again (proves the drain)",
+            "4. dms-migrate sequences sync",
+            "5. Stop the DMS task",
+            "6. dms-migrate constraints apply, then dms-migrate verify",
+            "7. Point the application at PlanetScale",
+            "8. dms-migrate cleanup, then delete the stack",
+        ]
+        .map(str::to_string),
+    );
+    m
+}
+
+fn succeeded(_view: &StateView) -> Message {
+    let mut m = Message::new(
+        "Full load finished: migration succeeded",
+        "The full-load-only task finished and every table completed without error.",
+    );
+    m.step = Some("PollProgress".to_string());
+    m.details.push(
+        "Next: dms-migrate sequences sync, dms-migrate constraints apply, dms-migrate verify, then switch the application."
+            .to_string(),
+    );
+    m
+}
+
+fn task_failed(view: &StateView) -> Message {
+    let p = view.progress.clone().unwrap_or_default();
+    let mut m = Message::new(
+        "FAILED: replication task failed",
+        "The DMS replication task failed or has tables in error. Monitoring stopped.",
+    );
+    m.step = Some("PollProgress".to_string());
+    let mut why = p
+        .reason
+        .clone()
+        .unwrap_or_else(|| format!("task status {}", p.status));
+    if let Some(last) = &p.last_failure_message {
+        let _ = write!(why, ". DMS said: {last}");
+    }
+    m.why = Some(why);
+    m.fix = Some(
+        "Fix the cause above (the task's CloudWatch log has the detail). A reload does not empty target tables: start a new execution with options startMode \"reload\" and truncateTarget true to load again from scratch."
+            .to_string(),
+    );
+    if !p.error_tables.is_empty() {
+        m.details.push(format!(
+            "Tables in error: {}",
+            names(&p.error_tables, p.tables_errored as usize)
+        ));
+    }
+    if !p.warning_tables.is_empty() {
+        m.details.push(format!(
+            "Tables with validation warnings: {}",
+            p.warning_tables.join(", ")
+        ));
+    }
+    m
+}
+
+fn monitoring_ended(view: &StateView) -> Message {
+    let p = view.progress.clone().unwrap_or_default();
+    let mut m = Message::new(
+        "FAILED: monitoring ended before cutover readiness",
+        "This execution stopped watching the task before it was ready for cutover. The DMS task itself was not stopped and keeps running.",
+    );
+    m.step = Some("PollProgress".to_string());
+    m.why = Some(
+        p.reason
+            .clone()
+            .unwrap_or_else(|| "the poll or time budget of this execution ran out".to_string()),
+    );
+    m.fix = Some(
+        "Start a new execution with the same input to keep watching (it does not restart the task), or raise options maxMonitorHours / maxPolls."
+            .to_string(),
+    );
+    m
+}
+
+/// Step Functions hands a Lambda error over as `Cause`: a JSON text with `errorType` and `errorMessage`.
+fn cause_text(cause: &str) -> String {
+    match serde_json::from_str::<Value>(cause) {
+        Ok(value) => value
+            .get("errorMessage")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| cause.to_string()),
+        Err(_) => cause.to_string(),
+    }
+}
+
+fn error_fix(error: &str) -> &'static str {
+    match error {
+        "Payload.Invalid" => "Copy the stack output StepFunctionsPayloadTemplate again (CloudFormation > your stack > Outputs) and start a new execution with it, unchanged.",
+        "Aws.Throttled" => "AWS kept throttling the calls through every retry. Wait a few minutes and start a new execution; every step is safe to re-run.",
+        "Aws.Transient" => "An AWS service kept failing through every retry. Check the AWS Health Dashboard for the region, then start a new execution; every step is safe to re-run.",
+        "Aws.AccessDenied" => "The Lambda's IAM role lacks the permission named above. The stack creates these roles: if they were edited, update the stack to restore them.",
+        "Aws.NotFound" => "A resource named in the input does not exist (deleted, or in another region or account). Use the payload from the same stack's outputs.",
+        "Aws.Rejected" => "AWS refused the request; the message above says why. Correct it and start a new execution.",
+        "Dms.InvalidState" => "The DMS task stayed in a transitional state (creating, modifying, stopping...) through every retry. Wait until the DMS console shows it Ready, Running or Stopped, then start a new execution.",
+        "Postgres.Unreachable" => "Check the endpoint's host, port, database name and security group; run `dms-migrate preflight` from a machine that reaches the database.",
+        "Postgres.AuthFailed" => "Check the user name and password in the endpoint's Secrets Manager secret, and that pg_hba / the cluster allows this user.",
+        "Postgres.QueryFailed" => "A SQL statement failed; the message above names it. Fix the privilege or object it names, then start a new execution.",
+        "Config.Invalid" => "The Lambda is missing part of its configuration. Update or redeploy the stack.",
+        "States.Timeout" => "The step ran past its time limit. Start a new execution; if it happens again, read the step's Lambda log in CloudWatch.",
+        "Lambda.Unknown" => "The Lambda crashed, ran out of memory or hit its timeout before answering. Read its log group in CloudWatch, then start a new execution.",
+        _ => "Read the execution's history in the Step Functions console (link below), then start a new execution; every step is safe to re-run.",
+    }
+}
+
+fn failed(view: &StateView) -> Message {
+    let failure = view.error.clone().unwrap_or_default();
+    let error = failure
+        .error
+        .clone()
+        .unwrap_or_else(|| "an unknown error".to_string());
+    let step = failure
+        .step
+        .clone()
+        .unwrap_or_else(|| "an unknown step".to_string());
+    let mut m = Message::new(
+        format!("FAILED at {step}: {error}"),
+        "The migration stopped because a step failed. This is the only failure email for this execution.",
+    );
+    m.step = Some(step);
+    let cause = failure
+        .cause
+        .as_deref()
+        .map(cause_text)
+        .filter(|c| !c.trim().is_empty());
+    m.why = Some(match cause {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.clone(),
+    });
+    m.fix = Some(error_fix(&error).to_string());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_short_ascii_single_lines() {
+        let long = "T".repeat(200);
+        let s = subject(&long, "FAILED at Step\nwith — unicode and a very long title that goes on and on and on and on and on");
+        assert!(s.len() < 100, "{}", s.len());
+        assert!(s.is_ascii() && !s.contains('\n'), "{s}");
+        assert!(s.starts_with("[DMS TTTT"), "{s}");
+    }
+
+    #[test]
+    fn cause_json_is_unwrapped() {
+        let cause = r#"{"errorType":"Aws.NotFound","errorMessage":"dms:DescribeReplicationTasks on arn failed"}"#;
+        assert_eq!(
+            cause_text(cause),
+            "dms:DescribeReplicationTasks on arn failed"
+        );
+        assert_eq!(cause_text("Task timed out"), "Task timed out");
+    }
+}
+
+#[cfg(test)]
+mod golden {
+    //! Each event rendered from one realistic state, compared with `tests/golden/<event>.txt`.
+    //! Review a changed email by reading the diff; regenerate with `UPDATE_GOLDEN=1 cargo test -p notify`.
+
+    use serde_json::json;
+
+    use super::*;
+
+    const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:shop-migration:run-7";
+
+    fn full_state(secret: &str) -> Value {
+        json!({
+            "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1",
+            "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1",
+            "targetEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1",
+            "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:SHOPTASK",
+            "sourceEndpointHost": "shop.cluster-abc.us-east-1.rds.amazonaws.com",
+            "sourcePort": 5432,
+            "options": {"autoFixSecurityGroup": true, "pollIntervalSeconds": 60, "assessmentPollSeconds": 30,
+                        "maxMonitorHours": 72, "maxPolls": 2500, "cdcLatencyTargetSeconds": 5,
+                        "readyAfterConsecutivePolls": 3, "startMode": "auto", "truncateTarget": false},
+            "context": {"executionId": EXEC, "region": "us-east-1", "accountId": "123456789012", "taskId": "SHOPTASK",
+                        "startedAtEpochSeconds": 1_764_100_000,
+                        "links": {"execution": format!("https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/{EXEC}"),
+                                  "dmsTasks": "https://us-east-1.console.aws.amazon.com/dms/v2/home?region=us-east-1#tasks"}},
+            "monitor": {"deadlineEpochSeconds": 1_764_359_200, "polls": 42, "consecutiveReadyPolls": 3,
+                        "fullLoadAnnounced": true, "nextPollSeconds": 60},
+            "results": {
+                "connectivity": {"ok": false, "autofixEligible": false, "attempts": 2,
+                    "source": {"endpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1", "status": "failed",
+                               "classification": "auth",
+                               "message": format!("FATAL: password authentication failed for user \"migrator\" (postgres://migrator:{secret}@shop:5432/shop)"),
+                               "fix": "Correct the user name and password in the source endpoint's Secrets Manager secret."},
+                    "target": {"endpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1", "status": "successful"}},
+                "sgAutofix": {"sourceGroups": ["sg-0aaa"], "dmsGroups": ["sg-0bbb"],
+                              "added": ["sg-0aaa <- sg-0bbb tcp/5432"], "present": []},
+                "assessment": {"status": "warnings", "polls": 4, "runArn": "arn:aws:dms:us-east-1:123456789012:assessment-run:RUN1",
+                    "counts": {"pass": 31, "warn": 2, "fail": 1},
+                    "failures": [{"id": "source.wal_sender_timeout", "summary": "wal_sender_timeout is 5000 ms; DMS needs at least 10000 ms or 0",
+                                  "fix": "Set wal_sender_timeout = 10000 in the cluster parameter group and reboot the writer.", "objects": [], "objectsTotal": 0}],
+                    "warnings": [{"id": "source.primary_keys", "summary": "3 tables have no primary key: UPDATE and DELETE are lost in CDC",
+                                  "fix": "ALTER TABLE ... REPLICA IDENTITY FULL, or add a primary key.",
+                                  "objects": ["public.audit_log", "\"Sales\".\"Events\""], "objectsTotal": 3}]},
+                "startTask": {"action": "reload-target", "reason": "startMode reload with truncateTarget: the mapped tables were emptied first",
+                              "statusBefore": "stopped", "truncatedTables": ["public.orders", "public.customers"], "truncatedTotal": 2},
+                "progress": {"phase": "failed", "status": "running", "stopReason": null,
+                             "reason": "2 tables are in Table error",
+                             "lastFailureMessage": format!("Error connecting: password={secret}"),
+                             "fullLoadProgressPercent": 100, "tablesLoaded": 40, "tablesLoading": 0, "tablesQueued": 0,
+                             "tablesErrored": 2, "errorTables": ["public.orders", "\"Sales\".\"Line Items\""],
+                             "warningTables": [], "cdcLatencySourceSeconds": 1.0, "cdcLatencyTargetSeconds": 3.4,
+                             "fullLoadRows": 1_250_000}
+            },
+            "error": {"step": "StartTask", "Error": "Dms.InvalidState",
+                      "Cause": json!({"errorType": "Dms.InvalidState",
+                                      "errorMessage": format!("task is modifying; secret {{\"password\":\"{secret}\"}}")}).to_string()}
+        })
+    }
+
+    #[test]
+    fn every_event_matches_its_golden_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let state = full_state("hunter2");
+        let view = StateView::read(&state, EXEC);
+        let mut mismatches = Vec::new();
+        for event in Event::ALL {
+            let email = render(event, &view);
+            let text = format!("Subject: {}\n\n{}", email.subject, email.body);
+            let path = dir.join(format!("{event}.txt"));
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &text).expect("write golden");
+                continue;
+            }
+            let expected = std::fs::read_to_string(&path).unwrap_or_default();
+            if expected != text {
+                mismatches.push(format!(
+                    "{event}: differs from {}\n--- got ---\n{text}",
+                    path.display()
+                ));
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    #[test]
+    fn no_secret_reaches_any_email() {
+        for secret in ["hunter2", "Zx9!pQ"] {
+            let state = full_state(secret);
+            let view = StateView::read(&state, EXEC);
+            for event in Event::ALL {
+                let email = render(event, &view);
+                assert!(
+                    !email.body.contains(secret) && !email.subject.contains(secret),
+                    "{event} leaks:\n{}",
+                    email.body
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_email_names_the_task_and_the_event() {
+        let state = full_state("x");
+        let view = StateView::read(&state, EXEC);
+        for event in Event::ALL {
+            let email = render(event, &view);
+            assert!(email.subject.contains("SHOPTASK"), "{}", email.subject);
+            assert!(email.body.contains(&format!("Event: {event}")), "{event}");
+            assert!(email.body.contains("Execution: https://"), "{event}");
+        }
+    }
+}
