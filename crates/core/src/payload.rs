@@ -141,10 +141,10 @@ pub fn parse_payload(
             .enumerate()
             .map(|(i, p)| format!("{}) {p}", i + 1))
             .collect::<Vec<_>>()
-            .join(" ");
+            .join("\n");
         let noun = if count == 1 { "problem" } else { "problems" };
         return Err(StepError::payload(format!(
-            "The execution input has {count} {noun}: {list}. Fix: copy the stack output StepFunctionsPayloadTemplate again and start a new execution with it."
+            "The execution input has {count} {noun}:\n{list}\nFix: copy the stack output StepFunctionsPayloadTemplate again and start a new execution with it."
         )));
     }
 

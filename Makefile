@@ -1,0 +1,69 @@
+# Aurora PostgreSQL -> PlanetScale for Postgres through AWS DMS.
+# `make demo` and `make test` work on a fresh machine: both first run the idempotent install (make deps).
+
+SHELL := /bin/bash
+TOOLS := $(CURDIR)/.tools
+# Lambda crates that exist in this tree (each one binary, one zip).
+LAMBDAS := $(filter $(notdir $(wildcard crates/*)),notify connectivity-check sg-autofix premigration-assessment start-task poll-progress stack-cleanup)
+CARGO_LAMBDA := PATH="$(TOOLS)/lambda/bin:$$PATH" $(TOOLS)/lambda/bin/cargo-lambda lambda
+
+.PHONY: help deps lab-up lab-down lab-status build package deploy lint test test-unit bench demo clean
+
+help:
+	@echo "make demo       the workflow against local PostgreSQL and the local AWS stand-ins"
+	@echo "make test       formatting, lints, static checks and every test (brings the lab up)"
+	@echo "make lab-up     start the lab (PostgreSQL source/target, moto); make lab-down stops it"
+	@echo "make build      release arm64 Lambda zips (target/lambda/<name>/bootstrap.zip)"
+	@echo "make package ARTIFACT_BUCKET=...   packaged.yaml for the CloudFormation console"
+	@echo "make deploy STACK=... PARAMS='K=V ...' ARTIFACT_BUCKET=..."
+	@echo "make bench      benchmarks, each side by side with its peer"
+
+deps:
+	@bash scripts/deps.sh
+
+lab-up: deps
+	@bash scripts/lab.sh up
+
+lab-down:
+	@bash scripts/lab.sh down
+
+lab-status:
+	@bash scripts/lab.sh status
+
+build: deps
+	$(CARGO_LAMBDA) build --release --arm64 --output-format zip --lambda-dir target/lambda $(addprefix -p ,$(LAMBDAS))
+
+package: build
+	@test -n "$(ARTIFACT_BUCKET)" || { echo "make package: set ARTIFACT_BUCKET=<an S3 bucket in the stack's region>" >&2; exit 2; }
+	$(TOOLS)/awscli/bin/aws cloudformation package --template-file cloudformation/aurora-to-ps-dms.yaml \
+	  --s3-bucket "$(ARTIFACT_BUCKET)" --output-template-file packaged.yaml
+	@echo "packaged.yaml is ready: upload it in the CloudFormation console (Create stack > Upload a template file)."
+
+deploy: package
+	@test -n "$(STACK)" || { echo "make deploy: set STACK=<stack name>" >&2; exit 2; }
+	$(TOOLS)/awscli/bin/aws cloudformation deploy --template-file packaged.yaml --stack-name "$(STACK)" \
+	  --s3-bucket "$(ARTIFACT_BUCKET)" --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM \
+	  --parameter-overrides $(PARAMS)
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	ASL_REQUIRE_MOTO=1 bash scripts/check-asl.sh
+	bash scripts/lint-cfn.sh
+
+# Tests run debug x86_64 binaries (the release arm64 zips are `make build`).
+test: lab-up lint
+	cargo build --workspace --bins
+	cargo test --workspace
+
+bench: lab-up
+	cargo build --release -p notify -p bench
+	cargo run --release -q -p bench
+
+demo: lab-up
+	cargo build --workspace --bins
+	cargo run -q -p integration-tests --bin demo
+
+clean: lab-down
+	cargo clean
+	rm -rf $(TOOLS) packaged.yaml

@@ -1,0 +1,151 @@
+//! The lab as the tests see it: the KEY=VALUE file `scripts/lab.sh up` writes. A test that needs the lab
+//! skips (saying so) when it is down, and fails when `LAB_REQUIRED=1`, which CI sets.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Lab {
+    vars: HashMap<String, String>,
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+fn lab_required() -> bool {
+    std::env::var("LAB_REQUIRED").is_ok_and(|v| v == "1")
+}
+
+/// Skips (returns None) or panics, as `LAB_REQUIRED` says.
+pub fn unavailable(why: &str) -> Option<Lab> {
+    if lab_required() {
+        panic!("LAB_REQUIRED=1 but the lab is not usable: {why}. Run `make lab-up`.");
+    }
+    eprintln!("skipping: the lab is not usable ({why}); run `make lab-up`");
+    None
+}
+
+impl Lab {
+    /// The running lab, or None (test skipped) when it is down and not required.
+    pub async fn get() -> Option<Lab> {
+        let path = std::env::var_os("LAB_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join(".lab/env"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return unavailable(&format!("{} does not exist", path.display()));
+        };
+        let vars = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let lab = Lab { vars };
+        for url in [lab.var("SOURCE_URL"), lab.var("TARGET_URL")] {
+            if let Err(e) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                return unavailable(&format!(
+                    "PostgreSQL at {} refused: {e}",
+                    url.split('@').next_back().unwrap_or("")
+                ));
+            }
+        }
+        if reqwest::get(format!("{}/moto-api/", lab.var("MOTO_URL")))
+            .await
+            .is_err()
+        {
+            return unavailable("moto does not answer");
+        }
+        Some(lab)
+    }
+
+    pub fn var(&self, key: &str) -> String {
+        self.vars
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} missing from the lab env file; re-run `make lab-up`"))
+    }
+
+    /// The AWS environment a Lambda or client needs to reach moto.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        [
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ]
+        .into_iter()
+        .map(|k| (k.to_string(), self.var(k)))
+        .collect()
+    }
+
+    pub async fn aws_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.var("AWS_ENDPOINT_URL"))
+            .region(aws_config::Region::new(self.var("AWS_REGION")))
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                self.var("AWS_ACCESS_KEY_ID"),
+                self.var("AWS_SECRET_ACCESS_KEY"),
+                None,
+                None,
+                "lab",
+            ))
+            .load()
+            .await
+    }
+
+    /// A database of its own on both clusters (sqlx-style), dropped first if a previous run left it.
+    pub async fn fresh_databases(&self, test: &str) -> TestDatabases {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t_{}_{}_{}",
+            test,
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut urls = Vec::new();
+        for key in ["SOURCE_URL", "TARGET_URL"] {
+            let admin_url = self.var(key);
+            let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                .await
+                .expect("lab admin connect");
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await
+                .expect("drop");
+            client
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create database");
+            urls.push(admin_url.replacen("/postgres?", &format!("/{name}?"), 1));
+        }
+        TestDatabases {
+            name,
+            source_url: urls[0].clone(),
+            target_url: urls[1].clone(),
+        }
+    }
+}
+
+pub struct TestDatabases {
+    pub name: String,
+    pub source_url: String,
+    pub target_url: String,
+}
+
+/// Where cargo put the debug binaries (`make test` builds them before running the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
