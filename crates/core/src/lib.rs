@@ -4,12 +4,14 @@
 
 pub mod arn;
 pub mod aws;
+pub mod dms;
 pub mod errors;
 pub mod events;
 pub mod notifier;
 pub mod payload;
 pub mod pg;
 pub mod redact;
+pub mod sql_ident;
 pub mod state;
 
 pub use errors::{ErrorName, StepError};
