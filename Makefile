@@ -6,8 +6,12 @@ TOOLS := $(CURDIR)/.tools
 # Lambda crates that exist in this tree (each one binary, one zip).
 LAMBDAS := $(filter $(notdir $(wildcard crates/*)),notify connectivity-check sg-autofix premigration-assessment start-task poll-progress stack-cleanup)
 CARGO_LAMBDA := PATH="$(TOOLS)/lambda/bin:$$PATH" $(TOOLS)/lambda/bin/cargo-lambda lambda
+AWS := $(TOOLS)/awscli/bin/aws
+# The source template and the console-ready one `make package` writes.
+TEMPLATE := cloudformation/aurora-to-ps-dms.yaml
+PACKAGED := packaged.yaml
 
-.PHONY: help deps lab-up lab-down lab-status build package deploy lint test test-unit bench demo clean
+.PHONY: help deps lab-up lab-down lab-status build package upload-artifacts deploy lint test test-unit bench demo clean
 
 help:
 	@echo "make demo       the workflow against local PostgreSQL and the local AWS stand-ins"
@@ -34,14 +38,20 @@ build: deps
 	$(CARGO_LAMBDA) build --release --arm64 --output-format zip --lambda-dir target/lambda $(addprefix -p ,$(LAMBDAS))
 
 package: build
+	@$(MAKE) --no-print-directory upload-artifacts
+
+# `aws cloudformation package` on zips already built: uploads each Lambda zip and the ASL that TEMPLATE
+# names (paths relative to it) to ARTIFACT_BUCKET and writes PACKAGED with their s3:// locations. The
+# packaging test (tests/tests/packaging.rs) runs it on a temporary copy holding debug zips.
+upload-artifacts:
 	@test -n "$(ARTIFACT_BUCKET)" || { echo "make package: set ARTIFACT_BUCKET=<an S3 bucket in the stack's region>" >&2; exit 2; }
-	$(TOOLS)/awscli/bin/aws cloudformation package --template-file cloudformation/aurora-to-ps-dms.yaml \
-	  --s3-bucket "$(ARTIFACT_BUCKET)" --output-template-file packaged.yaml
-	@echo "packaged.yaml is ready: upload it in the CloudFormation console (Create stack > Upload a template file)."
+	$(AWS) cloudformation package --template-file "$(TEMPLATE)" \
+	  --s3-bucket "$(ARTIFACT_BUCKET)" --output-template-file "$(PACKAGED)"
+	@echo "$(PACKAGED) is ready: upload it in the CloudFormation console (Create stack > Upload a template file)."
 
 deploy: package
 	@test -n "$(STACK)" || { echo "make deploy: set STACK=<stack name>" >&2; exit 2; }
-	$(TOOLS)/awscli/bin/aws cloudformation deploy --template-file packaged.yaml --stack-name "$(STACK)" \
+	$(AWS) cloudformation deploy --template-file "$(PACKAGED)" --stack-name "$(STACK)" \
 	  --s3-bucket "$(ARTIFACT_BUCKET)" --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM \
 	  --parameter-overrides $(PARAMS)
 
@@ -54,11 +64,14 @@ lint: deps
 # Tests run debug x86_64 binaries (the release arm64 zips are `make build`).
 test: lab-up lint
 	cargo build --workspace --bins
-	cargo test --workspace
+	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace --no-fail-fast; else cargo test --workspace --no-fail-fast; fi
 
+# Each row is measured side by side with its peer in the same run; see each bench binary's header.
 bench: lab-up
-	cargo build --release -p notify -p bench
-	cargo run --release -q -p bench
+	cargo build --release -p notify
+	cargo build -q -p integration-tests --bins
+	cargo run -q -p integration-tests --bin bench_notify
+	cargo run -q --release -p integration-tests --bin bench_preflight
 
 demo: lab-up
 	cargo build --workspace --bins

@@ -15,6 +15,7 @@ LAB_DIR=${LAB_DIR:-/var/tmp/aurora-to-ps-dms-lab-$key}
 SOURCE_PORT=${LAB_SOURCE_PORT:-54331}
 TARGET_PORT=${LAB_TARGET_PORT:-54332}
 MOTO_PORT=${LAB_MOTO_PORT:-45111}
+ROUTER_PORT=${LAB_ROUTER_PORT:-45112}
 ADMIN_PASSWORD=lab-admin
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -n "$PG_BIN" ] || { echo "lab: PostgreSQL server binaries not found; run scripts/deps.sh" >&2; exit 2; }
@@ -80,13 +81,27 @@ CONF
 moto_up() {
   if curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then return; fi
   mkdir -p "$ROOT/.lab"
-  nohup "$ROOT/.tools/py/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$ROOT/.lab/moto.log" 2>&1 &
+  # moto's Step Functions interpreter calls Lambda at localhost:$MOTO_PORT: point it at the router.
+  MOTO_PORT=$ROUTER_PORT nohup "$ROOT/.tools/py/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$ROOT/.lab/moto.log" 2>&1 &
   echo $! >"$ROOT/.lab/moto.pid"
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && return
     sleep 0.2
   done
   echo "lab: moto did not start on port $MOTO_PORT; see .lab/moto.log" >&2
+  exit 2
+}
+
+router_up() {
+  if curl -fsS "http://127.0.0.1:$ROUTER_PORT/moto-api/" >/dev/null 2>&1; then return; fi
+  nohup "$ROOT/.tools/py/bin/python" "$ROOT/scripts/sfn_router.py" "$ROUTER_PORT" "http://127.0.0.1:$MOTO_PORT" \
+    >"$ROOT/.lab/router.log" 2>&1 &
+  echo $! >"$ROOT/.lab/router.pid"
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$ROUTER_PORT/moto-api/" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "lab: the Lambda router did not start on port $ROUTER_PORT; see .lab/router.log" >&2
   exit 2
 }
 
@@ -106,6 +121,7 @@ TARGET_URL=postgres://postgres:$ADMIN_PASSWORD@127.0.0.1:$TARGET_PORT/postgres?s
 SOURCE_LOG=$LAB_DIR/source/server.log
 TARGET_LOG=$LAB_DIR/target/server.log
 MOTO_URL=http://127.0.0.1:$MOTO_PORT
+LAMBDA_ROUTER_URL=http://127.0.0.1:$ROUTER_PORT
 AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
 AWS_REGION=us-east-1
 AWS_DEFAULT_REGION=us-east-1
@@ -127,6 +143,7 @@ max_logical_replication_workers = 16
 max_worker_processes = 32
 max_sync_workers_per_subscription = 4"
   moto_up
+  router_up
   write_env
   echo "lab: up (source :$SOURCE_PORT, target :$TARGET_PORT, moto :$MOTO_PORT); env in .lab/env" >&2
 }
@@ -137,9 +154,9 @@ down() {
       as_pg "$PG_BIN/pg_ctl" -D "$LAB_DIR/$name" -m immediate -w stop >/dev/null 2>&1 || true
     fi
   done
-  if [ -f "$ROOT/.lab/moto.pid" ]; then
-    kill "$(cat "$ROOT/.lab/moto.pid")" 2>/dev/null || true
-  fi
+  for pidfile in "$ROOT/.lab/moto.pid" "$ROOT/.lab/router.pid"; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   rm -rf "$LAB_DIR" "$ROOT/.lab"
   echo "lab: down" >&2
 }
@@ -149,6 +166,7 @@ status() {
     if as_pg "$PG_BIN/pg_ctl" -D "$LAB_DIR/$name" status >/dev/null 2>&1; then echo "$name: running"; else echo "$name: stopped"; fi
   done
   if curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then echo "moto: running"; else echo "moto: stopped"; fi
+  if curl -fsS "http://127.0.0.1:$ROUTER_PORT/moto-api/" >/dev/null 2>&1; then echo "router: running"; else echo "router: stopped"; fi
 }
 
 case "${1:-}" in

@@ -87,6 +87,18 @@ impl LocalLambda {
         }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Invoke API URL of this function (what the lab's Lambda router forwards to).
+    pub fn invoke_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{}/invocations",
+            self.port, self.name
+        )
+    }
+
     /// Invokes the function once; a function error comes back as `Err` with its `errorType`.
     pub async fn invoke(&self, payload: &Value) -> Result<Value, FunctionError> {
         let url = format!(

@@ -20,6 +20,8 @@ pub struct Delivered {
 
 impl TopicWithQueue {
     pub async fn create(config: &aws_config::SdkConfig, name: &str) -> TopicWithQueue {
+        // moto keeps state between runs: a fresh topic and queue per run, so no stale message is read.
+        let name = &crate::unique_name(name);
         let sns = aws_sdk_sns::Client::new(config);
         let sqs = aws_sdk_sqs::Client::new(config);
         let topic_arn = sns

@@ -151,6 +151,18 @@ pub trait Dms {
         instance_arn: &str,
         endpoint_arn: &str,
     ) -> impl Future<Output = Result<Option<ConnectionInfo>, StepError>> + Send;
+    /// The task's `TableMappings` JSON. `describe_task` asks DMS `WithoutSettings`, which may leave the
+    /// mappings out, so `DmsClient` asks again with settings; a fake inherits this default, which reads
+    /// `describe_task`.
+    fn task_table_mappings(
+        &self,
+        task_arn: &str,
+    ) -> impl Future<Output = Result<Option<String>, StepError>> + Send
+    where
+        Self: Sync,
+    {
+        async move { Ok(self.describe_task(task_arn).await?.table_mappings) }
+    }
 }
 
 #[derive(Clone)]
@@ -386,6 +398,23 @@ impl Dms for DmsClient {
                 }
             }
         }
+    }
+
+    async fn task_table_mappings(&self, task_arn: &str) -> Result<Option<String>, StepError> {
+        let out = self
+            .client
+            .describe_replication_tasks()
+            .filters(filter("replication-task-arn", task_arn)?)
+            .without_settings(false)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("dms:DescribeReplicationTasks", task_arn, &e))?;
+        let task = out
+            .replication_tasks()
+            .iter()
+            .find(|t| t.replication_task_arn() == Some(task_arn))
+            .ok_or_else(|| not_found("replication task", task_arn))?;
+        Ok(task.table_mappings().map(str::to_string))
     }
 
     async fn describe_connection(

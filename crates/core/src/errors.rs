@@ -33,10 +33,13 @@ pub enum ErrorName {
     PostgresQueryFailed,
     /// The Lambda's own configuration (environment) is missing or wrong: a deployment fault.
     ConfigInvalid,
+    /// start-task will not start the task as it stands (restarting would duplicate rows, the task failed,
+    /// or another execution watches it): the user must act; the message says what to do. No retry.
+    TaskRestartRefused,
 }
 
 impl ErrorName {
-    pub const ALL: [ErrorName; 11] = [
+    pub const ALL: [ErrorName; 12] = [
         ErrorName::PayloadInvalid,
         ErrorName::AwsThrottled,
         ErrorName::AwsTransient,
@@ -48,6 +51,7 @@ impl ErrorName {
         ErrorName::PostgresAuthFailed,
         ErrorName::PostgresQueryFailed,
         ErrorName::ConfigInvalid,
+        ErrorName::TaskRestartRefused,
     ];
 
     /// The `errorType` string Step Functions sees.
@@ -64,6 +68,7 @@ impl ErrorName {
             ErrorName::PostgresAuthFailed => "Postgres.AuthFailed",
             ErrorName::PostgresQueryFailed => "Postgres.QueryFailed",
             ErrorName::ConfigInvalid => "Config.Invalid",
+            ErrorName::TaskRestartRefused => "Task.RestartRefused",
         }
     }
 
@@ -198,6 +203,9 @@ fn classify_status(status: u16) -> ErrorName {
         403 | 401 => ErrorName::AwsAccessDenied,
         404 => ErrorName::AwsNotFound,
         500..=599 => ErrorName::AwsTransient,
+        // A success status whose body the SDK could not read (cut short, garbled by a proxy): the request
+        // itself was accepted, so another try is the right answer, not "refused".
+        200..=299 => ErrorName::AwsTransient,
         _ => ErrorName::AwsRejected,
     }
 }
@@ -326,6 +334,7 @@ mod tests {
         assert_eq!(classify_status(503), ErrorName::AwsTransient);
         assert_eq!(classify_status(400), ErrorName::AwsRejected);
         assert_eq!(classify_status(429), ErrorName::AwsThrottled);
+        assert_eq!(classify_status(200), ErrorName::AwsTransient);
     }
 
     #[test]

@@ -4,15 +4,30 @@
 
 pub mod arn;
 pub mod aws;
+pub mod checks;
+pub mod clock;
+pub mod connectivity;
+pub mod db_secret;
 pub mod dms;
+pub mod ec2;
+pub mod envelope;
 pub mod errors;
 pub mod events;
+pub mod metrics;
 pub mod notifier;
 pub mod payload;
 pub mod pg;
+pub mod pgpass;
+pub mod rds;
 pub mod redact;
+pub mod s3;
+pub mod schema_objects;
+pub mod sg_rules;
 pub mod sql_ident;
 pub mod state;
+pub mod table_mapping;
+pub mod tags;
+pub mod task_phase;
 
 pub use errors::{ErrorName, StepError};
 pub use events::Event;

@@ -242,34 +242,43 @@ impl PgConnectOptions {
     }
 
     fn tls_config(&self) -> Result<rustls::ClientConfig, StepError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| StepError::config(format!("TLS setup: {e}")))?;
-        let config = match self.ssl_mode {
-            SslMode::Require => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-                .with_no_client_auth(),
-            _ => {
-                let mut roots = RootCertStore::empty();
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                if let Some(pem) = &self.root_cert_pem {
-                    let mut reader = pem.as_slice();
-                    for cert in rustls_pemfile::certs(&mut reader) {
-                        let cert = cert.map_err(|e| {
-                            StepError::payload(format!("sslrootcert: not a PEM certificate ({e})"))
-                        })?;
-                        roots.add(cert).map_err(|e| {
-                            StepError::payload(format!("sslrootcert: unusable certificate ({e})"))
-                        })?;
-                    }
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
-        };
-        Ok(config)
+        tls_client_config(self.ssl_mode, self.root_cert_pem.as_deref())
     }
+}
+
+/// The TLS client for `require` (encrypt only, as libpq) or `verify-full` (public roots plus the given CA
+/// PEM, host name checked). Shared by every PostgreSQL client of the project, dms-local's included.
+pub fn tls_client_config(
+    ssl_mode: SslMode,
+    root_cert_pem: Option<&[u8]>,
+) -> Result<rustls::ClientConfig, StepError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StepError::config(format!("TLS setup: {e}")))?;
+    let config = match ssl_mode {
+        SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+        _ => {
+            let mut roots = RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(pem) = root_cert_pem {
+                let mut reader = pem;
+                for cert in rustls_pemfile::certs(&mut reader) {
+                    let cert = cert.map_err(|e| {
+                        StepError::payload(format!("sslrootcert: not a PEM certificate ({e})"))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        StepError::payload(format!("sslrootcert: unusable certificate ({e})"))
+                    })?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(config)
 }
 
 enum ConnectFailure {

@@ -221,6 +221,11 @@ pub struct ProgressResult {
     pub cdc_latency_target_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_load_rows: Option<i64>,
+    /// How many tables have a validation warning (`warningTables` holds at most `MAX_NAMES`).
+    pub warning_tables_total: u32,
+    /// full-load, cdc or full-load-and-cdc, as DMS reports it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub migration_type: String,
 }
 
 /// What a Catch recorded: Step Functions' `Error` and `Cause`, and the state name a Pass added as `step`.

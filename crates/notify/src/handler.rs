@@ -70,13 +70,6 @@ pub async fn handle<N: Notifier>(input: Value, notifier: &N, now: i64) -> Result
     Ok(state)
 }
 
-pub fn now_epoch_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

@@ -14,7 +14,12 @@ async fn main() -> Result<(), Error> {
     let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(&config), topic_arn);
     let notifier = &notifier;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler::handle(event.payload, notifier, handler::now_epoch_seconds()).await
+        handler::handle(
+            event.payload,
+            notifier,
+            core_lib::clock::now_epoch_seconds(),
+        )
+        .await
     }))
     .await
 }

@@ -577,6 +577,7 @@ fn error_fix(error: &str) -> &'static str {
         "Postgres.AuthFailed" => "Check the user name and password in the endpoint's Secrets Manager secret, and that pg_hba / the cluster allows this user.",
         "Postgres.QueryFailed" => "A SQL statement failed; the message above names it. Fix the privilege or object it names, then start a new execution.",
         "Config.Invalid" => "The Lambda is missing part of its configuration. Update or redeploy the stack.",
+        "Task.RestartRefused" => "The task was not started, because starting it as it stands would duplicate rows or disturb another run; the message above says why. Do what it says (for a fresh load: start a new execution with options startMode \"reload\" and truncateTarget true, which empties the mapped target tables first).",
         "States.Timeout" => "The step ran past its time limit. Start a new execution; if it happens again, read the step's Lambda log in CloudWatch.",
         "Lambda.Unknown" => "The Lambda crashed, ran out of memory or hit its timeout before answering. Read its log group in CloudWatch, then start a new execution.",
         _ => "Read the execution's history in the Step Functions console (link below), then start a new execution; every step is safe to re-run.",

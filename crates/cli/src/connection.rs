@@ -1,0 +1,164 @@
+//! `--source`/`--target` to a connected client, as DESIGN §9 says: URL from the flag or PGSOURCE/PGTARGET,
+//! password from the URL, else PGPASSWORD, else the password file (libpq's order), `sslrootcert` from the
+//! URL. Nothing here ever prints the password: errors come from core, which redacts them.
+
+use core_lib::errors::StepError;
+use core_lib::pg::{PgConnectOptions, SslMode};
+use core_lib::pgpass::{self, PgpassKey, PgpassSkipped};
+
+/// The process environment, read once in `main`.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub pgpassword: Option<String>,
+    pub pgpassfile: Option<String>,
+    pub home: Option<String>,
+}
+
+impl Environment {
+    pub fn from_process() -> Self {
+        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        Environment {
+            pgpassword: var("PGPASSWORD"),
+            pgpassfile: var("PGPASSFILE"),
+            home: var("HOME"),
+        }
+    }
+}
+
+/// Which database a URL is for: it decides the flag and variable named in messages and the TLS default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    fn flag(self) -> &'static str {
+        match self {
+            Side::Source => "--source",
+            Side::Target => "--target",
+        }
+    }
+
+    fn variable(self) -> &'static str {
+        match self {
+            Side::Source => "PGSOURCE",
+            Side::Target => "PGTARGET",
+        }
+    }
+
+    /// The target (PlanetScale) has a publicly trusted certificate: verify it. Aurora's is signed by the
+    /// RDS CA, which no public root store holds: `require` encrypts by default, and
+    /// `?sslmode=verify-full&sslrootcert=global-bundle.pem` verifies it.
+    fn default_ssl(self) -> SslMode {
+        match self {
+            Side::Source => SslMode::Require,
+            Side::Target => SslMode::VerifyFull,
+        }
+    }
+}
+
+/// Connection options for one side, with the password resolved. `url` is the flag's value or the
+/// variable's (clap fills it from PGSOURCE/PGTARGET).
+pub fn options(
+    side: Side,
+    url: Option<&str>,
+    env: &Environment,
+) -> Result<PgConnectOptions, StepError> {
+    let url = url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+        StepError::payload(format!(
+            "no {} database: give {} URL or set {}",
+            match side {
+                Side::Source => "source",
+                Side::Target => "target",
+            },
+            side.flag(),
+            side.variable()
+        ))
+    })?;
+    let options = PgConnectOptions::from_url(url, side.default_ssl())
+        .map_err(|e| StepError::new(e.name, format!("{}: {}", side.flag(), e.message)))?;
+    if options.has_password() {
+        return Ok(options);
+    }
+    if let Some(password) = &env.pgpassword {
+        return Ok(options.with_password(Some(password.clone())));
+    }
+    let Some(path) = pgpass::default_path(env.pgpassfile.as_deref(), env.home.as_deref()) else {
+        return Ok(options);
+    };
+    let key = PgpassKey {
+        host: &options.host,
+        port: options.port,
+        dbname: &options.dbname,
+        user: &options.user,
+    };
+    match pgpass::lookup_file(&path, key) {
+        Ok(password) => Ok(options.with_password(password)),
+        Err(PgpassSkipped::Missing) => Ok(options),
+        Err(PgpassSkipped::TooOpen { mode }) => {
+            // libpq ignores such a file with a warning; so do we.
+            eprintln!(
+                "dms-migrate: warning: password file {} has permissions {mode:o}; it is ignored (chmod 0600 it)",
+                path.display()
+            );
+            Ok(options)
+        }
+        Err(PgpassSkipped::Unreadable(why)) => {
+            eprintln!(
+                "dms-migrate: warning: password file {} cannot be read ({why})",
+                path.display()
+            );
+            Ok(options)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_url_names_flag_and_variable() {
+        let err = options(Side::Target, None, &Environment::default()).unwrap_err();
+        assert!(
+            err.message.contains("--target URL or set PGTARGET"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn password_order_is_url_then_pgpassword_then_file() {
+        let dir = std::env::temp_dir().join(format!("dms-migrate-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pgpass");
+        std::fs::write(&file, "db:5432:app:mig:from-file\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let mut env = Environment {
+            pgpassword: Some("from-env".into()),
+            pgpassfile: Some(file.display().to_string()),
+            home: None,
+        };
+        let debug = |o: PgConnectOptions| format!("{o:?}");
+        // The password never shows in Debug; has_password tells which source was used.
+        let o = options(Side::Source, Some("postgres://mig:in-url@db/app"), &env).unwrap();
+        assert!(o.has_password() && !debug(o).contains("in-url"));
+        env.pgpassword = None;
+        let o = options(Side::Source, Some("postgres://mig@db/app"), &env).unwrap();
+        assert!(o.has_password());
+        let o = options(Side::Source, Some("postgres://other@db/app"), &env).unwrap();
+        assert!(!o.has_password());
+        assert_eq!(
+            options(Side::Target, Some("postgres://mig@db/app"), &env)
+                .unwrap()
+                .ssl_mode,
+            SslMode::VerifyFull
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,26 @@
+use std::time::{Duration, SystemTime};
+
+use core_lib::aws::load_config;
+use core_lib::dms::DmsClient;
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+
+mod handler;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    // Optional: tests shorten the wait between DescribeConnections calls.
+    let interval = std::env::var("CONNECTION_POLL_INTERVAL_MS")
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .map_or(handler::DEFAULT_POLL_INTERVAL, Duration::from_millis);
+    let config = load_config().await;
+    let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
+    let dms = &dms;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let budget = handler::time_budget(event.context.deadline(), SystemTime::now());
+        handler::handle(event.payload, dms, interval, budget).await
+    }))
+    .await
+}

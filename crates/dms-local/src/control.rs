@@ -1,0 +1,237 @@
+//! The control API (README.md): registers resources and injects faults. Not part of DMS.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::ids::{arn, now_epoch_seconds, resource_id};
+use crate::model::{
+    stop_reason, task_status, Endpoint, Instance, MigrationType, Password, PendingAction, Task,
+};
+use crate::{table_mappings, App};
+
+pub struct ControlError(String);
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, Json(json!({"error": self.0}))).into_response()
+    }
+}
+
+type ControlResult = Result<Json<Value>, ControlError>;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceSpec {
+    identifier: String,
+    #[serde(default)]
+    security_group_ids: Vec<String>,
+    #[serde(default)]
+    vpc_id: String,
+    #[serde(default)]
+    publicly_accessible: bool,
+}
+
+pub async fn register_instance(
+    State(app): State<Arc<App>>,
+    Json(spec): Json<InstanceSpec>,
+) -> ControlResult {
+    if spec.identifier.is_empty() {
+        return Err(ControlError("identifier is required".into()));
+    }
+    let arn = arn(&app.region, "rep", &resource_id());
+    app.registry.lock().instances.push(Instance {
+        arn: arn.clone(),
+        identifier: spec.identifier.to_ascii_lowercase(),
+        security_group_ids: spec.security_group_ids,
+        vpc_id: spec.vpc_id,
+        publicly_accessible: spec.publicly_accessible,
+        created: now_epoch_seconds(),
+    });
+    Ok(Json(json!({"arn": arn})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointSpec {
+    identifier: String,
+    endpoint_type: String,
+    engine: String,
+    host: String,
+    port: u16,
+    database: String,
+    username: String,
+    password: String,
+    #[serde(default = "default_ssl_mode")]
+    ssl_mode: String,
+    secret_id: Option<String>,
+}
+
+fn default_ssl_mode() -> String {
+    "none".to_string()
+}
+
+pub async fn register_endpoint(
+    State(app): State<Arc<App>>,
+    Json(spec): Json<EndpointSpec>,
+) -> ControlResult {
+    if !matches!(spec.endpoint_type.as_str(), "source" | "target") {
+        return Err(ControlError("endpointType must be source or target".into()));
+    }
+    if !matches!(spec.engine.as_str(), "aurora-postgresql" | "postgres") {
+        return Err(ControlError(
+            "engine must be aurora-postgresql or postgres".into(),
+        ));
+    }
+    if !matches!(
+        spec.ssl_mode.as_str(),
+        "none" | "require" | "verify-ca" | "verify-full"
+    ) {
+        return Err(ControlError(
+            "sslMode must be none, require, verify-ca or verify-full".into(),
+        ));
+    }
+    let arn = arn(&app.region, "endpoint", &resource_id());
+    app.registry.lock().endpoints.push(Endpoint {
+        arn: arn.clone(),
+        identifier: spec.identifier,
+        endpoint_type: spec.endpoint_type,
+        engine: spec.engine,
+        host: spec.host,
+        port: spec.port,
+        database: spec.database,
+        username: spec.username,
+        password: Password(spec.password),
+        ssl_mode: spec.ssl_mode,
+        secret_id: spec.secret_id,
+    });
+    Ok(Json(json!({"arn": arn})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskSpec {
+    identifier: String,
+    instance_arn: String,
+    source_endpoint_arn: String,
+    target_endpoint_arn: String,
+    migration_type: String,
+    table_mappings: Value,
+}
+
+pub async fn register_task(
+    State(app): State<Arc<App>>,
+    Json(spec): Json<TaskSpec>,
+) -> ControlResult {
+    let migration_type = MigrationType::parse(&spec.migration_type).ok_or_else(|| {
+        ControlError("migrationType must be full-load, cdc or full-load-and-cdc".into())
+    })?;
+    let mappings_text = table_mappings::mapping_text(&spec.table_mappings);
+    table_mappings::parse(&mappings_text).map_err(ControlError)?;
+    let mut inner = app.registry.lock();
+    if inner.instance(&spec.instance_arn).is_none() {
+        return Err(ControlError(format!(
+            "instance {} is not registered",
+            spec.instance_arn
+        )));
+    }
+    for (role, endpoint_arn) in [
+        ("source", &spec.source_endpoint_arn),
+        ("target", &spec.target_endpoint_arn),
+    ] {
+        match inner.endpoint(endpoint_arn) {
+            Some(e) if e.endpoint_type == role => {}
+            Some(_) => {
+                return Err(ControlError(format!(
+                    "endpoint {endpoint_arn} is not a {role} endpoint"
+                )))
+            }
+            None => {
+                return Err(ControlError(format!(
+                    "endpoint {endpoint_arn} is not registered"
+                )))
+            }
+        }
+    }
+    let arn = arn(&app.region, "task", &resource_id());
+    inner.tasks.push(Task {
+        arn: arn.clone(),
+        identifier: spec.identifier,
+        instance_arn: spec.instance_arn,
+        source_arn: spec.source_endpoint_arn,
+        target_arn: spec.target_endpoint_arn,
+        migration_type,
+        table_mappings: mappings_text,
+        created: now_epoch_seconds(),
+        status: task_status::READY.to_string(),
+        stop_reason: None,
+        last_failure_message: None,
+        held_status: None,
+        pause_table_sync: false,
+        ever_started: false,
+        start_date: None,
+        fresh_start_date: None,
+        stop_date: None,
+        full_load_start: None,
+        full_load_finish: None,
+        tables: Vec::new(),
+        pending: None,
+        subscription_exists: false,
+        subscription_enabled: false,
+    });
+    Ok(Json(json!({"arn": arn})))
+}
+
+/// One fault per call; the member present says which (README.md).
+pub async fn fault(State(app): State<Arc<App>>, Json(body): Json<Value>) -> ControlResult {
+    let mut inner = app.registry.lock();
+    if let Some(operation) = body["operation"].as_str() {
+        if let Some(count) = body["throttle"].as_u64() {
+            inner
+                .throttles
+                .insert(operation.to_string(), count.min(u32::MAX as u64) as u32);
+            return Ok(Json(json!({"ok": true})));
+        }
+        if body["assessmentError"].as_bool() == Some(true)
+            && operation == "StartReplicationTaskAssessmentRun"
+        {
+            inner.next_assessment_run_errors = true;
+            return Ok(Json(json!({"ok": true})));
+        }
+        return Err(ControlError(
+            "an operation fault needs `throttle` (a count) or `assessmentError: true` on StartReplicationTaskAssessmentRun".into(),
+        ));
+    }
+    let task_arn = body["taskArn"]
+        .as_str()
+        .ok_or_else(|| ControlError("a fault needs `operation` or `taskArn`".into()))?;
+    let task = inner
+        .task_mut(task_arn)
+        .ok_or_else(|| ControlError(format!("task {task_arn} is not registered")))?;
+    let object = body.as_object().cloned().unwrap_or_default();
+    if let Some(message) = body["failTask"].as_str() {
+        task.status = task_status::FAILED.to_string();
+        task.stop_reason = Some(stop_reason::FATAL_ERROR.to_string());
+        task.last_failure_message = Some(message.to_string());
+        task.stop_date = Some(now_epoch_seconds());
+        task.pending = Some(PendingAction::Fail);
+    } else if object.contains_key("holdStatus") {
+        task.held_status = body["holdStatus"].as_str().map(str::to_string);
+    } else if let Some(pause) = body["pauseTableSync"].as_bool() {
+        task.pause_table_sync = pause;
+    } else {
+        return Err(ControlError(
+            "a task fault needs failTask, holdStatus or pauseTableSync".into(),
+        ));
+    }
+    Ok(Json(json!({"ok": true})))
+}

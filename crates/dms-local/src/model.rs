@@ -1,0 +1,296 @@
+//! The server's in-memory state: what the control API registered and what the replication engine
+//! observed. One `std::sync::Mutex` guards it; it is never held across an `.await`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub arn: String,
+    /// Stored lowercase, as DMS does: it is the CloudWatch `ReplicationInstanceIdentifier`.
+    pub identifier: String,
+    pub security_group_ids: Vec<String>,
+    pub vpc_id: String,
+    pub publicly_accessible: bool,
+    pub created: f64,
+}
+
+/// A password that never reaches a `Debug`, a log line or a Describe answer.
+#[derive(Clone)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub arn: String,
+    pub identifier: String,
+    /// `source` or `target` (DMS answers it uppercase in DescribeEndpoints).
+    pub endpoint_type: String,
+    pub engine: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub username: String,
+    pub password: Password,
+    /// DMS's spelling: none, require, verify-ca, verify-full.
+    pub ssl_mode: String,
+    pub secret_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub instance_arn: String,
+    pub endpoint_arn: String,
+    /// testing, successful, failed.
+    pub status: String,
+    pub last_failure_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationType {
+    FullLoad,
+    Cdc,
+    FullLoadAndCdc,
+}
+
+impl MigrationType {
+    pub fn parse(text: &str) -> Option<MigrationType> {
+        match text {
+            "full-load" => Some(MigrationType::FullLoad),
+            "cdc" => Some(MigrationType::Cdc),
+            "full-load-and-cdc" => Some(MigrationType::FullLoadAndCdc),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationType::FullLoad => "full-load",
+            MigrationType::Cdc => "cdc",
+            MigrationType::FullLoadAndCdc => "full-load-and-cdc",
+        }
+    }
+
+    pub fn has_full_load(self) -> bool {
+        self != MigrationType::Cdc
+    }
+
+    pub fn has_cdc(self) -> bool {
+        self != MigrationType::FullLoad
+    }
+}
+
+/// What an API call asked the replication engine to do on its next tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingAction {
+    StartReplication,
+    ResumeProcessing,
+    ReloadTarget,
+    Stop,
+    /// The `failTask` fault: the task is already reported failed; the engine disables the subscription.
+    Fail,
+}
+
+/// DescribeTableStatistics `TableState` values (DMS spelling).
+pub mod table_state {
+    pub const BEFORE_LOAD: &str = "Before load";
+    pub const FULL_LOAD: &str = "Full load";
+    pub const COMPLETED: &str = "Table completed";
+    pub const ERROR: &str = "Table error";
+    pub const RELOADING: &str = "Table is being reloaded";
+}
+
+#[derive(Debug, Clone)]
+pub struct TableProgress {
+    pub schema: String,
+    pub table: String,
+    pub state: &'static str,
+    pub full_load_rows: i64,
+    pub inserts: i64,
+    pub updates: i64,
+    pub deletes: i64,
+    pub full_load_start: Option<f64>,
+    pub full_load_end: Option<f64>,
+    pub last_update: f64,
+    pub reloaded: bool,
+    /// Rows on the target when this load began (DO_NOTHING keeps what was there).
+    pub rows_before_load: i64,
+    /// pg_stat_user_tables (n_tup_ins, n_tup_upd, n_tup_del) on the target when the load completed:
+    /// changes after it count as CDC inserts/updates/deletes.
+    pub counters_at_load_end: Option<(i64, i64, i64)>,
+    /// When the table entered data sync, and the subscription's sync_error_count then.
+    pub data_sync_since: Option<(Instant, i64)>,
+}
+
+impl TableProgress {
+    pub fn new(schema: &str, table: &str, now: f64) -> TableProgress {
+        TableProgress {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            state: table_state::BEFORE_LOAD,
+            full_load_rows: 0,
+            inserts: 0,
+            updates: 0,
+            deletes: 0,
+            full_load_start: None,
+            full_load_end: None,
+            last_update: now,
+            reloaded: false,
+            rows_before_load: 0,
+            counters_at_load_end: None,
+            data_sync_since: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub arn: String,
+    pub identifier: String,
+    pub instance_arn: String,
+    pub source_arn: String,
+    pub target_arn: String,
+    pub migration_type: MigrationType,
+    /// The table-mapping JSON as text, exactly as DMS returns it.
+    pub table_mappings: String,
+    pub created: f64,
+    pub status: String,
+    pub stop_reason: Option<String>,
+    pub last_failure_message: Option<String>,
+    /// The `holdStatus` fault: reported (and enforced by Start/Stop) instead of `status`.
+    pub held_status: Option<String>,
+    pub pause_table_sync: bool,
+    pub ever_started: bool,
+    pub start_date: Option<f64>,
+    pub fresh_start_date: Option<f64>,
+    pub stop_date: Option<f64>,
+    pub full_load_start: Option<f64>,
+    pub full_load_finish: Option<f64>,
+    pub tables: Vec<TableProgress>,
+    pub pending: Option<PendingAction>,
+    /// Whether a subscription exists on the target / is enabled (the engine's view).
+    pub subscription_exists: bool,
+    pub subscription_enabled: bool,
+}
+
+impl Task {
+    pub fn reported_status(&self) -> &str {
+        self.held_status.as_deref().unwrap_or(&self.status)
+    }
+
+    pub fn full_load_finished(&self) -> bool {
+        self.full_load_finish.is_some()
+    }
+
+    /// Publication, subscription and slot share this name: lowercase so it needs no quoting.
+    pub fn replication_name(&self) -> String {
+        format!(
+            "dms_local_{}",
+            crate::ids::resource_id_of(&self.arn).to_ascii_lowercase()
+        )
+    }
+}
+
+pub mod task_status {
+    pub const READY: &str = "ready";
+    pub const STARTING: &str = "starting";
+    pub const RUNNING: &str = "running";
+    pub const STOPPING: &str = "stopping";
+    pub const STOPPED: &str = "stopped";
+    pub const FAILED: &str = "failed";
+}
+
+pub mod stop_reason {
+    pub const NORMAL: &str = "Stop Reason NORMAL";
+    pub const FULL_LOAD_ONLY_FINISHED: &str = "Stop Reason FULL_LOAD_ONLY_FINISHED";
+    pub const FATAL_ERROR: &str = "Stop Reason FATAL_ERROR";
+}
+
+#[derive(Debug, Clone)]
+pub struct IndividualAssessment {
+    pub arn: String,
+    pub name: String,
+    /// pending, running, passed, warning, failed, error, skipped.
+    pub status: String,
+    pub start_date: Option<f64>,
+    /// What the probe found (names of offending objects, the setting's value): kept for the README's
+    /// promise that results are real; DMS puts this in the S3 report, which dms-local does not write.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssessmentRun {
+    pub arn: String,
+    pub task_arn: String,
+    pub name: String,
+    /// provisioning, running, passed, warning, failed, error-executing.
+    pub status: String,
+    pub created: f64,
+    pub service_access_role_arn: String,
+    pub result_location_bucket: String,
+    pub result_location_folder: Option<String>,
+    pub last_failure_message: Option<String>,
+    pub assessments: Vec<IndividualAssessment>,
+    /// The `assessmentError` fault was armed when this run started.
+    pub fail_execution: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Inner {
+    pub instances: Vec<Instance>,
+    pub endpoints: Vec<Endpoint>,
+    pub tasks: Vec<Task>,
+    pub connections: Vec<Connection>,
+    pub assessment_runs: Vec<AssessmentRun>,
+    /// Operation name → how many more calls answer ThrottlingException.
+    pub throttles: HashMap<String, u32>,
+    pub next_assessment_run_errors: bool,
+}
+
+impl Inner {
+    pub fn task(&self, arn: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.arn == arn)
+    }
+
+    pub fn task_mut(&mut self, arn: &str) -> Option<&mut Task> {
+        self.tasks.iter_mut().find(|t| t.arn == arn)
+    }
+
+    pub fn endpoint(&self, arn: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.arn == arn)
+    }
+
+    pub fn instance(&self, arn: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.arn == arn)
+    }
+
+    /// Consumes one throttle of `operation`; true when this call must be throttled.
+    pub fn take_throttle(&mut self, operation: &str) -> bool {
+        match self.throttles.get_mut(operation) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl Registry {
+    /// A poisoned lock only means another request panicked mid-update; the data is still usable here.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,127 @@
+//! poll-progress: one reading of the DMS task per invocation — its status, stop reason and statistics,
+//! its table statistics, and (while CDC can run) its CloudWatch CDC latency — turned by core's phase rules
+//! into `results.progress` and the updated `monitor` (DESIGN §5). A business outcome (failed, monitoring
+//! ended) is data for the ASL's Choice; only an AWS call that fails is an error.
+
+use core_lib::arn::DmsArn;
+use core_lib::dms::{Dms, TableStat, TaskInfo};
+use core_lib::envelope::{read_state, write_state};
+use core_lib::metrics::{Metrics, TaskMetricsKey};
+use core_lib::state::ExecutionState;
+use core_lib::task_phase::{assess, CdcLatency, MigrationType, Reading, TaskStatus};
+use core_lib::{ErrorName, StepError};
+use serde_json::Value;
+
+pub struct Deps<D, M> {
+    pub dms: D,
+    pub metrics: M,
+}
+
+pub async fn handle<D, M>(input: Value, deps: &Deps<D, M>, now: i64) -> Result<Value, StepError>
+where
+    D: Dms + Sync,
+    M: Metrics + Sync,
+{
+    let mut state = read_state(input, "poll-progress")?;
+    let task_arn = state.replication_task_arn.clone();
+    let task = deps.dms.describe_task(&task_arn).await?;
+    let tables = table_statistics(&deps.dms, &task).await?;
+    let latency = if may_be_in_cdc(&task) {
+        cdc_latency(deps, &state, &task, now).await?
+    } else {
+        CdcLatency::default()
+    };
+    let reading = Reading {
+        task: &task,
+        tables: &tables,
+        latency,
+    };
+    let assessment = assess(&reading, &state.monitor, &state.options, now);
+    log_reading(&task, &tables, &assessment.progress);
+    state.monitor = assessment.monitor;
+    state.results.progress = Some(assessment.progress);
+    write_state(&state)
+}
+
+/// DMS may answer InvalidResourceStateFault for a task that has not produced statistics yet (never
+/// started); that is "no tables yet", not a failure of this poll.
+async fn table_statistics<D: Dms>(dms: &D, task: &TaskInfo) -> Result<Vec<TableStat>, StepError> {
+    match dms.table_statistics(&task.arn).await {
+        Ok(tables) => Ok(tables),
+        Err(err) if err.name == ErrorName::DmsInvalidState => {
+            tracing::info!(task = %task.arn, status = %task.status, error = %err, "no table statistics yet");
+            Ok(Vec::new())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// CDC latency exists only while a CDC-capable task runs; any other reading needs no metric call.
+fn may_be_in_cdc(task: &TaskInfo) -> bool {
+    TaskStatus::parse(&task.status) == Some(TaskStatus::Running)
+        && MigrationType::parse(&task.migration_type).is_some_and(|m| m != MigrationType::FullLoad)
+}
+
+async fn cdc_latency<D, M>(
+    deps: &Deps<D, M>,
+    state: &ExecutionState,
+    task: &TaskInfo,
+    now: i64,
+) -> Result<CdcLatency, StepError>
+where
+    D: Dms + Sync,
+    M: Metrics + Sync,
+{
+    let instance_arn = if task.instance_arn.is_empty() {
+        state.replication_instance_arn.as_str()
+    } else {
+        task.instance_arn.as_str()
+    };
+    // The metric dimension is the instance's identifier (stored lowercase), not the id in its ARN.
+    let instance = deps.dms.describe_instance(instance_arn).await?;
+    let task_resource_id = if state.context.task_id.is_empty() {
+        DmsArn::parse(&task.arn, "task")
+            .map(|a| a.resource_id)
+            .map_err(|why| StepError::payload(format!("replicationTaskArn {}: {why}", task.arn)))?
+    } else {
+        state.context.task_id.clone()
+    };
+    let key = TaskMetricsKey {
+        instance_identifier: instance.identifier.to_lowercase(),
+        task_resource_id,
+    };
+    deps.metrics.cdc_latency(&key, now).await
+}
+
+/// The whole lists go to the log; the state carries at most `MAX_NAMES` of each.
+fn log_reading(task: &TaskInfo, tables: &[TableStat], progress: &core_lib::state::ProgressResult) {
+    let in_state = |keep: &dyn Fn(&TableStat) -> bool| -> Vec<String> {
+        tables
+            .iter()
+            .filter(|t| keep(t))
+            .map(|t| format!("{} ({})", t.qualified_name(), t.state))
+            .collect()
+    };
+    let errors = in_state(&|t| t.state == core_lib::task_phase::TABLE_ERROR);
+    let warnings = in_state(&|t| {
+        t.validation_state
+            .as_deref()
+            .is_some_and(|v| core_lib::task_phase::VALIDATION_WARNINGS.contains(&v))
+    });
+    tracing::info!(
+        task = %task.arn,
+        status = %task.status,
+        stop_reason = ?task.stop_reason,
+        phase = %progress.phase,
+        reason = ?progress.reason,
+        tables = tables.len(),
+        error_tables = ?errors,
+        warning_tables = ?warnings,
+        latency_source = ?progress.cdc_latency_source_seconds,
+        latency_target = ?progress.cdc_latency_target_seconds,
+        "poll-progress reading"
+    );
+}
+
+#[cfg(test)]
+mod tests;

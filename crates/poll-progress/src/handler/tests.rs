@@ -1,0 +1,357 @@
+use std::sync::Mutex;
+
+use aws_sdk_databasemigration::config::retry::RetryConfig;
+use aws_sdk_databasemigration::Client;
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use core_lib::dms::{
+    ConnectionInfo, DmsClient, EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo,
+};
+use core_lib::payload::parse_payload;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+use super::*;
+
+const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
+const INSTANCE_ARN: &str = "arn:aws:dms:us-east-1:123456789012:rep:INSTANCEARNID";
+const NOW: i64 = 2_000_000;
+
+#[derive(Default)]
+struct FakeDms {
+    task: Option<TaskInfo>,
+    tables: Vec<TableStat>,
+    describe_error: Option<StepError>,
+    tables_error: Option<StepError>,
+}
+
+impl Dms for FakeDms {
+    async fn describe_task(&self, _task_arn: &str) -> Result<TaskInfo, StepError> {
+        match &self.describe_error {
+            Some(err) => Err(err.clone()),
+            None => Ok(self.task.clone().expect("a task")),
+        }
+    }
+    async fn table_statistics(&self, _task_arn: &str) -> Result<Vec<TableStat>, StepError> {
+        match &self.tables_error {
+            Some(err) => Err(err.clone()),
+            None => Ok(self.tables.clone()),
+        }
+    }
+    async fn start_task(&self, _arn: &str, _t: StartType) -> Result<(), StepError> {
+        unreachable!("poll-progress never starts a task")
+    }
+    async fn describe_instance(&self, instance_arn: &str) -> Result<InstanceInfo, StepError> {
+        assert_eq!(instance_arn, INSTANCE_ARN);
+        Ok(InstanceInfo {
+            arn: INSTANCE_ARN.into(),
+            identifier: "Lab-Instance".into(),
+            ..InstanceInfo::default()
+        })
+    }
+    async fn describe_endpoint(&self, _arn: &str) -> Result<EndpointInfo, StepError> {
+        unreachable!()
+    }
+    async fn test_connection(&self, _i: &str, _e: &str) -> Result<(), StepError> {
+        unreachable!()
+    }
+    async fn describe_connection(
+        &self,
+        _i: &str,
+        _e: &str,
+    ) -> Result<Option<ConnectionInfo>, StepError> {
+        unreachable!()
+    }
+}
+
+#[derive(Default)]
+struct FakeMetrics {
+    latency: CdcLatency,
+    asked: Mutex<Vec<TaskMetricsKey>>,
+}
+
+impl Metrics for FakeMetrics {
+    async fn cdc_latency(&self, key: &TaskMetricsKey, now: i64) -> Result<CdcLatency, StepError> {
+        assert_eq!(now, NOW);
+        self.asked.lock().unwrap().push(key.clone());
+        Ok(self.latency)
+    }
+}
+
+fn task(status: &str, stop: Option<&str>, migration: &str) -> TaskInfo {
+    TaskInfo {
+        arn: TASK_ARN.into(),
+        status: status.into(),
+        stop_reason: stop.map(str::to_string),
+        migration_type: migration.into(),
+        instance_arn: INSTANCE_ARN.into(),
+        ..TaskInfo::default()
+    }
+}
+
+fn table(name: &str, state: &str) -> TableStat {
+    TableStat {
+        schema: "public".into(),
+        table: name.into(),
+        state: state.into(),
+        full_load_rows: 5,
+        ..TableStat::default()
+    }
+}
+
+fn state(options: Value) -> Value {
+    let raw = json!({
+        "replicationInstanceArn": INSTANCE_ARN,
+        "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1",
+        "targetEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1",
+        "replicationTaskArn": TASK_ARN,
+        "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
+        "sourcePort": 5432,
+        "options": options
+    });
+    serde_json::to_value(parse_payload(&raw, "exec-1", NOW - 60).expect("valid")).unwrap()
+}
+
+fn envelope(state: Value) -> Value {
+    LambdaEvent::new(json!({ "state": state }), Context::default()).payload
+}
+
+const GOOD: CdcLatency = CdcLatency {
+    source_seconds: Some(0.0),
+    target_seconds: Some(1.0),
+};
+
+#[tokio::test]
+async fn a_full_load_only_task_that_finished_succeeds_without_reading_metrics() {
+    let deps = Deps {
+        dms: FakeDms {
+            task: Some(task(
+                "stopped",
+                Some("Stop Reason FULL_LOAD_ONLY_FINISHED"),
+                "full-load",
+            )),
+            tables: vec![table("a", "Table completed"), table("b", "Table completed")],
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics::default(),
+    };
+    let out = handle(envelope(state(json!({}))), &deps, NOW)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("succeeded"));
+    assert_eq!(out["results"]["progress"]["fullLoadRows"], json!(10));
+    assert_eq!(out["monitor"]["polls"], json!(1));
+    assert!(deps.metrics.asked.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn cdc_readiness_takes_consecutive_polls_and_uses_the_instance_identifier() {
+    let deps = Deps {
+        dms: FakeDms {
+            task: Some(task("running", None, "cdc")),
+            tables: vec![table("a", "Table completed")],
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics {
+            latency: GOOD,
+            ..FakeMetrics::default()
+        },
+    };
+    let mut current = state(json!({"readyAfterConsecutivePolls": 2, "pollIntervalSeconds": 1}));
+    let out = handle(envelope(current.clone()), &deps, NOW).await.unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("catching-up"));
+    current = out;
+    let out = handle(envelope(current), &deps, NOW).await.unwrap();
+    assert_eq!(
+        out["results"]["progress"]["phase"],
+        json!("ready-for-cutover")
+    );
+    assert_eq!(out["monitor"]["consecutiveReadyPolls"], json!(2));
+    assert_eq!(
+        out["results"]["progress"]["cdcLatencyTargetSeconds"],
+        json!(1.0)
+    );
+    let asked = deps.metrics.asked.lock().unwrap();
+    assert_eq!(
+        asked[0],
+        TaskMetricsKey {
+            instance_identifier: "lab-instance".into(),
+            task_resource_id: "TASK1".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn full_load_complete_is_announced_once() {
+    let deps = Deps {
+        dms: FakeDms {
+            task: Some(task("running", None, "full-load-and-cdc")),
+            tables: vec![table("a", "Table completed")],
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics {
+            latency: GOOD,
+            ..FakeMetrics::default()
+        },
+    };
+    let out = handle(envelope(state(json!({}))), &deps, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        out["results"]["progress"]["phase"],
+        json!("full-load-complete")
+    );
+    assert_eq!(out["monitor"]["fullLoadAnnounced"], json!(true));
+    let out = handle(envelope(out), &deps, NOW).await.unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("catching-up"));
+}
+
+#[tokio::test]
+async fn table_errors_and_task_failures_are_data_not_errors() {
+    let deps = Deps {
+        dms: FakeDms {
+            task: Some(task("running", None, "full-load-and-cdc")),
+            tables: vec![
+                table("good", "Table completed"),
+                table("bad", "Table error"),
+            ],
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics::default(),
+    };
+    let out = handle(envelope(state(json!({}))), &deps, NOW)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("failed"));
+    assert_eq!(
+        out["results"]["progress"]["errorTables"],
+        json!(["public.bad"])
+    );
+
+    let mut failed = task(
+        "failed",
+        Some("Stop Reason FATAL_ERROR"),
+        "full-load-and-cdc",
+    );
+    failed.last_failure_message = Some("ERROR: relation \"public.x\" does not exist".into());
+    let deps = Deps {
+        dms: FakeDms {
+            task: Some(failed),
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics::default(),
+    };
+    let out = handle(envelope(state(json!({}))), &deps, NOW)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("failed"));
+    assert_eq!(
+        out["results"]["progress"]["lastFailureMessage"],
+        json!("ERROR: relation \"public.x\" does not exist")
+    );
+}
+
+#[tokio::test]
+async fn the_poll_budget_ends_monitoring() {
+    let deps = Deps {
+        dms: FakeDms {
+            task: Some(task("running", None, "full-load-and-cdc")),
+            tables: vec![table("a", "Full load")],
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics::default(),
+    };
+    let out = handle(envelope(state(json!({"maxPolls": 2}))), &deps, NOW)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("loading"));
+    let out = handle(envelope(out), &deps, NOW).await.unwrap();
+    assert_eq!(
+        out["results"]["progress"]["phase"],
+        json!("monitoring-ended")
+    );
+    let reason = out["results"]["progress"]["reason"].as_str().unwrap();
+    assert!(reason.contains("maxPolls"), "{reason}");
+}
+
+#[tokio::test]
+async fn statistics_not_ready_yet_are_no_tables_but_other_errors_keep_their_names() {
+    let deps = Deps {
+        dms: FakeDms {
+            task: Some(task("starting", None, "full-load-and-cdc")),
+            tables_error: Some(StepError::new(ErrorName::DmsInvalidState, "not started")),
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics::default(),
+    };
+    let out = handle(envelope(state(json!({}))), &deps, NOW)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("loading"));
+
+    for name in [ErrorName::AwsThrottled, ErrorName::AwsNotFound] {
+        let deps = Deps {
+            dms: FakeDms {
+                describe_error: Some(StepError::new(name, format!("{TASK_ARN}: {name}"))),
+                ..FakeDms::default()
+            },
+            metrics: FakeMetrics::default(),
+        };
+        let err = handle(envelope(state(json!({}))), &deps, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(err.name, name);
+    }
+    let err = handle(json!({"state": 1}), &deps, NOW).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::PayloadInvalid);
+}
+
+/// A DMS answer the SDK cannot map to a modelled error (an unknown fault, a body that is not JSON, a
+/// proxy's HTML page) is classified, never a panic. No emulator produces these on demand, hence
+/// aws-smithy-mocks at the HTTP level with the real DMS deserializer.
+#[tokio::test]
+async fn unmappable_dms_answers_are_classified() {
+    for (status, body, expected) in [
+        (
+            400,
+            r#"{"__type":"SomethingNewFault","message":"new"}"#,
+            ErrorName::AwsRejected,
+        ),
+        (400, "<html>bad request</html>", ErrorName::AwsRejected),
+        (502, "<html>bad gateway</html>", ErrorName::AwsTransient),
+        (
+            400,
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+            ErrorName::AwsThrottled,
+        ),
+        (200, "{not json", ErrorName::AwsTransient),
+    ] {
+        let rule = mock!(Client::describe_replication_tasks).then_http_response(move || {
+            HttpResponse::new(
+                StatusCode::try_from(status).expect("status"),
+                SdkBody::from(body),
+            )
+        });
+        let client = mock_client!(
+            aws_sdk_databasemigration,
+            RuleMode::MatchAny,
+            &[&rule],
+            |c| c.retry_config(RetryConfig::disabled())
+        );
+        let deps = Deps {
+            dms: DmsClient::new(client),
+            metrics: FakeMetrics::default(),
+        };
+        let err = handle(envelope(state(json!({}))), &deps, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(err.name, expected, "{status} {body}: {}", err.message);
+        assert!(
+            err.message.contains("dms:DescribeReplicationTasks"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains(TASK_ARN), "{}", err.message);
+    }
+}

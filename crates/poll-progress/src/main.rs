@@ -1,0 +1,22 @@
+use core_lib::aws::load_config;
+use core_lib::dms::DmsClient;
+use core_lib::metrics::CloudWatchMetrics;
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+
+mod handler;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = load_config().await;
+    let deps = handler::Deps {
+        dms: DmsClient::new(aws_sdk_databasemigration::Client::new(&config)),
+        metrics: CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&config)),
+    };
+    let deps = &deps;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handler::handle(event.payload, deps, core_lib::clock::now_epoch_seconds()).await
+    }))
+    .await
+}

@@ -1,0 +1,27 @@
+use core_lib::aws::{load_config, required_env};
+use core_lib::dms::DmsClient;
+use core_lib::ec2::Ec2Client;
+use core_lib::rds::RdsClient;
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+use sg_autofix::handler::{handle, Clients};
+use sg_autofix::resolve::SystemResolver;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    // Names the stack in each rule's description and is the value of the cleanup tag.
+    let stack_name = required_env("STACK_NAME")?;
+    let config = load_config().await;
+    let clients = Clients {
+        dms: DmsClient::new(aws_sdk_databasemigration::Client::new(&config)),
+        ec2: Ec2Client::new(aws_sdk_ec2::Client::new(&config)),
+        rds: RdsClient::new(aws_sdk_rds::Client::new(&config)),
+        resolver: SystemResolver,
+    };
+    let (clients, stack_name) = (&clients, stack_name.as_str());
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(event.payload, clients, stack_name).await
+    }))
+    .await
+}

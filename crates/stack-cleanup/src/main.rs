@@ -1,0 +1,31 @@
+// The nested futures of the SDK calls (S3, EC2) behind the cleanup traits exceed the default depth rustc
+// uses to compute the layout of main's future.
+#![recursion_limit = "256"]
+
+use core_lib::aws::{load_config, required_env};
+use core_lib::s3::S3VersionedBucket;
+use core_lib::sg_rules::Ec2SecurityGroupRules;
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+
+mod handler;
+mod response;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let stack_name = required_env("STACK_NAME")?;
+    let config = load_config().await;
+    let cleaners = handler::Cleaners {
+        bucket: S3VersionedBucket::new(aws_sdk_s3::Client::new(&config)),
+        rules: Ec2SecurityGroupRules::new(aws_sdk_ec2::Client::new(&config)),
+        default_stack_name: stack_name,
+    };
+    let responder = response::HttpResponder::new()?;
+    let (cleaners, responder) = (&cleaners, &responder);
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let budget = handler::cleanup_budget(event.context.deadline, handler::now_epoch_millis());
+        handler::handle(event.payload, cleaners, responder, budget).await
+    }))
+    .await
+}

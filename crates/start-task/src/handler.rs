@@ -1,0 +1,187 @@
+//! start-task: reads the DMS task and starts, resumes or reloads it as its real state calls for
+//! (`start_rules`), refusing — with what to do instead — whenever a start would duplicate rows or another
+//! execution already drives the task. Safe to re-run: a task already running is left alone, and a reload
+//! empties the mapped target tables again before loading them.
+
+use core_lib::db_secret::{endpoint_connect_options, SecretStore};
+use core_lib::dms::{Dms, TaskInfo};
+use core_lib::envelope::{read_state, write_state};
+use core_lib::state::{capped, ExecutionState, StartTaskResult};
+use core_lib::table_mapping::TableMappings;
+use core_lib::task_phase::{full_load_finished, TaskStatus};
+use core_lib::{ErrorName, StepError};
+use serde_json::Value;
+
+use crate::executions::Executions;
+use crate::start_rules::{plan, History, Plan};
+use crate::target_tables::TargetTables;
+
+pub struct Deps<D, S, E, T> {
+    pub dms: D,
+    pub secrets: S,
+    pub executions: E,
+    pub target_tables: T,
+}
+
+pub async fn handle<D, S, E, T>(input: Value, deps: &Deps<D, S, E, T>) -> Result<Value, StepError>
+where
+    D: Dms + Sync,
+    S: SecretStore + Sync,
+    E: Executions + Sync,
+    T: TargetTables + Sync,
+{
+    let mut state = read_state(input, "start-task")?;
+    let task_arn = state.replication_task_arn.clone();
+    let task = deps.dms.describe_task(&task_arn).await?;
+    refuse_if_another_execution_runs(&deps.executions, &state).await?;
+    let history = history(&deps.dms, &task).await?;
+    let plan = plan(&task, history, &state.options);
+    tracing::info!(task = %task_arn, status = %task.status, stop_reason = ?task.stop_reason, ?history, ?plan, "start-task plan");
+    let mut result = StartTaskResult {
+        status_before: task.status.clone(),
+        ..StartTaskResult::default()
+    };
+    match plan {
+        Plan::Refuse { reason } => {
+            return Err(StepError::new(
+                ErrorName::TaskRestartRefused,
+                format!("start-task did not start {task_arn}: {reason}"),
+            ))
+        }
+        Plan::Wait { reason } => return Err(StepError::new(ErrorName::DmsInvalidState, reason)),
+        Plan::Nothing { reason } => {
+            result.action = "none".to_string();
+            result.reason = reason;
+        }
+        Plan::Start {
+            start_type,
+            truncate,
+            reason,
+        } => {
+            if truncate {
+                let emptied = empty_mapped_target_tables(deps, &task).await?;
+                let (shown, total) = capped(&emptied);
+                result.truncated_tables = shown;
+                result.truncated_total = total;
+            }
+            deps.dms.start_task(&task_arn, start_type).await?;
+            result.action = start_type.as_str().to_string();
+            result.reason = reason;
+        }
+    }
+    state.results.start_task = Some(result);
+    state.monitor.next_poll_seconds = state.options.poll_interval_seconds;
+    write_state(&state)
+}
+
+async fn refuse_if_another_execution_runs<E: Executions>(
+    executions: &E,
+    state: &ExecutionState,
+) -> Result<(), StepError> {
+    let others = executions
+        .others_running_for_task(&state.replication_task_arn, &state.context.execution_id)
+        .await?;
+    if others.is_empty() {
+        return Ok(());
+    }
+    let (shown, total) = capped(&others);
+    Err(StepError::new(
+        ErrorName::TaskRestartRefused,
+        format!(
+            "{total} other execution(s) of this state machine already run for task {}: {}. Two executions would drive one task and send two sets of emails. Nothing was started. Let that execution finish (or stop it in the Step Functions console), then start a new one if needed",
+            state.replication_task_arn,
+            shown.join(", ")
+        ),
+    ))
+}
+
+/// Whether the task ran before and finished its full load. The table statistics are read only when the
+/// task's own statistics cannot tell (a stopped task whose FullLoadFinishDate is not set).
+async fn history<D: Dms>(dms: &D, task: &TaskInfo) -> Result<History, StepError> {
+    let stats = task.stats.as_ref();
+    let has_run = task.started_at_epoch_seconds.is_some()
+        || stats.is_some_and(|s| {
+            s.full_load_start_epoch_seconds.is_some()
+                || s.tables_loaded > 0
+                || s.tables_loading > 0
+                || s.tables_errored > 0
+        });
+    let restartable = matches!(
+        TaskStatus::parse(&task.status),
+        Some(TaskStatus::Ready | TaskStatus::Stopped | TaskStatus::Failed | TaskStatus::FailedMove)
+    );
+    let full_load_finished = if full_load_finished(stats, &[]) {
+        true
+    } else if restartable && has_run {
+        full_load_finished(stats, &dms.table_statistics(&task.arn).await?)
+    } else {
+        false
+    };
+    Ok(History {
+        has_run,
+        full_load_finished,
+    })
+}
+
+/// Resolves the task's mappings against the target catalog and empties exactly those tables. The full
+/// list goes to the log; the state carries at most `MAX_NAMES`.
+async fn empty_mapped_target_tables<D, S, E, T>(
+    deps: &Deps<D, S, E, T>,
+    task: &TaskInfo,
+) -> Result<Vec<String>, StepError>
+where
+    D: Dms + Sync,
+    S: SecretStore + Sync,
+    T: TargetTables + Sync,
+{
+    let refused = |why: String| {
+        StepError::new(
+            ErrorName::TaskRestartRefused,
+            format!(
+                "start-task did not empty the target tables of {}: {why}. Nothing was started",
+                task.arn
+            ),
+        )
+    };
+    let mappings_text = deps
+        .dms
+        .task_table_mappings(&task.arn)
+        .await?
+        .ok_or_else(|| refused("DMS returned no table mappings for the task".to_string()))?;
+    let mappings = TableMappings::parse(&mappings_text).map_err(refused)?;
+    if !mappings.renaming_rules.is_empty() {
+        return Err(refused(format!(
+            "the task's transformation rules rename schemas or tables ({}), so the target names cannot be derived from the source names safely; empty the target tables yourself",
+            mappings.renaming_rules.join("; ")
+        )));
+    }
+    let endpoint = deps
+        .dms
+        .describe_endpoint(&task.target_endpoint_arn)
+        .await?;
+    let target = endpoint_connect_options(&endpoint, &deps.secrets).await?;
+    let catalog = deps.target_tables.list(&target).await?;
+    let mapped: Vec<(String, String)> = mappings.select(&catalog).into_iter().cloned().collect();
+    if mapped.is_empty() {
+        return Err(refused(format!(
+            "none of the task's mapped tables exists on the target {}; create the schema first (`dms-migrate schema apply`)",
+            target.describe()
+        )));
+    }
+    let names: Vec<String> = mapped
+        .iter()
+        .map(|(schema, table)| {
+            format!(
+                "{}.{}",
+                core_lib::sql_ident::quote_if_needed(schema),
+                core_lib::sql_ident::quote_if_needed(table)
+            )
+        })
+        .collect();
+    tracing::info!(target = %target.describe(), count = names.len(), tables = ?names, "emptying the mapped target tables before the reload");
+    deps.target_tables.truncate(&target, &mapped).await?;
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests;

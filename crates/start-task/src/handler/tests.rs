@@ -1,0 +1,537 @@
+use std::sync::Mutex;
+
+use core_lib::dms::{
+    ConnectionInfo, EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo, TaskStats,
+};
+use core_lib::payload::parse_payload;
+use core_lib::pg::PgConnectOptions;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+use super::*;
+
+const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
+const TARGET_ARN: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1";
+const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:m:run-1";
+const MAPPINGS: &str = r#"{"rules":[
+  {"rule-type":"selection","rule-id":"1","rule-name":"public","object-locator":{"schema-name":"public","table-name":"%"},"rule-action":"include"},
+  {"rule-type":"selection","rule-id":"2","rule-name":"no-tmp","object-locator":{"schema-name":"public","table-name":"tmp%"},"rule-action":"exclude"}]}"#;
+
+#[derive(Default)]
+struct FakeDms {
+    task: Option<TaskInfo>,
+    describe_error: Option<StepError>,
+    start_error: Option<StepError>,
+    tables: Vec<TableStat>,
+    secret_id: Option<String>,
+    started: Mutex<Vec<StartType>>,
+    table_stat_reads: Mutex<u32>,
+}
+
+impl Dms for FakeDms {
+    async fn describe_task(&self, task_arn: &str) -> Result<TaskInfo, StepError> {
+        if let Some(err) = &self.describe_error {
+            return Err(err.clone());
+        }
+        assert_eq!(task_arn, TASK_ARN);
+        Ok(self.task.clone().expect("a task"))
+    }
+    async fn table_statistics(&self, _task_arn: &str) -> Result<Vec<TableStat>, StepError> {
+        *self.table_stat_reads.lock().unwrap() += 1;
+        Ok(self.tables.clone())
+    }
+    async fn start_task(&self, _task_arn: &str, start_type: StartType) -> Result<(), StepError> {
+        if let Some(err) = &self.start_error {
+            return Err(err.clone());
+        }
+        self.started.lock().unwrap().push(start_type);
+        Ok(())
+    }
+    async fn describe_instance(&self, _arn: &str) -> Result<InstanceInfo, StepError> {
+        unreachable!("start-task does not read the instance")
+    }
+    async fn describe_endpoint(&self, endpoint_arn: &str) -> Result<EndpointInfo, StepError> {
+        assert_eq!(endpoint_arn, TARGET_ARN);
+        Ok(EndpointInfo {
+            arn: TARGET_ARN.into(),
+            server: Some("target.example.com".into()),
+            port: Some(5432),
+            database: Some("app".into()),
+            username: Some("dms".into()),
+            ssl_mode: Some("require".into()),
+            secret_id: self.secret_id.clone(),
+            ..EndpointInfo::default()
+        })
+    }
+    async fn test_connection(&self, _i: &str, _e: &str) -> Result<(), StepError> {
+        unreachable!()
+    }
+    async fn describe_connection(
+        &self,
+        _i: &str,
+        _e: &str,
+    ) -> Result<Option<ConnectionInfo>, StepError> {
+        unreachable!()
+    }
+}
+
+struct FakeSecrets;
+
+impl SecretStore for FakeSecrets {
+    async fn secret_string(&self, secret_id: &str) -> Result<String, StepError> {
+        assert_eq!(secret_id, "target-secret");
+        Ok(r#"{"host":"db.example.com","port":5432,"username":"migrator","password":"hunter2","dbname":"app"}"#.into())
+    }
+}
+
+#[derive(Default)]
+struct FakeExecutions {
+    others: Vec<String>,
+    asked: Mutex<Vec<(String, String)>>,
+}
+
+impl Executions for FakeExecutions {
+    async fn others_running_for_task(
+        &self,
+        task_arn: &str,
+        own_execution: &str,
+    ) -> Result<Vec<String>, StepError> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((task_arn.to_string(), own_execution.to_string()));
+        Ok(self.others.clone())
+    }
+}
+
+#[derive(Default)]
+struct FakeTarget {
+    catalog: Vec<(String, String)>,
+    truncated: Mutex<Vec<Vec<(String, String)>>>,
+    connected_as: Mutex<Vec<String>>,
+}
+
+impl TargetTables for FakeTarget {
+    async fn list(&self, target: &PgConnectOptions) -> Result<Vec<(String, String)>, StepError> {
+        self.connected_as.lock().unwrap().push(target.describe());
+        Ok(self.catalog.clone())
+    }
+    async fn truncate(
+        &self,
+        _target: &PgConnectOptions,
+        tables: &[(String, String)],
+    ) -> Result<(), StepError> {
+        self.truncated.lock().unwrap().push(tables.to_vec());
+        Ok(())
+    }
+}
+
+fn pair(schema: &str, table: &str) -> (String, String) {
+    (schema.to_string(), table.to_string())
+}
+
+fn task(status: &str, stop: Option<&str>, migration: &str, has_run: bool) -> TaskInfo {
+    TaskInfo {
+        arn: TASK_ARN.into(),
+        status: status.into(),
+        stop_reason: stop.map(str::to_string),
+        migration_type: migration.into(),
+        table_mappings: Some(MAPPINGS.into()),
+        target_endpoint_arn: TARGET_ARN.into(),
+        started_at_epoch_seconds: has_run.then_some(1_000.0),
+        ..TaskInfo::default()
+    }
+}
+
+fn deps(dms: FakeDms) -> Deps<FakeDms, FakeSecrets, FakeExecutions, FakeTarget> {
+    Deps {
+        dms,
+        secrets: FakeSecrets,
+        executions: FakeExecutions::default(),
+        target_tables: FakeTarget {
+            catalog: vec![
+                pair("public", "orders"),
+                pair("public", "tmp_import"),
+                pair("audit", "log"),
+                pair("public", "Line Items"),
+            ],
+            ..FakeTarget::default()
+        },
+    }
+}
+
+fn input(options: Value) -> Value {
+    let raw = json!({
+        "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1",
+        "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1",
+        "targetEndpointArn": TARGET_ARN,
+        "replicationTaskArn": TASK_ARN,
+        "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
+        "sourcePort": 5432,
+        "options": options
+    });
+    let state = parse_payload(&raw, EXEC, 1_000).expect("valid payload");
+    let event = LambdaEvent::new(json!({ "state": state }), Context::default());
+    event.payload
+}
+
+#[tokio::test]
+async fn a_task_that_never_ran_is_started_and_the_poll_interval_set() {
+    let d = deps(FakeDms {
+        task: Some(task("ready", None, "full-load-and-cdc", false)),
+        ..FakeDms::default()
+    });
+    let out = handle(input(json!({"pollIntervalSeconds": 7})), &d)
+        .await
+        .unwrap();
+    assert_eq!(
+        out["results"]["startTask"]["action"],
+        json!("start-replication")
+    );
+    assert_eq!(out["results"]["startTask"]["statusBefore"], json!("ready"));
+    assert_eq!(
+        out["results"]["startTask"]["reason"],
+        json!("the task has never run")
+    );
+    assert_eq!(out["monitor"]["nextPollSeconds"], json!(7));
+    assert_eq!(
+        *d.dms.started.lock().unwrap(),
+        vec![StartType::StartReplication]
+    );
+    assert!(d.target_tables.truncated.lock().unwrap().is_empty());
+    assert_eq!(
+        *d.executions.asked.lock().unwrap(),
+        vec![(TASK_ARN.to_string(), EXEC.to_string())],
+        "the own execution is excluded by id"
+    );
+}
+
+#[tokio::test]
+async fn a_task_stopped_during_cdc_is_resumed() {
+    let mut t = task(
+        "stopped",
+        Some("Stop Reason NORMAL"),
+        "full-load-and-cdc",
+        true,
+    );
+    t.stats = Some(TaskStats {
+        full_load_finish_epoch_seconds: Some(2_000.0),
+        ..TaskStats::default()
+    });
+    let d = deps(FakeDms {
+        task: Some(t),
+        ..FakeDms::default()
+    });
+    let out = handle(input(json!({})), &d).await.unwrap();
+    assert_eq!(
+        out["results"]["startTask"]["action"],
+        json!("resume-processing")
+    );
+    assert_eq!(
+        *d.dms.started.lock().unwrap(),
+        vec![StartType::ResumeProcessing]
+    );
+    assert_eq!(
+        *d.dms.table_stat_reads.lock().unwrap(),
+        0,
+        "the task's own stats sufficed"
+    );
+}
+
+#[tokio::test]
+async fn table_statistics_decide_when_the_task_stats_cannot() {
+    let done = TableStat {
+        schema: "public".into(),
+        table: "orders".into(),
+        state: "Table completed".into(),
+        ..TableStat::default()
+    };
+    let d = deps(FakeDms {
+        task: Some(task(
+            "stopped",
+            Some("Stop Reason NORMAL"),
+            "full-load-and-cdc",
+            true,
+        )),
+        tables: vec![done.clone()],
+        ..FakeDms::default()
+    });
+    let out = handle(input(json!({})), &d).await.unwrap();
+    assert_eq!(
+        out["results"]["startTask"]["action"],
+        json!("resume-processing")
+    );
+    assert_eq!(*d.dms.table_stat_reads.lock().unwrap(), 1);
+
+    let loading = TableStat {
+        state: "Full load".into(),
+        ..done
+    };
+    let d = deps(FakeDms {
+        task: Some(task(
+            "stopped",
+            Some("Stop Reason NORMAL"),
+            "full-load-and-cdc",
+            true,
+        )),
+        tables: vec![loading],
+        ..FakeDms::default()
+    });
+    let err = handle(input(json!({})), &d).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::TaskRestartRefused);
+    assert!(
+        err.message.contains("before its full load completed"),
+        "{}",
+        err.message
+    );
+    assert!(d.dms.started.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn running_and_starting_need_nothing() {
+    for status in ["running", "starting"] {
+        let d = deps(FakeDms {
+            task: Some(task(status, None, "full-load-and-cdc", true)),
+            ..FakeDms::default()
+        });
+        let out = handle(input(json!({})), &d).await.unwrap();
+        assert_eq!(out["results"]["startTask"]["action"], json!("none"));
+        assert!(d.dms.started.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn transitional_states_are_dms_invalid_state() {
+    for status in [
+        "creating",
+        "modifying",
+        "stopping",
+        "testing",
+        "moving",
+        "deleting",
+    ] {
+        let d = deps(FakeDms {
+            task: Some(task(status, None, "full-load-and-cdc", true)),
+            ..FakeDms::default()
+        });
+        let err = handle(input(json!({})), &d).await.unwrap_err();
+        assert_eq!(err.name, ErrorName::DmsInvalidState, "{status}");
+        assert!(err.message.contains(status), "{}", err.message);
+        assert!(d.dms.started.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn failed_and_finished_tasks_are_refused_with_the_reason() {
+    let mut failed = task(
+        "failed",
+        Some("Stop Reason FATAL_ERROR"),
+        "full-load-and-cdc",
+        true,
+    );
+    failed.last_failure_message = Some("Last Error Table 'public.orders' was errored".into());
+    for (t, words) in [
+        (failed, "Table 'public.orders' was errored"),
+        (
+            task(
+                "stopped",
+                Some("Stop Reason FULL_LOAD_ONLY_FINISHED"),
+                "full-load",
+                true,
+            ),
+            "already finished",
+        ),
+    ] {
+        let d = deps(FakeDms {
+            task: Some(t),
+            ..FakeDms::default()
+        });
+        let err = handle(input(json!({})), &d).await.unwrap_err();
+        assert_eq!(err.name, ErrorName::TaskRestartRefused);
+        assert!(err.message.contains(words), "{}", err.message);
+        assert!(err.message.contains(TASK_ARN), "{}", err.message);
+        let diag: lambda_runtime::Diagnostic = err.into();
+        assert_eq!(diag.error_type, "Task.RestartRefused");
+        assert!(d.dms.started.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn reload_with_truncate_empties_exactly_the_mapped_tables_then_reloads() {
+    let d = deps(FakeDms {
+        task: Some(task(
+            "stopped",
+            Some("Stop Reason NORMAL"),
+            "full-load-and-cdc",
+            true,
+        )),
+        secret_id: Some("target-secret".into()),
+        ..FakeDms::default()
+    });
+    let out = handle(
+        input(json!({"startMode": "reload", "truncateTarget": true})),
+        &d,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out["results"]["startTask"]["action"],
+        json!("reload-target")
+    );
+    assert_eq!(
+        out["results"]["startTask"]["truncatedTables"],
+        json!(["public.orders", "public.\"Line Items\""])
+    );
+    assert_eq!(out["results"]["startTask"]["truncatedTotal"], json!(2));
+    assert_eq!(
+        *d.target_tables.truncated.lock().unwrap(),
+        vec![vec![pair("public", "orders"), pair("public", "Line Items")]]
+    );
+    assert_eq!(
+        *d.target_tables.connected_as.lock().unwrap(),
+        vec!["migrator@db.example.com:5432/app".to_string()],
+        "credentials come from the endpoint's secret"
+    );
+    assert_eq!(
+        *d.dms.started.lock().unwrap(),
+        vec![StartType::ReloadTarget]
+    );
+    assert!(!out.to_string().contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_long_truncate_list_is_capped_in_the_state() {
+    let mut d = deps(FakeDms {
+        task: Some(task("failed", None, "full-load", true)),
+        secret_id: Some("target-secret".into()),
+        ..FakeDms::default()
+    });
+    d.target_tables.catalog = (0..45)
+        .map(|i| pair("public", &format!("t{i:02}")))
+        .collect();
+    let out = handle(
+        input(json!({"startMode": "reload", "truncateTarget": true})),
+        &d,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out["results"]["startTask"]["truncatedTables"]
+            .as_array()
+            .unwrap()
+            .len(),
+        20
+    );
+    assert_eq!(out["results"]["startTask"]["truncatedTotal"], json!(45));
+    assert_eq!(d.target_tables.truncated.lock().unwrap()[0].len(), 45);
+}
+
+#[tokio::test]
+async fn without_a_secret_the_password_is_unavailable_and_nothing_starts() {
+    let d = deps(FakeDms {
+        task: Some(task(
+            "stopped",
+            Some("Stop Reason NORMAL"),
+            "full-load",
+            true,
+        )),
+        secret_id: None,
+        ..FakeDms::default()
+    });
+    let err = handle(
+        input(json!({"startMode": "reload", "truncateTarget": true})),
+        &d,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.name, ErrorName::ConfigInvalid);
+    assert!(err.message.contains("password"), "{}", err.message);
+    assert!(d.dms.started.lock().unwrap().is_empty());
+    assert!(d.target_tables.truncated.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn renaming_mappings_or_no_mapped_table_refuse_before_truncating() {
+    let mut t = task("stopped", Some("Stop Reason NORMAL"), "full-load", true);
+    t.table_mappings = Some(r#"{"rules":[
+      {"rule-type":"selection","rule-name":"s","object-locator":{"schema-name":"public","table-name":"%"},"rule-action":"include"},
+      {"rule-type":"transformation","rule-name":"r","rule-target":"table","object-locator":{"schema-name":"public","table-name":"orders"},"rule-action":"add-prefix","value":"x_"}]}"#.into());
+    let d = deps(FakeDms {
+        task: Some(t),
+        secret_id: Some("target-secret".into()),
+        ..FakeDms::default()
+    });
+    let options = json!({"startMode": "reload", "truncateTarget": true});
+    let err = handle(input(options.clone()), &d).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::TaskRestartRefused);
+    assert!(
+        err.message.contains("r: add-prefix table"),
+        "{}",
+        err.message
+    );
+
+    let mut d = deps(FakeDms {
+        task: Some(task(
+            "stopped",
+            Some("Stop Reason NORMAL"),
+            "full-load",
+            true,
+        )),
+        secret_id: Some("target-secret".into()),
+        ..FakeDms::default()
+    });
+    d.target_tables.catalog = vec![pair("other", "x")];
+    let err = handle(input(options), &d).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::TaskRestartRefused);
+    assert!(err.message.contains("schema apply"), "{}", err.message);
+    assert!(d.target_tables.truncated.lock().unwrap().is_empty());
+    assert!(d.dms.started.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn another_running_execution_for_the_task_is_refused() {
+    let mut d = deps(FakeDms {
+        task: Some(task("ready", None, "full-load-and-cdc", false)),
+        ..FakeDms::default()
+    });
+    d.executions.others = vec!["arn:aws:states:us-east-1:123456789012:execution:m:other".into()];
+    let err = handle(input(json!({})), &d).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::TaskRestartRefused);
+    assert!(err.message.contains("execution:m:other"), "{}", err.message);
+    assert!(d.dms.started.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn aws_errors_keep_their_names() {
+    let d = deps(FakeDms {
+        describe_error: Some(StepError::new(
+            ErrorName::AwsNotFound,
+            format!("{TASK_ARN} does not exist"),
+        )),
+        ..FakeDms::default()
+    });
+    let err = handle(input(json!({})), &d).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::AwsNotFound);
+    assert!(err.message.contains(TASK_ARN));
+
+    let d = deps(FakeDms {
+        task: Some(task("ready", None, "cdc", false)),
+        start_error: Some(StepError::new(ErrorName::AwsThrottled, "slow down")),
+        ..FakeDms::default()
+    });
+    let err = handle(input(json!({})), &d).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::AwsThrottled);
+}
+
+#[tokio::test]
+async fn a_bad_envelope_is_payload_invalid() {
+    let d = deps(FakeDms::default());
+    for bad in [
+        json!([1]),
+        json!({"state": {"replicationTaskArn": 5}}),
+        json!({}),
+    ] {
+        let err = handle(bad, &d).await.unwrap_err();
+        assert_eq!(err.name, ErrorName::PayloadInvalid);
+    }
+}

@@ -1,0 +1,34 @@
+use core_lib::aws::load_config;
+use core_lib::db_secret::SecretsManagerStore;
+use core_lib::dms::DmsClient;
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+use serde_json::Value;
+
+mod executions;
+mod handler;
+mod start_rules;
+mod target_tables;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    // Optional: without it the check for another running execution is skipped (and logged).
+    let state_machine_arn = std::env::var("STATE_MACHINE_ARN")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let config = load_config().await;
+    let deps = handler::Deps {
+        dms: DmsClient::new(aws_sdk_databasemigration::Client::new(&config)),
+        secrets: SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&config)),
+        executions: executions::SfnExecutions::new(
+            aws_sdk_sfn::Client::new(&config),
+            state_machine_arn,
+        ),
+        target_tables: target_tables::PgTargetTables,
+    };
+    let deps = &deps;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handler::handle(event.payload, deps).await
+    }))
+    .await
+}

@@ -1,0 +1,184 @@
+//! The built `connectivity-check` binary against dms-local, whose TestConnection makes a real connection
+//! to the lab clusters: each cause of failure is produced for real (a wrong password, a missing database,
+//! a port nobody listens on, a connect that times out) and must come back classified with its fix.
+
+use std::path::PathBuf;
+
+use integration_tests::dms_local::DmsLocal;
+use integration_tests::lab::{binary, Lab, TestDatabases};
+use integration_tests::lambda::{free_port, LocalLambda};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+struct Setup {
+    _dms: DmsLocal,
+    lambda: LocalLambda,
+    instance_arn: String,
+    target_endpoint_arn: String,
+}
+
+async fn setup(lab: &Lab, dbs: &TestDatabases) -> Setup {
+    let dms = DmsLocal::start(lab).await;
+    let instance_arn = dms.register_instance("lab-connectivity").await;
+    let target_endpoint_arn = dms
+        .register_endpoint(&DmsLocal::lab_endpoint_spec(lab, dbs, "target"))
+        .await;
+    let mut env = lab.aws_env();
+    env.extend(dms.env());
+    // Poll dms-local every 200 ms instead of DMS's 5 s.
+    env.push(("CONNECTION_POLL_INTERVAL_MS".into(), "200".into()));
+    let lambda = LocalLambda::start(
+        &PathBuf::from(lab.var("CARGO_LAMBDA")),
+        "connectivity-check",
+        &binary("connectivity-check"),
+        &env,
+    )
+    .await;
+    Setup {
+        _dms: dms,
+        lambda,
+        instance_arn,
+        target_endpoint_arn,
+    }
+}
+
+/// The normalised state notify would hand over, for these ARNs.
+fn state(instance_arn: &str, source_endpoint_arn: &str, target_endpoint_arn: &str) -> Value {
+    let payload = json!({
+        "replicationInstanceArn": instance_arn,
+        "sourceEndpointArn": source_endpoint_arn,
+        "targetEndpointArn": target_endpoint_arn,
+        "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:LABTASK",
+        "sourceEndpointHost": "127.0.0.1",
+        "sourcePort": 5432
+    });
+    let state = core_lib::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
+    serde_json::to_value(state).expect("state to JSON")
+}
+
+/// Registers a source endpoint changed by `edit` from the lab's, runs the Lambda, returns its result.
+async fn check_source(lab: &Lab, test: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let dbs = lab.fresh_databases(test).await;
+    let setup = setup(lab, &dbs).await;
+    let mut spec = DmsLocal::lab_endpoint_spec(lab, &dbs, "source");
+    edit(&mut spec);
+    let source_arn = setup._dms.register_endpoint(&spec).await;
+    let out = setup
+        .lambda
+        .invoke(
+            &json!({"state": state(&setup.instance_arn, &source_arn, &setup.target_endpoint_arn)}),
+        )
+        .await
+        .expect("connectivity-check answers");
+    let result = out["results"]["connectivity"].clone();
+    assert_eq!(
+        result["target"]["status"],
+        json!("successful"),
+        "the lab target is reachable: {result}"
+    );
+    assert_eq!(result["attempts"], json!(1));
+    result
+}
+
+fn assert_failed_as(result: &Value, class: &str) {
+    let source = &result["source"];
+    assert_eq!(result["ok"], json!(false), "{result}");
+    assert_eq!(source["status"], json!("failed"), "{result}");
+    assert_eq!(source["classification"], json!(class), "{result}");
+    assert!(
+        source["fix"].as_str().is_some_and(|f| !f.is_empty()),
+        "{result}"
+    );
+    let message = source["message"].as_str().expect("the raw message");
+    assert!(
+        message.starts_with("Test Endpoint failed: Application-Status: 1020912"),
+        "reads like DMS: {message}"
+    );
+}
+
+#[tokio::test]
+async fn reachable_source_and_target_are_both_successful() {
+    let Some(lab) = Lab::get().await else { return };
+    let result = check_source(&lab, "conn_ok", |_| {}).await;
+    assert_eq!(result["ok"], json!(true), "{result}");
+    assert_eq!(result["autofixEligible"], json!(false));
+    assert_eq!(result["source"]["status"], json!("successful"));
+    assert!(result["source"].get("classification").is_none(), "{result}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_auth() {
+    let Some(lab) = Lab::get().await else { return };
+    let result = check_source(&lab, "conn_auth", |spec| {
+        spec["password"] = json!("not-the-password");
+    })
+    .await;
+    assert_failed_as(&result, "auth");
+    assert_eq!(result["autofixEligible"], json!(false));
+    let message = result["source"]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("not-the-password"), "{message}");
+}
+
+#[tokio::test]
+async fn a_missing_database_is_database_missing() {
+    let Some(lab) = Lab::get().await else { return };
+    let result = check_source(&lab, "conn_nodb", |spec| {
+        spec["database"] = json!("no_such_database_here");
+    })
+    .await;
+    assert_failed_as(&result, "database-missing");
+}
+
+#[tokio::test]
+async fn a_port_nobody_listens_on_is_no_listener() {
+    let Some(lab) = Lab::get().await else { return };
+    let port = free_port();
+    let result = check_source(&lab, "conn_nolisten", |spec| {
+        spec["host"] = json!("127.0.0.1");
+        spec["port"] = json!(port);
+    })
+    .await;
+    assert_failed_as(&result, "no-listener");
+    assert_eq!(result["autofixEligible"], json!(false));
+}
+
+/// A loopback listener with a backlog of one that never accepts: two connects fill its queue, after which
+/// a connect hangs until its timeout — what a security group that drops the traffic looks like
+/// (LOCAL-AWS.md). The returned values must live as long as the test.
+async fn black_hole() -> (TcpListener, Vec<TcpStream>, u16) {
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind");
+    let listener = socket.listen(1).expect("listen");
+    let port = listener.local_addr().expect("an address").port();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            held.push(stream);
+        }
+    }
+    (listener, held, port)
+}
+
+#[tokio::test]
+async fn a_connect_that_times_out_is_security_group_and_eligible_for_autofix() {
+    let Some(lab) = Lab::get().await else { return };
+    let (_listener, _held, port) = black_hole().await;
+    let result = check_source(&lab, "conn_timeout", |spec| {
+        spec["host"] = json!("127.0.0.1");
+        spec["port"] = json!(port);
+    })
+    .await;
+    assert_failed_as(&result, "security-group");
+    assert_eq!(
+        result["autofixEligible"],
+        json!(true),
+        "source timed out, autofix on, not tried yet: {result}"
+    );
+}
