@@ -3,6 +3,7 @@
 //! to reach AWS and PostgreSQL.
 
 pub mod arn;
+pub mod assessment_runs;
 pub mod aws;
 pub mod checks;
 pub mod clock;

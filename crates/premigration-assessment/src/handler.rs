@@ -1,0 +1,419 @@
+//! premigration-assessment (DESIGN §5): `start` runs the SQL checks of both databases and starts a DMS
+//! premigration assessment run; `poll` reads the run once and, when it has ended, merges its individual
+//! results with the SQL checks kept in the state. Skipped when the task has run before and no reload is
+//! asked: the checks describe a database about to be loaded, not one being replicated.
+
+use core_lib::assessment_runs::{Assessments, RunRequest};
+use core_lib::checks::{self, ids, Check, CheckConfig, CheckStatus, TableSelection};
+use core_lib::db_secret::{endpoint_connect_options, SecretStore};
+use core_lib::dms::{Dms, TaskInfo};
+use core_lib::envelope::{read_state, write_state};
+use core_lib::state::{capped, AssessmentResult, CheckCounts, CheckSummary, StartMode};
+use core_lib::{ErrorName, StepError};
+use serde_json::Value;
+
+use crate::sql_checks::SqlChecks;
+
+const LAMBDA: &str = "premigration-assessment";
+/// Polls before giving up on a run that never ends (× `assessmentPollSeconds`, 30 s by default: an hour).
+pub const MAX_POLLS: u32 = 120;
+/// The check id of the DMS run itself (not started, or ended in an error state).
+pub const RUN_CHECK_ID: &str = "dms.assessment_run";
+const NOT_RUN_FIX: &str = "run `dms-migrate preflight` from a machine that reaches it";
+
+/// Where the DMS run writes its report: a role DMS assumes and the bucket it writes.
+#[derive(Debug, Clone)]
+pub struct RunSetup {
+    pub role_arn: String,
+    pub bucket: String,
+}
+
+pub struct Deps<D, A, S, C> {
+    pub dms: D,
+    pub assessments: A,
+    pub secrets: S,
+    pub databases: C,
+    pub run_setup: Option<RunSetup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Start,
+    Poll,
+}
+
+fn read_action(input: &Value) -> Result<Action, StepError> {
+    match input.get("action").and_then(Value::as_str) {
+        Some("start") => Ok(Action::Start),
+        Some("poll") => Ok(Action::Poll),
+        other => Err(StepError::payload(format!(
+            "{LAMBDA} expects {{\"state\": ..., \"action\": \"start\"|\"poll\"}}; action was {}",
+            other.map_or("missing".to_string(), |a| format!("`{a}`"))
+        ))),
+    }
+}
+
+pub async fn handle<D, A, S, C>(
+    input: Value,
+    deps: &Deps<D, A, S, C>,
+    now: i64,
+) -> Result<Value, StepError>
+where
+    D: Dms + Sync,
+    A: Assessments + Sync,
+    S: SecretStore + Sync,
+    C: SqlChecks + Sync,
+{
+    let action = read_action(&input)?;
+    let mut state = read_state(input, LAMBDA)?;
+    let result = match action {
+        Action::Start => {
+            let task = deps.dms.describe_task(&state.replication_task_arn).await?;
+            match skip_reason(&task, state.options.start_mode) {
+                Some(reason) => AssessmentResult {
+                    status: "skipped".to_string(),
+                    reason: Some(reason),
+                    ..AssessmentResult::default()
+                },
+                None => start(deps, &task, now).await?,
+            }
+        }
+        Action::Poll => {
+            let previous = state.results.assessment.take().ok_or_else(|| {
+                StepError::payload(format!(
+                    "{LAMBDA} poll: the state has no results.assessment; `start` must run first"
+                ))
+            })?;
+            poll(deps, previous).await?
+        }
+    };
+    tracing::info!(status = %result.status, reason = ?result.reason, run = ?result.run_arn, polls = result.polls, counts = ?result.counts, "assessment result");
+    state.results.assessment = Some(result);
+    write_state(&state)
+}
+
+/// None when the assessment should run: the task has never started, or the target is reloaded anyway.
+fn skip_reason(task: &TaskInfo, start_mode: StartMode) -> Option<String> {
+    if start_mode == StartMode::Reload {
+        return None;
+    }
+    if task.started_at_epoch_seconds.is_none() && task.status == "ready" {
+        return None;
+    }
+    let started = if task.started_at_epoch_seconds.is_some() {
+        "has run before"
+    } else {
+        "is not in the `ready` state"
+    };
+    Some(format!(
+        "task {} {started} (status `{}`), and startMode is not `reload`: the premigration checks describe a first load, and a DMS assessment run needs a task that is not running. The migration continues with the task as it is",
+        task.identifier, task.status
+    ))
+}
+
+async fn start<D, A, S, C>(
+    deps: &Deps<D, A, S, C>,
+    task: &TaskInfo,
+    now: i64,
+) -> Result<AssessmentResult, StepError>
+where
+    D: Dms + Sync,
+    A: Assessments + Sync,
+    S: SecretStore + Sync,
+    C: SqlChecks + Sync,
+{
+    let config = check_config(deps, task).await?;
+    let mut all = sql_checks(deps, task, &config).await?;
+    let run_arn = match &deps.run_setup {
+        None => {
+            all.push(Check::new(
+                RUN_CHECK_ID,
+                CheckStatus::Warn,
+                "the DMS premigration assessment run was not started: ASSESSMENT_ROLE_ARN or ASSESSMENT_BUCKET is not set on this Lambda",
+                Vec::new(),
+                "set ASSESSMENT_ROLE_ARN (a role DMS assumes that may write the bucket) and ASSESSMENT_BUCKET on the premigration-assessment function (the stack does), or start an assessment run in the DMS console",
+            ));
+            None
+        }
+        Some(setup) => Some(start_run(&deps.assessments, task, setup, now).await?),
+    };
+    log_checks(&all);
+    let mut result = AssessmentResult::default();
+    add_checks(&mut result, &all);
+    match run_arn {
+        Some(arn) => {
+            result.status = "running".to_string();
+            result.run_arn = Some(arn);
+        }
+        None => finish(&mut result),
+    }
+    Ok(result)
+}
+
+/// The task's selection rules and migration type decide which tables are checked and what CDC needs.
+async fn check_config<D, A, S, C>(
+    deps: &Deps<D, A, S, C>,
+    task: &TaskInfo,
+) -> Result<CheckConfig, StepError>
+where
+    D: Dms + Sync,
+{
+    let selection = match deps.dms.task_table_mappings(&task.arn).await? {
+        Some(text) => TableSelection::from_dms_table_mappings(&text)?,
+        None => TableSelection::all(),
+    };
+    Ok(CheckConfig {
+        selection,
+        cdc: task.migration_type != "full-load",
+        ..CheckConfig::default()
+    })
+}
+
+/// Source checks, then target checks (they compare with what the source has). A database this Lambda
+/// cannot reach or log in to turns its checks into warnings pointing at `dms-migrate preflight`.
+async fn sql_checks<D, A, S, C>(
+    deps: &Deps<D, A, S, C>,
+    task: &TaskInfo,
+    config: &CheckConfig,
+) -> Result<Vec<Check>, StepError>
+where
+    D: Dms + Sync,
+    S: SecretStore + Sync,
+    C: SqlChecks + Sync,
+{
+    let mut all = Vec::new();
+    let source_facts = match connect_options(deps, &task.source_endpoint_arn).await? {
+        Err(reason) => {
+            all.extend(not_run("source", &ids::SOURCE, &reason));
+            None
+        }
+        Ok(options) => match deps.databases.source(&options, config).await {
+            Ok((found, facts)) => {
+                all.extend(found);
+                Some(facts)
+            }
+            Err(e) if is_unreachable(&e) => {
+                all.extend(not_run("source", &ids::SOURCE, &e.message));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    match connect_options(deps, &task.target_endpoint_arn).await? {
+        Err(reason) => all.extend(not_run("target", &ids::TARGET, &reason)),
+        Ok(options) => match deps
+            .databases
+            .target(&options, source_facts.as_ref(), config)
+            .await
+        {
+            Ok(found) => all.extend(found),
+            Err(e) if is_unreachable(&e) => all.extend(not_run("target", &ids::TARGET, &e.message)),
+            Err(e) => return Err(e),
+        },
+    }
+    Ok(all)
+}
+
+/// The endpoint's connection options, or (inner Err) why this Lambda cannot connect: an endpoint without
+/// a usable secret is a check that cannot run here, not a failed migration.
+async fn connect_options<D, A, S, C>(
+    deps: &Deps<D, A, S, C>,
+    endpoint_arn: &str,
+) -> Result<Result<core_lib::pg::PgConnectOptions, String>, StepError>
+where
+    D: Dms + Sync,
+    S: SecretStore + Sync,
+{
+    let endpoint = deps.dms.describe_endpoint(endpoint_arn).await?;
+    match endpoint_connect_options(&endpoint, &deps.secrets).await {
+        Ok(options) => Ok(Ok(options)),
+        Err(e) if e.name == ErrorName::ConfigInvalid => Ok(Err(e.message)),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_unreachable(e: &StepError) -> bool {
+    matches!(
+        e.name,
+        ErrorName::PostgresUnreachable | ErrorName::PostgresAuthFailed
+    )
+}
+
+fn not_run(side: &str, check_ids: &[&str], why: &str) -> Vec<Check> {
+    checks::not_run(
+        check_ids,
+        &format!("not run: the {side} database could not be reached from this Lambda ({why})"),
+        &format!("{NOT_RUN_FIX}: dms-migrate preflight --source URL --target URL"),
+    )
+}
+
+async fn start_run<A: Assessments + Sync>(
+    assessments: &A,
+    task: &TaskInfo,
+    setup: &RunSetup,
+    now: i64,
+) -> Result<String, StepError> {
+    let include_only = assessments.applicable_assessments(&task.arn).await?;
+    let request = RunRequest {
+        task_arn: task.arn.clone(),
+        service_access_role_arn: setup.role_arn.clone(),
+        result_location_bucket: setup.bucket.clone(),
+        // Unique per task: DMS refuses a second run of the same name.
+        run_name: format!("dms-migrate-{now}"),
+        include_only,
+    };
+    let run = assessments.start_assessment_run(&request).await?;
+    tracing::info!(run = %run.arn, status = %run.status, assessments = ?request.include_only, "DMS assessment run started");
+    Ok(run.arn)
+}
+
+async fn poll<D, A, S, C>(
+    deps: &Deps<D, A, S, C>,
+    mut result: AssessmentResult,
+) -> Result<AssessmentResult, StepError>
+where
+    A: Assessments + Sync,
+{
+    // Only a running assessment is polled; anything else is already final (a re-delivered poll).
+    if result.status != "running" {
+        return Ok(result);
+    }
+    let run_arn = result.run_arn.clone().ok_or_else(|| {
+        StepError::payload(format!(
+            "{LAMBDA} poll: results.assessment is `running` without a runArn"
+        ))
+    })?;
+    let Some(run) = deps.assessments.describe_assessment_run(&run_arn).await? else {
+        add_checks(
+            &mut result,
+            &[run_error(&run_arn, "no longer exists (deleted?)")],
+        );
+        result.reason = Some(format!("the DMS assessment run {run_arn} no longer exists"));
+        finish(&mut result);
+        return Ok(result);
+    };
+    result.polls += 1;
+    match run.status.as_str() {
+        "provisioning" | "starting" | "running" => {
+            if result.polls >= MAX_POLLS {
+                result.status = "failed".to_string();
+                result.reason = Some(format!(
+                    "the DMS assessment run {run_arn} was still `{}` after {} polls; it never finished. Look at it in the DMS console (task → Premigration assessments), then run the migration again",
+                    run.status, result.polls
+                ));
+            }
+            return Ok(result);
+        }
+        "passed" | "warning" | "failed" => {
+            let individual = deps.assessments.individual_assessments(&run_arn).await?;
+            let found: Vec<Check> = individual
+                .iter()
+                .map(|a| individual_check(&a.name, &a.status, deps.run_setup.as_ref()))
+                .collect();
+            log_checks(&found);
+            add_checks(&mut result, &found);
+            result.reason = Some(format!("the DMS assessment run ended `{}`", run.status));
+        }
+        other => {
+            // error-provisioning, error-executing, invalid state, cancelling, deleting, or a status this
+            // code does not know: the run will not produce results, so the loop ends here.
+            let why = run
+                .last_failure_message
+                .as_deref()
+                .unwrap_or("DMS gave no reason");
+            add_checks(
+                &mut result,
+                &[run_error(&run_arn, &format!("ended `{other}`: {why}"))],
+            );
+            result.reason = Some(format!(
+                "the DMS assessment run {run_arn} ended `{other}`: {why}"
+            ));
+        }
+    }
+    finish(&mut result);
+    Ok(result)
+}
+
+fn run_error(run_arn: &str, what: &str) -> Check {
+    Check::new(
+        RUN_CHECK_ID,
+        CheckStatus::Fail,
+        format!("the DMS premigration assessment run {what}"),
+        vec![run_arn.to_string()],
+        "read the run's failure in the DMS console (task → Premigration assessments); check that the assessment role may write the bucket and that DMS reaches the source, then run the migration again",
+    )
+}
+
+/// One DMS individual assessment as a check: `failed` fails, `warning` warns, anything else passes
+/// (`error`, `cancelled` and `skipped` warn: DMS could not tell).
+fn individual_check(name: &str, status: &str, setup: Option<&RunSetup>) -> Check {
+    let id = format!("dms.{name}");
+    let report = setup.map_or_else(
+        || "the DMS console (task → Premigration assessments)".to_string(),
+        |s| {
+            format!(
+                "the DMS console (task → Premigration assessments) or the report in s3://{}",
+                s.bucket
+            )
+        },
+    );
+    let check_status = match status {
+        "passed" => CheckStatus::Pass,
+        "failed" => CheckStatus::Fail,
+        _ => CheckStatus::Warn,
+    };
+    if check_status == CheckStatus::Pass {
+        return Check::pass(&id, format!("DMS assessment {name} passed"));
+    }
+    Check::new(
+        &id,
+        check_status,
+        format!("DMS assessment {name} ended `{status}`"),
+        Vec::new(),
+        format!("read the details of {name} in {report}"),
+    )
+}
+
+/// Adds checks to the counts and the (capped) failure and warning lists.
+fn add_checks(result: &mut AssessmentResult, found: &[Check]) {
+    let more = checks::counts(found);
+    result.counts = CheckCounts {
+        pass: result.counts.pass + more.pass,
+        warn: result.counts.warn + more.warn,
+        fail: result.counts.fail + more.fail,
+    };
+    let merge = |kept: &mut Vec<CheckSummary>, status: CheckStatus| {
+        let mut all: Vec<CheckSummary> = std::mem::take(kept);
+        all.extend(
+            found
+                .iter()
+                .filter(|c| c.status == status)
+                .map(Check::to_summary),
+        );
+        *kept = capped(&all).0;
+    };
+    merge(&mut result.failures, CheckStatus::Fail);
+    merge(&mut result.warnings, CheckStatus::Warn);
+}
+
+/// The final verdict: failures block, warnings are emailed.
+fn finish(result: &mut AssessmentResult) {
+    result.status = if result.counts.fail > 0 {
+        "failed"
+    } else if result.counts.warn > 0 {
+        "warnings"
+    } else {
+        "passed"
+    }
+    .to_string();
+}
+
+/// The state carries at most 20 names per list; the log has every check.
+fn log_checks(found: &[Check]) {
+    for check in found.iter().filter(|c| c.status != CheckStatus::Pass) {
+        tracing::info!(id = %check.id, status = check.status.as_str(), summary = %check.summary, objects = ?check.objects, fix = %check.fix, "check");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,498 @@
+use std::sync::Mutex;
+
+use core_lib::assessment_runs::{IndividualResult, RunInfo};
+use core_lib::dms::{ConnectionInfo, EndpointInfo, InstanceInfo, StartType, TableStat};
+use core_lib::payload::parse_payload;
+use core_lib::pg::PgConnectOptions;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::json;
+
+use super::*;
+
+const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
+const SOURCE_ARN: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1";
+const TARGET_ARN: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1";
+const RUN_ARN: &str = "arn:aws:dms:us-east-1:123456789012:assessment-run:RUN1";
+const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:m:run-1";
+
+struct FakeDms {
+    task: TaskInfo,
+}
+
+impl Dms for FakeDms {
+    async fn describe_task(&self, task_arn: &str) -> Result<TaskInfo, StepError> {
+        assert_eq!(task_arn, TASK_ARN);
+        Ok(self.task.clone())
+    }
+    async fn table_statistics(&self, _t: &str) -> Result<Vec<TableStat>, StepError> {
+        unreachable!()
+    }
+    async fn start_task(&self, _t: &str, _s: StartType) -> Result<(), StepError> {
+        unreachable!("the assessment never starts the task")
+    }
+    async fn describe_instance(&self, _arn: &str) -> Result<InstanceInfo, StepError> {
+        unreachable!()
+    }
+    async fn describe_endpoint(&self, endpoint_arn: &str) -> Result<EndpointInfo, StepError> {
+        Ok(EndpointInfo {
+            arn: endpoint_arn.into(),
+            server: Some("db.example.com".into()),
+            port: Some(5432),
+            database: Some("app".into()),
+            username: Some("dms".into()),
+            secret_id: Some(format!("secret-of-{endpoint_arn}")),
+            ..EndpointInfo::default()
+        })
+    }
+    async fn test_connection(&self, _i: &str, _e: &str) -> Result<(), StepError> {
+        unreachable!()
+    }
+    async fn describe_connection(
+        &self,
+        _i: &str,
+        _e: &str,
+    ) -> Result<Option<ConnectionInfo>, StepError> {
+        unreachable!()
+    }
+}
+
+#[derive(Default)]
+struct FakeAssessments {
+    run: Option<RunInfo>,
+    individual: Vec<IndividualResult>,
+    started: Mutex<Vec<RunRequest>>,
+}
+
+impl Assessments for FakeAssessments {
+    async fn applicable_assessments(&self, _t: &str) -> Result<Vec<String>, StepError> {
+        Ok(vec![
+            "postgres-check-pk".into(),
+            "postgres-check-dbversion".into(),
+        ])
+    }
+    async fn start_assessment_run(&self, request: &RunRequest) -> Result<RunInfo, StepError> {
+        self.started.lock().unwrap().push(request.clone());
+        Ok(RunInfo {
+            arn: RUN_ARN.into(),
+            status: "provisioning".into(),
+            last_failure_message: None,
+        })
+    }
+    async fn describe_assessment_run(&self, run_arn: &str) -> Result<Option<RunInfo>, StepError> {
+        assert_eq!(run_arn, RUN_ARN);
+        Ok(self.run.clone())
+    }
+    async fn individual_assessments(&self, _r: &str) -> Result<Vec<IndividualResult>, StepError> {
+        Ok(self.individual.clone())
+    }
+}
+
+struct FakeSecrets;
+
+impl SecretStore for FakeSecrets {
+    async fn secret_string(&self, _id: &str) -> Result<String, StepError> {
+        Ok(r#"{"username":"migrator","password":"hunter2"}"#.into())
+    }
+}
+
+/// Answers for each side: the checks, or the error connecting raised.
+struct FakeChecks {
+    source: Result<Vec<Check>, StepError>,
+    target: Result<Vec<Check>, StepError>,
+    target_saw_source: Mutex<Option<bool>>,
+}
+
+impl SqlChecks for FakeChecks {
+    type Facts = ();
+    async fn source(
+        &self,
+        _o: &PgConnectOptions,
+        _c: &CheckConfig,
+    ) -> Result<(Vec<Check>, ()), StepError> {
+        self.source.clone().map(|c| (c, ()))
+    }
+    async fn target(
+        &self,
+        _o: &PgConnectOptions,
+        source: Option<&()>,
+        _c: &CheckConfig,
+    ) -> Result<Vec<Check>, StepError> {
+        *self.target_saw_source.lock().unwrap() = Some(source.is_some());
+        self.target.clone()
+    }
+}
+
+fn ok_checks() -> FakeChecks {
+    FakeChecks {
+        source: Ok(vec![
+            Check::pass(ids::SOURCE_VERSION, "15"),
+            Check::new(
+                ids::SOURCE_PRIMARY_KEYS,
+                CheckStatus::Warn,
+                "1 table has no primary key",
+                vec!["public.events".into()],
+                "ALTER TABLE public.events REPLICA IDENTITY FULL;",
+            ),
+        ]),
+        target: Ok(vec![Check::pass(ids::TARGET_VERSION, "17")]),
+        target_saw_source: Mutex::new(None),
+    }
+}
+
+fn task(status: &str, started: bool) -> TaskInfo {
+    TaskInfo {
+        arn: TASK_ARN.into(),
+        identifier: "orders-task".into(),
+        status: status.into(),
+        migration_type: "full-load-and-cdc".into(),
+        source_endpoint_arn: SOURCE_ARN.into(),
+        target_endpoint_arn: TARGET_ARN.into(),
+        started_at_epoch_seconds: started.then_some(1_000.0),
+        ..TaskInfo::default()
+    }
+}
+
+type TestDeps = Deps<FakeDms, FakeAssessments, FakeSecrets, FakeChecks>;
+
+fn deps(task: TaskInfo, assessments: FakeAssessments, databases: FakeChecks) -> TestDeps {
+    Deps {
+        dms: FakeDms { task },
+        assessments,
+        secrets: FakeSecrets,
+        databases,
+        run_setup: Some(RunSetup {
+            role_arn: "arn:aws:iam::123456789012:role/assess".into(),
+            bucket: "assess-bucket".into(),
+        }),
+    }
+}
+
+fn input(action: &str, options: Value, assessment: Option<Value>) -> Value {
+    let raw = json!({
+        "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1",
+        "sourceEndpointArn": SOURCE_ARN,
+        "targetEndpointArn": TARGET_ARN,
+        "replicationTaskArn": TASK_ARN,
+        "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
+        "sourcePort": 5432,
+        "options": options
+    });
+    let mut state =
+        serde_json::to_value(parse_payload(&raw, EXEC, 1_000).expect("payload")).unwrap();
+    if let Some(a) = assessment {
+        state["results"]["assessment"] = a;
+    }
+    LambdaEvent::new(
+        json!({"state": state, "action": action}),
+        Context::default(),
+    )
+    .payload
+}
+
+fn running(polls: u32) -> Value {
+    json!({"status": "running", "runArn": RUN_ARN, "polls": polls,
+           "counts": {"pass": 2, "warn": 1, "fail": 0},
+           "failures": [], "warnings": [{"id": "source.primary_keys", "summary": "1 table has no primary key", "fix": "x", "objects": ["public.events"], "objectsTotal": 1}]})
+}
+
+#[tokio::test]
+async fn a_missing_or_unknown_action_is_payload_invalid() {
+    let d = deps(
+        task("ready", false),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    for action in ["", "stop"] {
+        let err = handle(input(action, json!({}), None), &d, 5)
+            .await
+            .unwrap_err();
+        assert_eq!(err.name, ErrorName::PayloadInvalid, "{action}");
+    }
+    let mut no_action = input("start", json!({}), None);
+    no_action.as_object_mut().unwrap().remove("action");
+    let err = handle(no_action, &d, 5).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::PayloadInvalid);
+}
+
+#[tokio::test]
+async fn a_task_that_ran_before_is_skipped_with_the_reason_unless_reloaded() {
+    let d = deps(
+        task("stopped", true),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["status"], json!("skipped"));
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("orders-task has run before"),
+        "{a}"
+    );
+    assert!(d.assessments.started.lock().unwrap().is_empty());
+
+    let out = handle(input("start", json!({"startMode": "reload"}), None), &d, 5)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["assessment"]["status"], json!("running"));
+}
+
+#[tokio::test]
+async fn start_runs_both_sides_and_starts_the_applicable_assessments() {
+    let d = deps(
+        task("ready", false),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    let out = handle(input("start", json!({}), None), &d, 1_700)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["status"], json!("running"));
+    assert_eq!(a["runArn"], json!(RUN_ARN));
+    assert_eq!(a["counts"], json!({"pass": 2, "warn": 1, "fail": 0}));
+    assert_eq!(a["warnings"][0]["id"], json!("source.primary_keys"));
+    assert_eq!(a["warnings"][0]["objects"], json!(["public.events"]));
+    assert_eq!(*d.databases.target_saw_source.lock().unwrap(), Some(true));
+    let started = d.assessments.started.lock().unwrap();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].task_arn, TASK_ARN);
+    assert_eq!(started[0].result_location_bucket, "assess-bucket");
+    assert_eq!(started[0].run_name, "dms-migrate-1700");
+    assert_eq!(
+        started[0].include_only,
+        vec!["postgres-check-pk", "postgres-check-dbversion"]
+    );
+    assert!(!out.to_string().contains("hunter2"));
+}
+
+#[tokio::test]
+async fn an_unreachable_source_warns_and_points_to_preflight_without_failing() {
+    let mut checks = ok_checks();
+    checks.source = Err(StepError::new(
+        ErrorName::PostgresUnreachable,
+        "connection timed out",
+    ));
+    let d = deps(task("ready", false), FakeAssessments::default(), checks);
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["status"], json!("running"));
+    assert_eq!(a["counts"]["fail"], json!(0));
+    assert_eq!(a["counts"]["warn"], json!(ids::SOURCE.len()));
+    assert_eq!(a["warnings"][0]["id"], json!("source.version"));
+    assert!(a["warnings"][0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("dms-migrate preflight"));
+    assert!(a["warnings"][0]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("connection timed out"));
+    assert_eq!(*d.databases.target_saw_source.lock().unwrap(), Some(false));
+}
+
+#[tokio::test]
+async fn a_target_login_failure_warns_but_a_query_failure_is_an_error() {
+    let mut checks = ok_checks();
+    checks.target = Err(StepError::new(
+        ErrorName::PostgresAuthFailed,
+        "password authentication failed",
+    ));
+    let d = deps(task("ready", false), FakeAssessments::default(), checks);
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        out["results"]["assessment"]["counts"]["warn"],
+        json!(1 + ids::TARGET.len())
+    );
+
+    let mut checks = ok_checks();
+    checks.target = Err(StepError::new(
+        ErrorName::PostgresQueryFailed,
+        "permission denied",
+    ));
+    let d = deps(task("ready", false), FakeAssessments::default(), checks);
+    let err = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap_err();
+    assert_eq!(err.name, ErrorName::PostgresQueryFailed);
+}
+
+#[tokio::test]
+async fn without_role_or_bucket_the_run_is_skipped_with_a_warning_and_the_result_is_final() {
+    let mut d = deps(
+        task("ready", false),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    d.run_setup = None;
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["status"], json!("warnings"));
+    assert!(a.get("runArn").is_none());
+    assert!(a["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["id"] == json!(RUN_CHECK_ID)));
+    assert!(d.assessments.started.lock().unwrap().is_empty());
+}
+
+fn with_run(status: &str, individual: &[(&str, &str)]) -> FakeAssessments {
+    FakeAssessments {
+        run: Some(RunInfo {
+            arn: RUN_ARN.into(),
+            status: status.into(),
+            last_failure_message: Some("source unreachable".into()),
+        }),
+        individual: individual
+            .iter()
+            .map(|(n, s)| IndividualResult {
+                name: n.to_string(),
+                status: s.to_string(),
+            })
+            .collect(),
+        ..FakeAssessments::default()
+    }
+}
+
+#[tokio::test]
+async fn a_run_in_progress_keeps_polling_until_the_bound() {
+    for status in ["provisioning", "starting", "running"] {
+        let d = deps(task("ready", false), with_run(status, &[]), ok_checks());
+        let out = handle(input("poll", json!({}), Some(running(3))), &d, 5)
+            .await
+            .unwrap();
+        let a = &out["results"]["assessment"];
+        assert_eq!(a["status"], json!("running"), "{status}");
+        assert_eq!(a["polls"], json!(4));
+    }
+    let d = deps(task("ready", false), with_run("running", &[]), ok_checks());
+    let out = handle(
+        input("poll", json!({}), Some(running(MAX_POLLS - 1))),
+        &d,
+        5,
+    )
+    .await
+    .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["status"], json!("failed"));
+    assert!(
+        a["reason"].as_str().unwrap().contains("never finished"),
+        "{a}"
+    );
+}
+
+#[tokio::test]
+async fn a_finished_run_merges_individual_results_with_the_sql_checks() {
+    let d = deps(
+        task("ready", false),
+        with_run(
+            "warning",
+            &[
+                ("postgres-check-dbversion", "passed"),
+                ("postgres-check-pk", "warning"),
+            ],
+        ),
+        ok_checks(),
+    );
+    let out = handle(input("poll", json!({}), Some(running(1))), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["status"], json!("warnings"));
+    assert_eq!(a["counts"], json!({"pass": 3, "warn": 2, "fail": 0}));
+    let ids: Vec<&str> = a["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["source.primary_keys", "dms.postgres-check-pk"]);
+
+    let d = deps(
+        task("ready", false),
+        with_run("failed", &[("postgres-check-table-with-array", "failed")]),
+        ok_checks(),
+    );
+    let out = handle(input("poll", json!({}), Some(running(1))), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["status"], json!("failed"));
+    assert_eq!(
+        a["failures"][0]["id"],
+        json!("dms.postgres-check-table-with-array")
+    );
+    assert!(a["failures"][0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("s3://assess-bucket"));
+}
+
+#[tokio::test]
+async fn every_error_status_ends_the_loop_as_failed_with_the_reason() {
+    for status in [
+        "error-provisioning",
+        "error-executing",
+        "invalid state",
+        "cancelling",
+        "deleting",
+        "something-new",
+    ] {
+        let d = deps(task("ready", false), with_run(status, &[]), ok_checks());
+        let out = handle(input("poll", json!({}), Some(running(1))), &d, 5)
+            .await
+            .unwrap();
+        let a = &out["results"]["assessment"];
+        assert_eq!(a["status"], json!("failed"), "{status}");
+        assert_eq!(a["failures"][0]["id"], json!(RUN_CHECK_ID));
+        assert!(
+            a["reason"].as_str().unwrap().contains("source unreachable"),
+            "{a}"
+        );
+    }
+    let d = deps(
+        task("ready", false),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    let out = handle(input("poll", json!({}), Some(running(1))), &d, 5)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["assessment"]["status"], json!("failed"));
+}
+
+#[tokio::test]
+async fn a_poll_without_a_running_assessment_is_rejected_or_left_alone() {
+    let d = deps(
+        task("ready", false),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    let err = handle(input("poll", json!({}), None), &d, 5)
+        .await
+        .unwrap_err();
+    assert_eq!(err.name, ErrorName::PayloadInvalid);
+    let out = handle(
+        input(
+            "poll",
+            json!({}),
+            Some(json!({"status": "skipped", "reason": "r"})),
+        ),
+        &d,
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["results"]["assessment"]["status"], json!("skipped"));
+}

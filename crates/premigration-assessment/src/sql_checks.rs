@@ -1,0 +1,50 @@
+//! The SQL checks of DESIGN §6 (core's `checks`) against one database, behind a trait so the handler's
+//! rules (unreachable → warnings) are tested without databases.
+
+use std::future::Future;
+
+use core_lib::checks::{self, Check, CheckConfig, SourceFacts};
+use core_lib::errors::StepError;
+use core_lib::pg::PgConnectOptions;
+
+pub trait SqlChecks {
+    /// What the source checks learned that the target checks compare against.
+    type Facts: Send + Sync;
+    fn source(
+        &self,
+        source: &PgConnectOptions,
+        config: &CheckConfig,
+    ) -> impl Future<Output = Result<(Vec<Check>, Self::Facts), StepError>> + Send;
+    fn target(
+        &self,
+        target: &PgConnectOptions,
+        source: Option<&Self::Facts>,
+        config: &CheckConfig,
+    ) -> impl Future<Output = Result<Vec<Check>, StepError>> + Send;
+}
+
+pub struct PgChecks;
+
+impl SqlChecks for PgChecks {
+    type Facts = SourceFacts;
+
+    async fn source(
+        &self,
+        source: &PgConnectOptions,
+        config: &CheckConfig,
+    ) -> Result<(Vec<Check>, SourceFacts), StepError> {
+        let client = source.connect().await?;
+        let report = checks::run_source_checks(&client, config).await?;
+        Ok((report.checks, report.facts))
+    }
+
+    async fn target(
+        &self,
+        target: &PgConnectOptions,
+        source: Option<&SourceFacts>,
+        config: &CheckConfig,
+    ) -> Result<Vec<Check>, StepError> {
+        let client = target.connect().await?;
+        checks::run_target_checks(&client, source, config).await
+    }
+}
