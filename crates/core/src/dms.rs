@@ -199,21 +199,33 @@ fn not_found(what: &str, arn: &str) -> StepError {
     )
 }
 
-impl Dms for DmsClient {
-    async fn describe_task(&self, task_arn: &str) -> Result<TaskInfo, StepError> {
+impl DmsClient {
+    /// One task by ARN. `with_settings` asks DMS for the settings and table mappings too, which a plain
+    /// status read does not need.
+    async fn describe_one_task(
+        &self,
+        task_arn: &str,
+        with_settings: bool,
+    ) -> Result<aws_sdk_databasemigration::types::ReplicationTask, StepError> {
         let out = self
             .client
             .describe_replication_tasks()
             .filters(filter("replication-task-arn", task_arn)?)
-            .without_settings(true)
+            .without_settings(!with_settings)
             .send()
             .await
             .map_err(|e| classify_sdk_error("dms:DescribeReplicationTasks", task_arn, &e))?;
-        let task = out
-            .replication_tasks()
+        out.replication_tasks()
             .iter()
             .find(|t| t.replication_task_arn() == Some(task_arn))
-            .ok_or_else(|| not_found("replication task", task_arn))?;
+            .cloned()
+            .ok_or_else(|| not_found("replication task", task_arn))
+    }
+}
+
+impl Dms for DmsClient {
+    async fn describe_task(&self, task_arn: &str) -> Result<TaskInfo, StepError> {
+        let task = self.describe_one_task(task_arn, false).await?;
         Ok(TaskInfo {
             arn: task_arn.to_string(),
             identifier: task
@@ -401,19 +413,7 @@ impl Dms for DmsClient {
     }
 
     async fn task_table_mappings(&self, task_arn: &str) -> Result<Option<String>, StepError> {
-        let out = self
-            .client
-            .describe_replication_tasks()
-            .filters(filter("replication-task-arn", task_arn)?)
-            .without_settings(false)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error("dms:DescribeReplicationTasks", task_arn, &e))?;
-        let task = out
-            .replication_tasks()
-            .iter()
-            .find(|t| t.replication_task_arn() == Some(task_arn))
-            .ok_or_else(|| not_found("replication task", task_arn))?;
+        let task = self.describe_one_task(task_arn, true).await?;
         Ok(task.table_mappings().map(str::to_string))
     }
 
