@@ -2,9 +2,15 @@
 //! (DESIGN §1, §9). Each subcommand is a module with its clap `Args` and a `run` returning an `Outcome`;
 //! `main` only parses, reads the environment once and turns the outcome into the documented exit code.
 
+mod cleanup;
 mod connection;
+mod constraints_apply;
+mod cutover_check;
 mod output;
 mod preflight;
+mod schema_apply;
+mod sequences_sync;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -35,6 +41,45 @@ enum Command {
     /// Check that the source and the target are ready for the DMS task (DESIGN §6 checks).
     #[command(after_help = EXIT_CODES)]
     Preflight(preflight::Args),
+    /// Create the schema on the target before the DMS full load.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Move the target's sequences ahead of the source's.
+    #[command(subcommand)]
+    Sequences(SequencesCommand),
+    /// Apply the objects deferred until after the load.
+    #[command(subcommand)]
+    Constraints(ConstraintsCommand),
+    /// Compare the target with the source: row counts, checksums by key range, schema objects, sequences.
+    #[command(after_help = EXIT_CODES)]
+    Verify(verify::Args),
+    /// Is the migration ready to switch the application over?
+    #[command(after_help = EXIT_CODES)]
+    CutoverCheck(cutover_check::Args),
+    /// After the switch: drop what the migration left on the source.
+    #[command(after_help = EXIT_CODES)]
+    Cleanup(cleanup::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum SchemaCommand {
+    /// Create the pre-load objects on the target; write the deferred ones for `constraints apply`.
+    #[command(after_help = EXIT_CODES)]
+    Apply(schema_apply::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum SequencesCommand {
+    /// Set every target sequence to at least the source's value plus a margin; never backwards.
+    #[command(after_help = EXIT_CODES)]
+    Sync(sequences_sync::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConstraintsCommand {
+    /// Foreign keys, unique and check constraints, triggers, indexes and identity columns, resumably.
+    #[command(after_help = EXIT_CODES)]
+    Apply(constraints_apply::Args),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -43,6 +88,14 @@ async fn main() -> ExitCode {
     let env = Environment::from_process();
     let result = match cli.command {
         Command::Preflight(args) => preflight::run(args, &env).await,
+        Command::Schema(SchemaCommand::Apply(args)) => schema_apply::run(args, &env).await,
+        Command::Sequences(SequencesCommand::Sync(args)) => sequences_sync::run(args, &env).await,
+        Command::Constraints(ConstraintsCommand::Apply(args)) => {
+            constraints_apply::run(args, &env).await
+        }
+        Command::Verify(args) => verify::run(args, &env).await,
+        Command::CutoverCheck(args) => cutover_check::run(args, &env).await,
+        Command::Cleanup(args) => cleanup::run(args, &env).await,
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

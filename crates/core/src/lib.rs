@@ -23,6 +23,7 @@ pub mod rds;
 pub mod redact;
 pub mod s3;
 pub mod schema_objects;
+pub mod sentinel;
 pub mod sg_rules;
 pub mod sql_ident;
 pub mod state;
