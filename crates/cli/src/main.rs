@@ -6,11 +6,14 @@ mod cleanup;
 mod connection;
 mod constraints_apply;
 mod cutover_check;
+mod deferred_file;
 mod output;
 mod preflight;
 mod schema_apply;
+mod schema_split;
 mod sequences_sync;
 mod verify;
+mod verify_rows;
 
 use std::process::ExitCode;
 

@@ -24,6 +24,7 @@ pub mod redact;
 pub mod s3;
 pub mod schema_objects;
 pub mod sentinel;
+pub mod sequences;
 pub mod sg_rules;
 pub mod sql_ident;
 pub mod state;

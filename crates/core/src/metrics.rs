@@ -130,6 +130,50 @@ impl Metrics for CloudWatchMetrics {
     }
 }
 
+impl CloudWatchMetrics {
+    /// The worst (highest) value of each latency metric over the last `window_seconds`: `cutover-check`
+    /// wants the latency to have stayed under target for the whole window, not just its last minute.
+    /// `None` where the window holds no datapoint.
+    pub async fn cdc_latency_worst(
+        &self,
+        key: &TaskMetricsKey,
+        now_epoch_seconds: i64,
+        window_seconds: i64,
+    ) -> Result<CdcLatency, StepError> {
+        let resource = format!(
+            "{NAMESPACE} metrics of task {} on instance {}",
+            key.task_resource_id, key.instance_identifier
+        );
+        let out = self
+            .client
+            .get_metric_data()
+            .metric_data_queries(query("source", CDC_LATENCY_SOURCE, key))
+            .metric_data_queries(query("target", CDC_LATENCY_TARGET, key))
+            .start_time(DateTime::from_secs(now_epoch_seconds - window_seconds))
+            .end_time(DateTime::from_secs(
+                now_epoch_seconds + i64::from(PERIOD_SECONDS),
+            ))
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(GET_METRIC_DATA_ACTION, &resource, &e))?;
+        let mut latency = CdcLatency::default();
+        for result in out.metric_data_results() {
+            let worst = result
+                .values()
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .reduce(f64::max);
+            match result.id() {
+                Some("source") => latency.source_seconds = worst,
+                Some("target") => latency.target_seconds = worst,
+                _ => {}
+            }
+        }
+        Ok(latency)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,6 +186,11 @@ impl PgConnectOptions {
         self.password.is_some()
     }
 
+    /// For a child process's environment (`PGPASSWORD` for `pg_dump`), never a command line or a message.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     /// `user@host:port/dbname`: safe to print.
     pub fn describe(&self) -> String {
         format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)

@@ -34,6 +34,7 @@ mod tests {
     #[test]
     fn quotes_a_mixed_case_schema() {
         assert_eq!(qualified("Sales"), "\"Sales\".dms_migrate_sentinel");
-        assert!(create_sql("a b").starts_with("CREATE TABLE IF NOT EXISTS \"a b\".dms_migrate_sentinel"));
+        assert!(create_sql("a b")
+            .starts_with("CREATE TABLE IF NOT EXISTS \"a b\".dms_migrate_sentinel"));
     }
 }

@@ -25,7 +25,7 @@ use crate::pg::classify_pg_error;
 use crate::state::{CheckCounts, CheckSummary, MAX_NAMES};
 
 pub use selection::TableSelection;
-pub use source::{run_source_checks, SourceFacts, SourceReport};
+pub use source::{run_source_checks, run_transaction_checks, SourceFacts, SourceReport};
 pub use target::{gather_target, run_target_checks, target_checks, TargetFacts};
 
 /// The stable check ids (tests and users script against them).
@@ -247,6 +247,24 @@ pub const MIN_SERVER_VERSION_NUM: i32 = 120000;
 /// The newest major the DMS documentation lists as a source or target (a PostgreSQL 17 target needs DMS
 /// engine 3.6.1 or later).
 pub const NEWEST_DMS_MAJOR: i32 = 17;
+
+/// Every schema object of the selected tables and their schemas (`schema_objects`), columns included:
+/// the catalog read `dms-migrate verify` diffs between the two sides.
+pub async fn read_inventory(
+    client: &Client,
+    selection: &TableSelection,
+) -> Result<Vec<crate::schema_objects::SchemaObject>, StepError> {
+    let [a, b, c, d] = selection.params();
+    let params: [&(dyn ToSql + Sync); 4] = [&a, &b, &c, &d];
+    let (columns, other) = tokio::try_join!(
+        run_query(client, "inventory", catalog::COLUMNS_SQL, &params),
+        run_query(client, "inventory", catalog::INVENTORY_SQL, &params),
+    )?;
+    Ok(catalog::inventory(
+        &catalog::columns_from_rows(&columns),
+        &other,
+    ))
+}
 
 async fn run_query(
     client: &Client,

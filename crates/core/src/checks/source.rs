@@ -131,6 +131,34 @@ pub async fn run_source_checks(
     Ok(SourceReport { checks, facts })
 }
 
+/// `source.prepared_transactions` and `source.long_transactions` alone, for `cutover-check`: before the
+/// switch, an open transaction holds changes the target has not seen yet.
+pub async fn run_transaction_checks(
+    client: &Client,
+    threshold_seconds: u32,
+) -> Result<Vec<Check>, StepError> {
+    let threshold = f64::from(threshold_seconds);
+    let param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&threshold];
+    let (prepared, long) = tokio::try_join!(
+        run_query(
+            client,
+            ids::SOURCE_PREPARED_TRANSACTIONS,
+            PREPARED_TRANSACTIONS_SQL,
+            &param
+        ),
+        run_query(
+            client,
+            ids::SOURCE_LONG_TRANSACTIONS,
+            LONG_TRANSACTIONS_SQL,
+            &param
+        ),
+    )?;
+    Ok(vec![
+        prepared_transactions_check(&prepared, threshold_seconds),
+        long_transactions_check(&long, threshold_seconds),
+    ])
+}
+
 struct Settings {
     version_num: i32,
     version: String,
