@@ -5,6 +5,7 @@
 pub mod dms_local;
 pub mod lab;
 pub mod lambda;
+pub mod rig;
 pub mod sfn;
 pub mod sns;
 pub mod template;

@@ -26,18 +26,34 @@ pub struct Finished {
     pub entered: Vec<String>,
     /// Every history event type, in order (e.g. `LambdaFunctionFailed`).
     pub events: Vec<String>,
+    /// Each failed Lambda call (retried or not): the state it belonged to and the error name.
+    pub lambda_failures: Vec<(String, String)>,
 }
 
 impl Finished {
     pub fn count_entered(&self, state: &str) -> usize {
         self.entered.iter().filter(|s| *s == state).count()
     }
+
+    /// The failed Lambda calls of `state` (a Retry makes several), by error name.
+    pub fn failures_of(&self, state: &str) -> Vec<&str> {
+        self.lambda_failures
+            .iter()
+            .filter(|(s, _)| s == state)
+            .map(|(_, e)| e.as_str())
+            .collect()
+    }
 }
 
 /// Makes `lambda` reachable from moto's interpreter as the function `alias` (unique per test: cargo lambda
 /// only serves functions named like a binary of the workspace, so the alias lives in the router).
 pub async fn route(lab: &Lab, alias: &str, lambda: &LocalLambda) {
-    let body = serde_json::json!({"name": alias, "invokeUrl": lambda.invoke_url()});
+    route_url(lab, alias, &lambda.invoke_url()).await;
+}
+
+/// As `route`, to any Invoke API URL (e.g. a test's proxy in front of a function).
+pub async fn route_url(lab: &Lab, alias: &str, invoke_url: &str) {
+    let body = serde_json::json!({"name": alias, "invokeUrl": invoke_url});
     reqwest::Client::new()
         .post(format!(
             "{}/_router/functions",
@@ -129,6 +145,7 @@ impl LocalStateMachine {
         };
         let mut entered = Vec::new();
         let mut events = Vec::new();
+        let mut lambda_failures = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..100 {
             let page = self
@@ -154,6 +171,12 @@ impl LocalStateMachine {
                 if let (true, Some(details)) = (is_entered, event.state_entered_event_details()) {
                     entered.push(details.name().to_string());
                 }
+                if let Some(failure) = event.lambda_function_failed_event_details() {
+                    lambda_failures.push((
+                        entered.last().cloned().unwrap_or_default(),
+                        failure.error().unwrap_or_default().to_string(),
+                    ));
+                }
             }
             token = page.next_token().map(str::to_string);
             if token.is_none() {
@@ -169,6 +192,7 @@ impl LocalStateMachine {
             cause: description.cause().map(str::to_string),
             entered,
             events,
+            lambda_failures,
         }
     }
 }

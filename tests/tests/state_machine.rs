@@ -1,17 +1,1034 @@
 //! The real statemachine.asl.json in moto's Step Functions interpreter, calling the built Lambda binaries
-//! through the lab's router. Each test asserts the path taken (history) and the emails sent.
+//! (through the lab's router and the rig's proxy, tests/src/rig.rs) against dms-local, the lab's PostgreSQL
+//! and moto. Each test asserts the path taken (history) and the emails sent, read back through SQS after
+//! the execution ended plus a few quiet seconds, so a second failure email would be seen.
 //!
-//! Branches covered so far (the rest arrive with their Lambdas):
-//! - NotifyStarted Catch → CaughtNotifyStarted → NotifyFailure → Failed (bad payload, each kind)
+//! Choice branches, each taken by at least one test:
+//! - ConnectivityResult: ok → PremigrationAssessmentStart (full_load_and_cdc_runs_to_ready_for_cutover);
+//!   not ok + autofixEligible → SgAutofix (a_blocked_source_is_opened_by_sg_autofix_and_the_run_continues);
+//!   not ok → NotifyConnectivityFailed (a_blocked_source_with_autofix_off_fails_with_one_email_naming_the_fix);
+//!   ok missing → UnexpectedConnectivityResult (connectivity_failures_of_the_machine_itself_are_caught).
+//! - AssessmentStatus: running → WaitForAssessment (full_load_and_cdc_runs_to_ready_for_cutover); passed →
+//!   StartTask (a_passed_assessment_goes_straight_to_the_task: the shared lab's checks always warn, so that
+//!   answer is made clean); warnings → NotifyAssessmentWarnings (full_load_only_succeeds_...); skipped →
+//!   NotifyAssessmentSkipped (a_second_execution_skips_the_assessment_and_resumes_the_task); failed →
+//!   NotifyAssessmentFailed (a_blocking_assessment_stops_before_the_task_starts); missing and unknown →
+//!   UnexpectedAssessmentStatus (assessment_step_failures_are_caught).
+//! - ProgressPhase: loading / catching-up → WaitBeforePoll, full-load-complete → NotifyFullLoadComplete,
+//!   ready-for-cutover → NotifyReadyForCutover (full_load_and_cdc_runs_to_ready_for_cutover); succeeded →
+//!   NotifySucceeded (full_load_only_succeeds_...); failed → NotifyTaskFailed
+//!   (a_table_error_during_the_load_fails_naming_the_table); monitoring-ended → NotifyMonitoringEnded
+//!   (max_polls_three_ends_monitoring_with_one_email); missing and unknown → UnexpectedProgressPhase
+//!   (running_task_failures_are_caught).
+//!
+//! Catches (each Task's `States.ALL` → Caught<Task> → NotifyFailure → Failed, exactly one `failed` email):
+//! - NotifyStarted: a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field
+//! - ConnectivityCheck: a_lambda_timeout_sends_one_failure_email_naming_the_step
+//! - SgAutofix: sg_autofix_that_finds_no_group_is_caught_once
+//! - NotifySgFixed: a_failing_sg_fixed_email_is_caught_once
+//! - NotifyConnectivityFailed, and NotifyFailure's own Catch → FailedWithoutEmail:
+//!   connectivity_failures_of_the_machine_itself_are_caught
+//! - PremigrationAssessmentStart, PremigrationAssessmentPoll: assessment_step_failures_are_caught
+//! - NotifyAssessmentWarnings: full_load_only_succeeds_and_its_email_failures_are_caught
+//! - NotifyAssessmentFailed: a_blocking_assessment_stops_before_the_task_starts
+//! - StartTask: throttling_past_the_retry_budget_sends_one_failure_email
+//! - NotifyAssessmentSkipped, NotifyTaskStarted, PollProgress, NotifyFullLoadComplete, NotifyReadyForCutover:
+//!   running_task_failures_are_caught
+//! - NotifySucceeded: a_failing_succeeded_email_is_caught_once
+//! - NotifyTaskFailed: a_failing_task_failed_email_is_caught_once
+//! - NotifyMonitoringEnded: max_polls_three_ends_monitoring_with_one_email
+//!
+//! `every_branch_and_catch_is_named_in_an_assertion` keeps these lists honest when the ASL grows.
+//!
+//! How failures are made: for real where the lab can (a port that drops connects for a security group,
+//! dms-local's throttle and pause faults, a key already on the target for a table error, a missing target
+//! table for a blocking assessment); otherwise the rig's proxy answers for the function (an email step
+//! failing, a Lambda answering outside the state contract). A Lambda timeout is the proxy giving up after 2 s
+//! with the function error AWS reports for a timed-out function, `Sandbox.Timedout` ("Task timed out after
+//! 2.00 seconds"): moto does honour a Task's TimeoutSeconds (States.Timeout), but the ASL's are 120–900 s and
+//! the Lambda's own timeout, no larger, fires first on AWS.
+//!
+//! Timing: the real ASL runs unchanged except where a test says otherwise in its own copy: the
+//! retries-exhausted test shortens the `Aws.Throttled` interval (the real one, 2 s doubling to 60 s with
+//! full jitter over 8 retries, waits about 2 minutes on average and up to 4), and the maxPolls test waits
+//! 1 s between polls (poll-progress spreads 3 polls over maxMonitorHours, at least an hour).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use core_lib::connectivity::FailureClass;
+use integration_tests::dms_local::wait_for;
 use integration_tests::lab::{binary, Lab};
 use integration_tests::lambda::LocalLambda;
-use integration_tests::sfn::{function_arn, route, LocalStateMachine};
-use integration_tests::sns::TopicWithQueue;
+use integration_tests::rig::{
+    count, events, options, sql, Fault, MigrationRig, RigSpec, SourceAccess,
+};
+use integration_tests::sfn::{function_arn, route, Finished, LocalStateMachine};
+use integration_tests::sns::{Delivered, TopicWithQueue};
 use serde_json::{json, Value};
+
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+
+/// Asserts a run ended through `caught` (a Caught<Task> or Unexpected<Choice> Pass state) with exactly one
+/// failure email naming `step` and `error`, sent last.
+fn assert_one_failure_email(
+    finished: &Finished,
+    emails: &[Delivered],
+    caught: &str,
+    step: &str,
+    error: &str,
+) {
+    assert_eq!(finished.status, "FAILED", "{finished:?}");
+    assert_eq!(finished.error.as_deref(), Some(error), "{finished:?}");
+    assert_eq!(finished.count_entered(caught), 1, "{:?}", finished.entered);
+    assert_eq!(
+        finished.count_entered("NotifyFailure"),
+        1,
+        "{:?}",
+        finished.entered
+    );
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("Failed"),
+        "{:?}",
+        finished.entered
+    );
+    assert!(
+        finished
+            .cause
+            .as_deref()
+            .is_some_and(|c| c.starts_with(&format!("{step}: "))),
+        "{finished:?}"
+    );
+    let kinds = events(emails);
+    assert_eq!(
+        kinds.iter().filter(|e| *e == "failed").count(),
+        1,
+        "exactly one failure email: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("failed"),
+        "{kinds:?}"
+    );
+    let email = emails.last().expect("an email");
+    assert!(
+        email
+            .subject
+            .contains(&format!("FAILED at {step}: {error}")),
+        "{}",
+        email.subject
+    );
+    assert!(
+        email.message.contains(&format!("Step: {step}")),
+        "{}",
+        email.message
+    );
+}
+
+fn assert_no_failure_email(emails: &[Delivered]) {
+    let kinds = events(emails);
+    assert!(!kinds.iter().any(|e| e == "failed"), "{kinds:?}");
+}
+
+/// `event` of the assessment email the status calls for (none when it passed).
+fn assessment_email(finished: &Finished) -> Option<&'static str> {
+    let status = finished
+        .output
+        .as_ref()
+        .and_then(|o| o["results"]["assessment"]["status"].as_str())
+        .map(str::to_string);
+    match status.as_deref() {
+        Some("passed") => None,
+        Some("warnings") => Some("assessment-warnings"),
+        Some("skipped") => Some("assessment-skipped"),
+        other => panic!("unexpected assessment status {other:?}"),
+    }
+}
+
+fn without(pointer_parent: &str, key: &str, value: &mut Value) {
+    if let Some(parent) = value
+        .pointer_mut(pointer_parent)
+        .and_then(Value::as_object_mut)
+    {
+        parent.remove(key);
+    }
+}
+
+#[tokio::test]
+async fn full_load_and_cdc_runs_to_ready_for_cutover() {
+    let mut spec = RigSpec::new("sfn_happy", "full-load-and-cdc");
+    spec.dms_assessment = true;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("ReadyForCutover")
+    );
+    for (state, times) in [
+        ("NotifyStarted", 1),
+        ("ConnectivityCheck", 1),
+        ("SgAutofix", 0),
+        ("PremigrationAssessmentStart", 1),
+        ("StartTask", 1),
+        ("NotifyTaskStarted", 1),
+        ("NotifyFullLoadComplete", 1),
+        ("NotifyReadyForCutover", 1),
+        ("NotifyFailure", 0),
+    ] {
+        assert_eq!(
+            finished.count_entered(state),
+            times,
+            "{state}: {:?}",
+            finished.entered
+        );
+    }
+    // The DMS assessment run is polled at least once (status `running` → WaitForAssessment).
+    assert!(finished.count_entered("WaitForAssessment") >= 1);
+    assert_eq!(
+        finished.count_entered("WaitForAssessment"),
+        finished.count_entered("PremigrationAssessmentPoll")
+    );
+    assert!(finished.count_entered("WaitBeforePoll") >= 2);
+
+    let mut expected = vec!["started"];
+    expected.extend(assessment_email(&finished));
+    expected.extend(["task-started", "full-load-complete", "ready-for-cutover"]);
+    assert_eq!(events(&emails), expected);
+    assert_eq!(
+        finished.count_entered("NotifyAssessmentWarnings"),
+        usize::from(expected.contains(&"assessment-warnings"))
+    );
+    assert!(emails[0]
+        .subject
+        .contains(rig.task.task_arn.rsplit(':').next().unwrap()));
+    assert_eq!(count(&rig.dbs.target_url, "public.orders").await, 30);
+    assert_eq!(count(&rig.dbs.target_url, "public.customers").await, 5);
+}
+
+#[tokio::test]
+async fn full_load_only_succeeds_and_its_email_failures_are_caught() {
+    let Some(rig) = MigrationRig::start(RigSpec::new("sfn_full", "full-load")).await else {
+        return;
+    };
+    // Without ASSESSMENT_ROLE_ARN the DMS run is not started, which is a warning.
+    rig.inject(
+        "notify",
+        Some("assessment-warnings"),
+        Fault::Fail {
+            error_type: "Aws.AccessDenied",
+            message: "not authorized to perform: SNS:Publish",
+        },
+    );
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifyAssessmentWarnings",
+        "NotifyAssessmentWarnings",
+        "Aws.AccessDenied",
+    );
+    assert_eq!(events(&emails), ["started", "failed"]);
+    assert_eq!(finished.count_entered("StartTask"), 0);
+    rig.clear_faults();
+
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("Succeeded")
+    );
+    assert_eq!(finished.count_entered("NotifyAssessmentWarnings"), 1);
+    assert_eq!(finished.count_entered("NotifySucceeded"), 1);
+    assert_eq!(finished.count_entered("NotifyFullLoadComplete"), 0);
+    assert_eq!(
+        events(&emails),
+        [
+            "started",
+            "assessment-warnings",
+            "task-started",
+            "succeeded"
+        ]
+    );
+    assert_eq!(count(&rig.dbs.target_url, "public.orders").await, 30);
+    assert_eq!(count(&rig.dbs.target_url, "public.customers").await, 5);
+}
+
+/// The shared lab's source cluster carries other tests' replication slots, so its real checks always warn
+/// (`source.leftover_slots`); the assessment's answer is made clean here to take the `passed` branch.
+#[tokio::test]
+async fn a_passed_assessment_goes_straight_to_the_task() {
+    let Some(rig) = MigrationRig::start(RigSpec::new("sfn_passed", "full-load")).await else {
+        return;
+    };
+    rig.inject(
+        "premigration-assessment",
+        Some("start"),
+        Fault::Rewrite(|state| {
+            let assessment = &mut state["results"]["assessment"];
+            assessment["status"] = json!("passed");
+            assessment["warnings"] = json!([]);
+            assessment["counts"]["warn"] = json!(0);
+        }),
+    );
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(finished.count_entered("NotifyAssessmentWarnings"), 0);
+    assert_eq!(finished.count_entered("StartTask"), 1);
+    assert_eq!(events(&emails), ["started", "task-started", "succeeded"]);
+}
+
+#[tokio::test]
+async fn a_failing_succeeded_email_is_caught_once() {
+    let Some(rig) = MigrationRig::start(RigSpec::new("sfn_full_mail", "full-load")).await else {
+        return;
+    };
+    rig.inject(
+        "notify",
+        Some("succeeded"),
+        Fault::Fail {
+            error_type: "Aws.Transient",
+            message: "SNS answered 503 through every retry",
+        },
+    );
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifySucceeded",
+        "NotifySucceeded",
+        "Aws.Transient",
+    );
+    // Aws.Transient is retried (3 attempts) before the Catch.
+    assert_eq!(finished.failures_of("NotifySucceeded").len(), 4);
+    assert_eq!(
+        events(&emails),
+        ["started", "assessment-warnings", "task-started", "failed"]
+    );
+}
+
+// Two workers: dms-local's cleanup on drop blocks one, the security-group gate may still forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_source_is_opened_by_sg_autofix_and_the_run_continues() {
+    let mut spec = RigSpec::new("sfn_sg", "full-load");
+    spec.source = SourceAccess::SecurityGroup;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(finished.count_entered("ConnectivityCheck"), 2);
+    assert_eq!(finished.count_entered("SgAutofix"), 1);
+    assert_eq!(finished.count_entered("NotifySgFixed"), 1);
+    assert_eq!(finished.count_entered("NotifyConnectivityFailed"), 0);
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("Succeeded")
+    );
+    assert_eq!(
+        events(&emails),
+        [
+            "started",
+            "sg-fixed",
+            "assessment-warnings",
+            "task-started",
+            "succeeded"
+        ]
+    );
+    let output = finished.output.expect("output");
+    let added = output["results"]["sgAutofix"]["added"].clone();
+    assert_eq!(added.as_array().map(Vec::len), Some(1), "{added}");
+    assert!(
+        emails[1]
+            .message
+            .contains(added[0].as_str().unwrap_or("no rule")),
+        "{}",
+        emails[1].message
+    );
+    assert_eq!(count(&rig.dbs.target_url, "public.orders").await, 30);
+}
+
+// Two workers: dms-local's cleanup on drop blocks one, the security-group gate may still forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sg_fixed_email_is_caught_once() {
+    let mut spec = RigSpec::new("sfn_sg_mail", "full-load");
+    spec.source = SourceAccess::SecurityGroup;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    rig.inject(
+        "notify",
+        Some("sg-fixed"),
+        Fault::Fail {
+            error_type: "Aws.AccessDenied",
+            message: "not authorized to perform: SNS:Publish",
+        },
+    );
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifySgFixed",
+        "NotifySgFixed",
+        "Aws.AccessDenied",
+    );
+    assert_eq!(events(&emails), ["started", "failed"]);
+}
+
+#[tokio::test]
+async fn a_blocked_source_with_autofix_off_fails_with_one_email_naming_the_fix() {
+    let mut spec = RigSpec::new("sfn_sg_off", "full-load");
+    spec.source = SourceAccess::Blocked;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let input = rig.payload(options(json!({"autoFixSecurityGroup": false})));
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_eq!(finished.status, "FAILED", "{finished:?}");
+    assert_eq!(
+        finished.error.as_deref(),
+        Some("Migration.ConnectivityFailed")
+    );
+    assert_eq!(finished.count_entered("SgAutofix"), 0);
+    assert_eq!(finished.count_entered("NotifyConnectivityFailed"), 1);
+    assert_eq!(finished.count_entered("NotifyFailure"), 0);
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("ConnectivityFailed")
+    );
+    assert_eq!(events(&emails), ["started", "connectivity-failed"]);
+    let body = &emails[1].message;
+    assert!(body.contains("Step: ConnectivityCheck"), "{body}");
+    assert!(body.contains("(security-group)"), "{body}");
+    assert!(body.contains(FailureClass::SecurityGroup.fix()), "{body}");
+}
+
+/// sg-autofix finds the source's group by its address; nothing in the VPC holds 127.0.0.1.
+#[tokio::test]
+async fn sg_autofix_that_finds_no_group_is_caught_once() {
+    let mut spec = RigSpec::new("sfn_sg_nogroup", "full-load");
+    spec.source = SourceAccess::Blocked;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtSgAutofix",
+        "SgAutofix",
+        "Aws.NotFound",
+    );
+    assert_eq!(events(&emails), ["started", "failed"]);
+    assert!(
+        emails[1].message.contains("no security group found"),
+        "{}",
+        emails[1].message
+    );
+}
+
+/// One blocked source, several executions: a failing outcome email, a Lambda answering outside the
+/// contract, and a failure email that itself fails.
+#[tokio::test]
+async fn connectivity_failures_of_the_machine_itself_are_caught() {
+    let mut spec = RigSpec::new("sfn_conn_group", "full-load");
+    spec.source = SourceAccess::Blocked;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let input = rig.payload(options(json!({"autoFixSecurityGroup": false})));
+    let denied = Fault::Fail {
+        error_type: "Aws.AccessDenied",
+        message: "not authorized to perform: SNS:Publish",
+    };
+
+    rig.inject("notify", Some("connectivity-failed"), denied.clone());
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifyConnectivityFailed",
+        "NotifyConnectivityFailed",
+        "Aws.AccessDenied",
+    );
+    assert_eq!(events(&emails), ["started", "failed"]);
+
+    // The failure email cannot be sent either: the run still ends, in FailedWithoutEmail.
+    rig.inject("notify", Some("failed"), denied.clone());
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_eq!(finished.status, "FAILED", "{finished:?}");
+    assert_eq!(finished.error.as_deref(), Some("Aws.AccessDenied"));
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("FailedWithoutEmail")
+    );
+    assert_eq!(finished.count_entered("NotifyFailure"), 1);
+    assert!(
+        finished
+            .cause
+            .as_deref()
+            .is_some_and(|c| c.contains("the failure email could not be sent")),
+        "{finished:?}"
+    );
+    assert_eq!(events(&emails), ["started"]);
+    rig.clear_faults();
+
+    rig.inject(
+        "connectivity-check",
+        None,
+        Fault::Rewrite(|state| without("/results/connectivity", "ok", state)),
+    );
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "UnexpectedConnectivityResult",
+        "ConnectivityResult",
+        "Migration.UnexpectedResult",
+    );
+    assert_eq!(events(&emails), ["started", "failed"]);
+}
+
+#[tokio::test]
+async fn a_lambda_timeout_sends_one_failure_email_naming_the_step() {
+    let mut spec = RigSpec::new("sfn_timeout", "full-load");
+    // The endpoint test takes DMS's 5 s connect timeout; the function is given 2 s.
+    spec.source = SourceAccess::Blocked;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    rig.inject("connectivity-check", None, Fault::Timeout { seconds: 2 });
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtConnectivityCheck",
+        "ConnectivityCheck",
+        "Sandbox.Timedout",
+    );
+    assert_eq!(
+        finished.failures_of("ConnectivityCheck"),
+        ["Sandbox.Timedout"],
+        "not retried"
+    );
+    assert_eq!(events(&emails), ["started", "failed"]);
+    assert!(
+        emails[1]
+            .message
+            .contains("Task timed out after 2.00 seconds"),
+        "{}",
+        emails[1].message
+    );
+    assert!(
+        emails[1].message.contains("hit its timeout"),
+        "the fix speaks of the timeout: {}",
+        emails[1].message
+    );
+}
+
+#[tokio::test]
+async fn a_blocking_assessment_stops_before_the_task_starts() {
+    let mut spec = RigSpec::new("sfn_blocking", "full-load");
+    // The target lacks public.customers: the load would fail, so the assessment blocks.
+    spec.target_sql = "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text NOT NULL);";
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let input = rig.payload(options(json!({})));
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_eq!(finished.status, "FAILED", "{finished:?}");
+    assert_eq!(
+        finished.error.as_deref(),
+        Some("Migration.AssessmentFailed")
+    );
+    assert_eq!(finished.count_entered("NotifyAssessmentFailed"), 1);
+    assert_eq!(finished.count_entered("StartTask"), 0);
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("AssessmentFailed")
+    );
+    assert_eq!(events(&emails), ["started", "assessment-failed"]);
+    let body = &emails[1].message;
+    assert!(body.contains("target.schema_present"), "{body}");
+    assert!(body.contains("public.customers"), "{body}");
+    let status = task_status(&rig).await;
+    assert_eq!(status, "ready", "nothing was started");
+
+    rig.inject(
+        "notify",
+        Some("assessment-failed"),
+        Fault::Fail {
+            error_type: "Aws.AccessDenied",
+            message: "not authorized to perform: SNS:Publish",
+        },
+    );
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifyAssessmentFailed",
+        "NotifyAssessmentFailed",
+        "Aws.AccessDenied",
+    );
+    assert_eq!(events(&emails), ["started", "failed"]);
+}
+
+/// A DMS assessment run polled by the machine: each way its Lambda can fail or answer outside the contract.
+#[tokio::test]
+async fn assessment_step_failures_are_caught() {
+    let mut spec = RigSpec::new("sfn_assess_group", "full-load");
+    spec.dms_assessment = true;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let input = rig.payload(options(json!({})));
+    let cases: [(Option<&str>, Fault, &str, &str, &str); 4] = [
+        (
+            Some("start"),
+            Fault::Fail {
+                error_type: "Aws.AccessDenied",
+                message: "not authorized to perform: dms:StartReplicationTaskAssessmentRun",
+            },
+            "CaughtPremigrationAssessmentStart",
+            "PremigrationAssessmentStart",
+            "Aws.AccessDenied",
+        ),
+        (
+            Some("poll"),
+            Fault::Fail {
+                error_type: "Aws.AccessDenied",
+                message: "not authorized to perform: dms:DescribeReplicationTaskAssessmentRuns",
+            },
+            "CaughtPremigrationAssessmentPoll",
+            "PremigrationAssessmentPoll",
+            "Aws.AccessDenied",
+        ),
+        (
+            Some("start"),
+            Fault::Rewrite(|state| without("/results/assessment", "status", state)),
+            "UnexpectedAssessmentStatus",
+            "AssessmentStatus",
+            "Migration.UnexpectedResult",
+        ),
+        (
+            Some("start"),
+            Fault::Rewrite(|state| state["results"]["assessment"]["status"] = json!("paused")),
+            "UnexpectedAssessmentStatus",
+            "AssessmentStatus",
+            "Migration.UnexpectedResult",
+        ),
+    ];
+    for (selector, fault, caught, step, error) in cases {
+        rig.clear_faults();
+        rig.inject("premigration-assessment", selector, fault);
+        let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+        assert_one_failure_email(&finished, &emails, caught, step, error);
+        assert_eq!(events(&emails), ["started", "failed"], "{caught}");
+        assert_eq!(finished.count_entered("StartTask"), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_table_error_during_the_load_fails_naming_the_table() {
+    let mut spec = RigSpec::new("sfn_tblerr", "full-load-and-cdc");
+    // A row already on the target: DO_NOTHING keeps it, and the copy of orders meets its key.
+    spec.target_sql = "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text NOT NULL);
+                       CREATE TABLE public.customers (id bigint PRIMARY KEY, name text NOT NULL);
+                       INSERT INTO public.orders VALUES (1, 'left over');";
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_eq!(finished.status, "FAILED", "{finished:?}");
+    assert_eq!(finished.error.as_deref(), Some("Migration.TaskFailed"));
+    assert_eq!(finished.count_entered("NotifyTaskFailed"), 1);
+    assert_eq!(finished.count_entered("NotifyFailure"), 0);
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("TaskFailed")
+    );
+    let kinds = events(&emails);
+    assert_eq!(kinds.first().map(String::as_str), Some("started"));
+    assert_eq!(kinds.last().map(String::as_str), Some("task-failed"));
+    assert!(kinds.contains(&"task-started".to_string()), "{kinds:?}");
+    assert_no_failure_email(&emails);
+    let body = &emails.last().expect("an email").message;
+    assert!(body.contains("Tables in error: public.orders"), "{body}");
+}
+
+#[tokio::test]
+async fn a_failing_task_failed_email_is_caught_once() {
+    let mut spec = RigSpec::new("sfn_tblerr_mail", "full-load-and-cdc");
+    spec.target_sql = "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text NOT NULL);
+                       CREATE TABLE public.customers (id bigint PRIMARY KEY, name text NOT NULL);
+                       INSERT INTO public.orders VALUES (1, 'left over');";
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    rig.inject(
+        "notify",
+        Some("task-failed"),
+        Fault::Fail {
+            error_type: "Aws.AccessDenied",
+            message: "not authorized to perform: SNS:Publish",
+        },
+    );
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifyTaskFailed",
+        "NotifyTaskFailed",
+        "Aws.AccessDenied",
+    );
+    assert!(!events(&emails).contains(&"task-failed".to_string()));
+}
+
+#[tokio::test]
+async fn throttling_within_the_retry_budget_is_retried_and_the_run_succeeds() {
+    let Some(rig) = MigrationRig::start(RigSpec::new("sfn_throttle", "full-load")).await else {
+        return;
+    };
+    // The SDK makes 3 attempts per call: 6 throttles fail two start-task invocations.
+    rig.dms
+        .fault(json!({"operation": "StartReplicationTask", "throttle": 6}))
+        .await;
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(
+        finished.failures_of("StartTask"),
+        ["Aws.Throttled", "Aws.Throttled"]
+    );
+    assert_eq!(finished.count_entered("StartTask"), 1);
+    assert_eq!(
+        events(&emails),
+        [
+            "started",
+            "assessment-warnings",
+            "task-started",
+            "succeeded"
+        ]
+    );
+    assert_eq!(count(&rig.dbs.target_url, "public.orders").await, 30);
+}
+
+/// MaxAttempts of the rule retrying `error` on `state`, from the ASL file.
+fn max_attempts(state: &str, error: &str) -> usize {
+    let text = std::fs::read_to_string(
+        integration_tests::lab::workspace_root().join("statemachine.asl.json"),
+    )
+    .expect("asl");
+    let asl: Value = serde_json::from_str(&text).expect("json");
+    asl["States"][state]["Retry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|rule| {
+            rule["ErrorEquals"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x == error))
+        })
+        .and_then(|rule| rule["MaxAttempts"].as_u64())
+        .map(|n| usize::try_from(n).expect("small"))
+        .unwrap_or_else(|| panic!("{state} does not retry {error}"))
+}
+
+#[tokio::test]
+async fn throttling_past_the_retry_budget_sends_one_failure_email() {
+    // Only the waits are shortened in this copy; which errors are retried, and how often, is the file's.
+    let shorten = |asl: &mut Value| {
+        for state in asl["States"].as_object_mut().expect("States").values_mut() {
+            for rule in state
+                .get_mut("Retry")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if rule["ErrorEquals"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|x| x == "Aws.Throttled"))
+                {
+                    rule["IntervalSeconds"] = json!(1);
+                    rule["MaxDelaySeconds"] = json!(1);
+                }
+            }
+        }
+    };
+    let Some(rig) =
+        MigrationRig::start_tuned(RigSpec::new("sfn_throttle_out", "full-load"), shorten).await
+    else {
+        return;
+    };
+    rig.dms
+        .fault(json!({"operation": "StartReplicationTask", "throttle": 1000}))
+        .await;
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtStartTask",
+        "StartTask",
+        "Aws.Throttled",
+    );
+    let failures = finished.failures_of("StartTask");
+    assert_eq!(
+        failures.len(),
+        1 + max_attempts("StartTask", "Aws.Throttled"),
+        "{failures:?}"
+    );
+    assert!(
+        failures.iter().all(|e| *e == "Aws.Throttled"),
+        "{failures:?}"
+    );
+    assert_eq!(
+        events(&emails),
+        ["started", "assessment-warnings", "failed"]
+    );
+    assert_eq!(task_status(&rig).await, "ready");
+}
+
+async fn task_status(rig: &MigrationRig) -> String {
+    rig.dms
+        .sdk()
+        .await
+        .describe_replication_tasks()
+        .send()
+        .await
+        .expect("describe")
+        .replication_tasks()
+        .iter()
+        .find(|t| t.replication_task_arn() == Some(rig.task.task_arn.as_str()))
+        .and_then(|t| t.status())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_second_execution_skips_the_assessment_and_resumes_the_task() {
+    let Some(rig) = MigrationRig::start(RigSpec::new("sfn_again", "full-load-and-cdc")).await
+    else {
+        return;
+    };
+    let input = rig.payload(options(json!({})));
+    let (finished, _) = rig.run(&input, RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+
+    // Stopped during CDC (say, by hand), with writes while it was stopped.
+    rig.dms
+        .sdk()
+        .await
+        .stop_replication_task()
+        .replication_task_arn(&rig.task.task_arn)
+        .send()
+        .await
+        .expect("StopReplicationTask");
+    wait_for("the task to stop", Duration::from_secs(60), || async {
+        (task_status(&rig).await == "stopped").then_some(())
+    })
+    .await;
+    sql(
+        &rig.dbs.source_url,
+        "INSERT INTO public.orders VALUES (9001, 'while stopped')",
+    )
+    .await;
+
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("ReadyForCutover")
+    );
+    assert_eq!(finished.count_entered("NotifyAssessmentSkipped"), 1);
+    assert_eq!(finished.count_entered("WaitForAssessment"), 0);
+    let output = finished.output.expect("output");
+    assert_eq!(output["results"]["assessment"]["status"], json!("skipped"));
+    assert_eq!(
+        output["results"]["startTask"]["action"],
+        json!("resume-processing"),
+        "{}",
+        output["results"]["startTask"]
+    );
+    let kinds = events(&emails);
+    assert_eq!(
+        &kinds[..3],
+        ["started", "assessment-skipped", "task-started"],
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("ready-for-cutover"));
+    assert_no_failure_email(&emails);
+    wait_for(
+        "the row written while stopped",
+        Duration::from_secs(60),
+        || async { (count(&rig.dbs.target_url, "public.orders").await == 31).then_some(()) },
+    )
+    .await;
+}
+
+/// Function, call selector (`event`/`action`), fault, then the state the run must end through, the step its
+/// failure email names, and the error.
+type Breakage = (
+    &'static str,
+    Option<&'static str>,
+    Fault,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// One running task, several executions on it (each resumes watching it): every later step's failure is
+/// caught, and a poll-progress answer outside the contract ends in one failure email, never a loop.
+#[tokio::test]
+async fn running_task_failures_are_caught() {
+    let Some(rig) = MigrationRig::start(RigSpec::new("sfn_late_group", "full-load-and-cdc")).await
+    else {
+        return;
+    };
+    let input = rig.payload(options(json!({})));
+    let denied = Fault::Fail {
+        error_type: "Aws.AccessDenied",
+        message: "not authorized to perform: SNS:Publish",
+    };
+    let cases: [Breakage; 7] = [
+        (
+            "notify",
+            Some("task-started"),
+            denied.clone(),
+            "CaughtNotifyTaskStarted",
+            "NotifyTaskStarted",
+            "Aws.AccessDenied",
+        ),
+        (
+            "notify",
+            Some("assessment-skipped"),
+            denied.clone(),
+            "CaughtNotifyAssessmentSkipped",
+            "NotifyAssessmentSkipped",
+            "Aws.AccessDenied",
+        ),
+        (
+            "poll-progress",
+            None,
+            Fault::Fail {
+                error_type: "Aws.NotFound",
+                message: "task not found",
+            },
+            "CaughtPollProgress",
+            "PollProgress",
+            "Aws.NotFound",
+        ),
+        (
+            "poll-progress",
+            None,
+            Fault::Rewrite(|state| without("/results/progress", "phase", state)),
+            "UnexpectedProgressPhase",
+            "ProgressPhase",
+            "Migration.UnexpectedResult",
+        ),
+        (
+            "poll-progress",
+            None,
+            Fault::Rewrite(|state| state["results"]["progress"]["phase"] = json!("paused")),
+            "UnexpectedProgressPhase",
+            "ProgressPhase",
+            "Migration.UnexpectedResult",
+        ),
+        (
+            "notify",
+            Some("full-load-complete"),
+            denied.clone(),
+            "CaughtNotifyFullLoadComplete",
+            "NotifyFullLoadComplete",
+            "Aws.AccessDenied",
+        ),
+        (
+            "notify",
+            Some("ready-for-cutover"),
+            denied.clone(),
+            "CaughtNotifyReadyForCutover",
+            "NotifyReadyForCutover",
+            "Aws.AccessDenied",
+        ),
+    ];
+    for (function, selector, fault, caught, step, error) in cases {
+        rig.clear_faults();
+        rig.inject(function, selector, fault);
+        let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+        assert_one_failure_email(&finished, &emails, caught, step, error);
+        assert_eq!(
+            finished.count_entered("StartTask"),
+            usize::from(caught != "CaughtNotifyAssessmentSkipped"),
+            "{caught}"
+        );
+    }
+    assert_eq!(task_status(&rig).await, "running");
+}
+
+#[tokio::test]
+async fn max_polls_three_ends_monitoring_with_one_email() {
+    // poll-progress spreads the 3 polls over maxMonitorHours (≥ 1 h); this copy waits 1 s instead.
+    let one_second = |asl: &mut Value| {
+        let wait = &mut asl["States"]["WaitBeforePoll"];
+        wait.as_object_mut().expect("a Wait").remove("SecondsPath");
+        wait["Seconds"] = json!(1);
+    };
+    let Some(rig) = MigrationRig::start_tuned(
+        RigSpec::new("sfn_maxpolls", "full-load-and-cdc"),
+        one_second,
+    )
+    .await
+    else {
+        return;
+    };
+    // The load never finishes.
+    rig.dms
+        .fault(json!({"taskArn": rig.task.task_arn, "pauseTableSync": true}))
+        .await;
+    let input = rig.payload(options(json!({"maxPolls": 3})));
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_eq!(finished.status, "FAILED", "{finished:?}");
+    assert_eq!(finished.error.as_deref(), Some("Migration.MonitoringEnded"));
+    assert_eq!(finished.count_entered("PollProgress"), 3);
+    assert_eq!(finished.count_entered("NotifyMonitoringEnded"), 1);
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("MonitoringEnded")
+    );
+    assert_eq!(
+        events(&emails),
+        [
+            "started",
+            "assessment-warnings",
+            "task-started",
+            "monitoring-ended"
+        ]
+    );
+    assert!(
+        emails[3].message.contains("maxPolls"),
+        "{}",
+        emails[3].message
+    );
+
+    // Watching again (the task keeps loading) with a failing outcome email.
+    rig.inject(
+        "notify",
+        Some("monitoring-ended"),
+        Fault::Fail {
+            error_type: "Aws.AccessDenied",
+            message: "not authorized to perform: SNS:Publish",
+        },
+    );
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifyMonitoringEnded",
+        "NotifyMonitoringEnded",
+        "Aws.AccessDenied",
+    );
+    assert_eq!(finished.count_entered("PollProgress"), 3);
+}
 
 const PLACEHOLDERS: [&str; 6] = [
     "NotifyFunctionArn",
@@ -22,7 +1039,7 @@ const PLACEHOLDERS: [&str; 6] = [
     "PollProgressFunctionArn",
 ];
 
-fn payload() -> Value {
+fn bad_payload_base() -> Value {
     json!({
         "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:SFNINSTANCE",
         "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SFNSOURCE",
@@ -41,7 +1058,7 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
     let mut env = lab.aws_env();
     env.push(("TOPIC_ARN".into(), topic.topic_arn.clone()));
     let notify = LocalLambda::start(
-        &PathBuf::from(lab.var("CARGO_LAMBDA")),
+        &std::path::PathBuf::from(lab.var("CARGO_LAMBDA")),
         "notify",
         &binary("notify"),
         &env,
@@ -71,7 +1088,7 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
         (
             "missing",
             {
-                let mut p = payload();
+                let mut p = bad_payload_base();
                 p.as_object_mut().unwrap().remove("replicationTaskArn");
                 p
             },
@@ -80,7 +1097,7 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
         (
             "extra",
             {
-                let mut p = payload();
+                let mut p = bad_payload_base();
                 p["sourcePasword"] = json!("x");
                 p
             },
@@ -89,7 +1106,7 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
         (
             "port",
             {
-                let mut p = payload();
+                let mut p = bad_payload_base();
                 p["sourcePort"] = json!("port 5432");
                 p
             },
@@ -98,7 +1115,7 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
         (
             "arn",
             {
-                let mut p = payload();
+                let mut p = bad_payload_base();
                 p["targetEndpointArn"] = json!("arn:aws:dms:us-east-1:123456789012:task:X");
                 p
             },
@@ -107,7 +1124,7 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
         (
             "option",
             {
-                let mut p = payload();
+                let mut p = bad_payload_base();
                 p["options"] = json!({"maxPolls": 0});
                 p
             },
@@ -126,6 +1143,12 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
         assert_eq!(
             finished.entered.first().map(String::as_str),
             Some("NotifyStarted"),
+            "{name}: {:?}",
+            finished.entered
+        );
+        assert_eq!(
+            finished.count_entered("CaughtNotifyStarted"),
+            1,
             "{name}: {:?}",
             finished.entered
         );
@@ -209,4 +1232,33 @@ fn retry_policy_matches_the_error_names_in_core() {
         assert!(catches_all, "{name} has no Catch of States.ALL");
     }
     assert!(tasks >= 7, "found only {tasks} Task states");
+}
+
+/// A textual guard for the header's lists: every state a Choice can branch to and every Catch's Pass state
+/// is named (quoted, as in an assertion) somewhere in this file, so a state added to the ASL without a test
+/// fails here.
+#[test]
+fn every_branch_and_catch_is_named_in_an_assertion() {
+    let text = std::fs::read_to_string(
+        integration_tests::lab::workspace_root().join("statemachine.asl.json"),
+    )
+    .expect("asl");
+    let asl: Value = serde_json::from_str(&text).expect("json");
+    let this_file = include_str!("state_machine.rs");
+    let mut targets = Vec::new();
+    for state in asl["States"].as_object().expect("States").values() {
+        for choice in state["Choices"].as_array().into_iter().flatten() {
+            targets.extend(choice["Next"].as_str());
+        }
+        targets.extend(state["Default"].as_str());
+        for catch in state["Catch"].as_array().into_iter().flatten() {
+            targets.extend(catch["Next"].as_str());
+        }
+    }
+    assert!(targets.len() > 30, "{targets:?}");
+    let missing: Vec<&str> = targets
+        .into_iter()
+        .filter(|name| !this_file.contains(&format!("\"{name}\"")))
+        .collect();
+    assert!(missing.is_empty(), "no test asserts on {missing:?}");
 }

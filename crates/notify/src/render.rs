@@ -579,7 +579,8 @@ fn error_fix(error: &str) -> &'static str {
         "Config.Invalid" => "The Lambda is missing part of its configuration. Update or redeploy the stack.",
         "Task.RestartRefused" => "The task was not started, because starting it as it stands would duplicate rows or disturb another run; the message above says why. Do what it says (for a fresh load: start a new execution with options startMode \"reload\" and truncateTarget true, which empties the mapped target tables first).",
         "States.Timeout" => "The step ran past its time limit. Start a new execution; if it happens again, read the step's Lambda log in CloudWatch.",
-        "Lambda.Unknown" => "The Lambda crashed, ran out of memory or hit its timeout before answering. Read its log group in CloudWatch, then start a new execution.",
+        // AWS reports a function that ran past its own timeout as Sandbox.Timedout.
+        "Lambda.Unknown" | "Sandbox.Timedout" => "The Lambda crashed, ran out of memory or hit its timeout before answering. Read its log group in CloudWatch, then start a new execution.",
         _ => "Read the execution's history in the Step Functions console (link below), then start a new execution; every step is safe to re-run.",
     }
 }
