@@ -13,11 +13,12 @@ pub fn qualified(schema: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(TABLE))
 }
 
-/// Idempotent DDL. A primary key, so DMS replicates UPDATE/DELETE and batch apply accepts it.
+/// Idempotent DDL. A primary key, so DMS replicates UPDATE/DELETE and batch apply accepts it; a bounded
+/// varchar, because DMS handles `text` as a LOB (and LOB columns cannot be part of a primary key).
 pub fn create_sql(schema: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (\
-         token text PRIMARY KEY, \
+         token varchar(64) PRIMARY KEY, \
          written_at timestamptz NOT NULL DEFAULT clock_timestamp())",
         qualified(schema)
     )
