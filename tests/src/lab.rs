@@ -149,3 +149,16 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The built `dms-migrate`, with no PG* variable or password file of the machine's user able to answer:
+/// what a test gives it on the command line is all it has.
+pub fn dms_migrate() -> std::process::Command {
+    let mut command = std::process::Command::new(binary("dms-migrate"));
+    command
+        .env_remove("PGSOURCE")
+        .env_remove("PGTARGET")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env("HOME", std::env::temp_dir());
+    command
+}

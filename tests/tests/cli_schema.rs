@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use integration_tests::lab::{binary, workspace_root, Lab};
+use integration_tests::lab::{self, workspace_root, Lab};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
@@ -30,13 +30,8 @@ fn scratch(test: &str) -> PathBuf {
 }
 
 fn dms_migrate(args: &[&str]) -> Output {
-    std::process::Command::new(binary("dms-migrate"))
+    lab::dms_migrate()
         .args(args)
-        .env_remove("PGSOURCE")
-        .env_remove("PGTARGET")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGPASSFILE")
-        .env("HOME", std::env::temp_dir())
         .output()
         .expect("run dms-migrate")
 }

@@ -3,10 +3,8 @@
 //! re-run changes nothing, and the failure paths (missing on the target, would overflow) exit 1 without
 //! writing. Also core's catalog read (`sequences::read_sequences`) and `behind` on real catalogs.
 
-use std::process::Command;
-
 use core_lib::sequences::{self, BehindReason};
-use integration_tests::lab::{binary, workspace_root, Lab};
+use integration_tests::lab::{self, workspace_root, Lab};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
@@ -21,12 +19,10 @@ fn hard_schema() -> String {
 }
 
 fn sync(source: &str, target: &str, extra: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(binary("dms-migrate"))
+    let out = lab::dms_migrate()
         .args(["sequences", "sync", "--source", source, "--target", target])
         .args(["--format", "json"])
         .args(extra)
-        .env_remove("PGSOURCE")
-        .env_remove("PGTARGET")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -4,9 +4,7 @@
 //! each named with their table and key range (and, with --exact, their key), a table without a primary
 //! key is reported whole, and a dropped index shows in the schema diff.
 
-use std::process::Command;
-
-use integration_tests::lab::{binary, workspace_root, Lab, TestDatabases};
+use integration_tests::lab::{self, workspace_root, Lab, TestDatabases};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
@@ -21,7 +19,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn dms_migrate(dbs: &TestDatabases, args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(binary("dms-migrate"))
+    let out = lab::dms_migrate()
         .args(args)
         .args(["--source", &dbs.source_url, "--target", &dbs.target_url])
         .args(["--format", "json"])
@@ -154,7 +152,7 @@ async fn hard_schema_matches_then_differences_are_named() {
         )
         .await
         .unwrap();
-    let out = Command::new(binary("dms-migrate"))
+    let out = lab::dms_migrate()
         .args([
             "verify",
             "--source",

@@ -10,7 +10,7 @@ use std::process::Output;
 use core_lib::checks::{
     self, ids, run_source_checks, run_target_checks, Check, CheckConfig, CheckStatus,
 };
-use integration_tests::lab::{binary, Lab, TestDatabases};
+use integration_tests::lab::{self, Lab, TestDatabases};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
@@ -605,15 +605,8 @@ async fn a_target_role_without_rights_fails_privileges_and_session_replication_r
 // ---- the built binary ----------------------------------------------------------------------------
 
 fn dms_migrate(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = std::process::Command::new(binary("dms-migrate"));
-    command
-        .args(args)
-        .env_remove("PGSOURCE")
-        .env_remove("PGTARGET")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGPASSFILE")
-        // No ~/.pgpass of the machine's user may answer for these tests.
-        .env("HOME", std::env::temp_dir());
+    let mut command = lab::dms_migrate();
+    command.args(args);
     for (k, v) in env {
         command.env(k, v);
     }

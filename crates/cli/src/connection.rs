@@ -25,6 +25,30 @@ impl Environment {
     }
 }
 
+/// `--source` and `--target`, as every command that reads both databases takes them.
+#[derive(clap::Args, Debug)]
+pub struct BothDatabases {
+    /// Source (Aurora) URL; default $PGSOURCE. TLS defaults to sslmode=require.
+    #[arg(long, env = "PGSOURCE", hide_env_values = true, value_name = "URL")]
+    pub source: Option<String>,
+    /// Target (PlanetScale) URL; default $PGTARGET. TLS defaults to sslmode=verify-full.
+    #[arg(long, env = "PGTARGET", hide_env_values = true, value_name = "URL")]
+    pub target: Option<String>,
+}
+
+impl BothDatabases {
+    /// Both sides' connection options, passwords resolved.
+    pub fn options(
+        &self,
+        env: &Environment,
+    ) -> Result<(PgConnectOptions, PgConnectOptions), StepError> {
+        Ok((
+            options(Side::Source, self.source.as_deref(), env)?,
+            options(Side::Target, self.target.as_deref(), env)?,
+        ))
+    }
+}
+
 /// Which database a URL is for: it decides the flag and variable named in messages and the TLS default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

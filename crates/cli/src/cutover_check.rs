@@ -22,17 +22,13 @@ use core_lib::{clock, sentinel};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::connection::{self, Environment, Side};
+use crate::connection::{BothDatabases, Environment};
 use crate::output::{Format, Outcome, Progress};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source (Aurora) URL; default $PGSOURCE. TLS defaults to sslmode=require.
-    #[arg(long, env = "PGSOURCE", hide_env_values = true, value_name = "URL")]
-    pub source: Option<String>,
-    /// Target (PlanetScale) URL; default $PGTARGET. TLS defaults to sslmode=verify-full.
-    #[arg(long, env = "PGTARGET", hide_env_values = true, value_name = "URL")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub databases: BothDatabases,
     /// The DMS task (the stack output's replicationTaskArn).
     #[arg(long, value_name = "ARN")]
     pub task_arn: String,
@@ -83,8 +79,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let task_arn = args.task_arn.trim().to_string();
     DmsArn::parse(&task_arn, "task")
         .map_err(|why| StepError::payload(format!("--task-arn `{task_arn}`: {why}")))?;
-    let source = connection::options(Side::Source, args.source.as_deref(), env)?;
-    let target = connection::options(Side::Target, args.target.as_deref(), env)?;
+    let (source, target) = args.databases.options(env)?;
     progress.say(&format!(
         "connecting to {} and {}",
         source.describe(),
@@ -596,8 +591,10 @@ mod tests {
 
     fn args() -> Args {
         Args {
-            source: None,
-            target: None,
+            databases: BothDatabases {
+                source: None,
+                target: None,
+            },
             task_arn: "arn:aws:dms:us-east-1:123456789012:task:ABC".into(),
             latency_target: 5,
             window: 5,

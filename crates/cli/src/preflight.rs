@@ -6,17 +6,13 @@ use core_lib::errors::StepError;
 use core_lib::state::CheckCounts;
 use serde::Serialize;
 
-use crate::connection::{self, Environment, Side};
+use crate::connection::{BothDatabases, Environment};
 use crate::output::{Format, Outcome, Progress};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source (Aurora) URL; default $PGSOURCE. TLS defaults to sslmode=require.
-    #[arg(long, env = "PGSOURCE", hide_env_values = true, value_name = "URL")]
-    pub source: Option<String>,
-    /// Target (PlanetScale) URL; default $PGTARGET. TLS defaults to sslmode=verify-full.
-    #[arg(long, env = "PGTARGET", hide_env_values = true, value_name = "URL")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub databases: BothDatabases,
     /// Only these schemas (as the task's table mappings select them); default every non-system schema.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub schemas: Vec<String>,
@@ -44,8 +40,7 @@ struct Report<'a> {
 
 pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let progress = Progress::for_stderr();
-    let source = connection::options(Side::Source, args.source.as_deref(), env)?;
-    let target = connection::options(Side::Target, args.target.as_deref(), env)?;
+    let (source, target) = args.databases.options(env)?;
     let config = CheckConfig {
         selection: if args.schemas.is_empty() {
             TableSelection::all()

@@ -17,19 +17,15 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::connection::{self, Environment, Side};
+use crate::connection::{BothDatabases, Environment};
 use crate::deferred_file;
 use crate::output::{Format, Outcome, Progress};
 use crate::schema_split::{self, Plan};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source (Aurora) URL; default $PGSOURCE. TLS defaults to sslmode=require.
-    #[arg(long, env = "PGSOURCE", hide_env_values = true, value_name = "URL")]
-    pub source: Option<String>,
-    /// Target (PlanetScale) URL; default $PGTARGET. TLS defaults to sslmode=verify-full.
-    #[arg(long, env = "PGTARGET", hide_env_values = true, value_name = "URL")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub databases: BothDatabases,
     /// Only these schemas (exact names, mixed case as is); default every schema pg_dump dumps. The
     /// sentinel table dms_migrate_sentinel goes into the first, on both sides (cutover-check writes to it).
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
@@ -72,8 +68,7 @@ struct Report {
 
 pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let progress = Progress::for_stderr();
-    let source = connection::options(Side::Source, args.source.as_deref(), env)?;
-    let target = connection::options(Side::Target, args.target.as_deref(), env)?;
+    let (source, target) = args.databases.options(env)?;
     progress.say(&format!(
         "connecting to {} and {}",
         source.describe(),

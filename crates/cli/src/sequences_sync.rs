@@ -9,7 +9,7 @@ use core_lib::pg::classify_pg_error;
 use core_lib::sequences::{self, SequenceState};
 use serde::Serialize;
 
-use crate::connection::{self, Environment, Side};
+use crate::connection::{BothDatabases, Environment};
 use crate::output::{Format, Outcome, Progress};
 
 /// With `--rate-window`, the margin covers this many windows of the observed consumption.
@@ -36,12 +36,8 @@ Connections and passwords: see dms-migrate --help.";
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = LONG_HELP)]
 pub struct Args {
-    /// Source (Aurora) URL; default $PGSOURCE. TLS defaults to sslmode=require.
-    #[arg(long, env = "PGSOURCE", hide_env_values = true, value_name = "URL")]
-    pub source: Option<String>,
-    /// Target (PlanetScale) URL; default $PGTARGET. TLS defaults to sslmode=verify-full.
-    #[arg(long, env = "PGTARGET", hide_env_values = true, value_name = "URL")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub databases: BothDatabases,
     /// Only these schemas (exact names, e.g. Sales); default every non-system schema.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub schemas: Vec<String>,
@@ -109,8 +105,7 @@ struct Report<'a> {
 
 pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let progress = Progress::for_stderr();
-    let source = connection::options(Side::Source, args.source.as_deref(), env)?;
-    let target = connection::options(Side::Target, args.target.as_deref(), env)?;
+    let (source, target) = args.databases.options(env)?;
     progress.say(&format!(
         "connecting to {} and {}",
         source.describe(),

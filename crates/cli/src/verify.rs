@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::connection::{self, Environment, Side};
+use crate::connection::{BothDatabases, Environment};
 use crate::output::{Format, Outcome, Progress};
 use crate::verify_rows::{self, TablePlan, TableResult};
 
@@ -48,12 +48,8 @@ Connections and passwords: see dms-migrate --help.";
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = LONG_HELP)]
 pub struct Args {
-    /// Source (Aurora) URL; default $PGSOURCE. TLS defaults to sslmode=require.
-    #[arg(long, env = "PGSOURCE", hide_env_values = true, value_name = "URL")]
-    pub source: Option<String>,
-    /// Target (PlanetScale) URL; default $PGTARGET. TLS defaults to sslmode=verify-full.
-    #[arg(long, env = "PGTARGET", hide_env_values = true, value_name = "URL")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub databases: BothDatabases,
     /// Only these schemas (exact names, e.g. Sales); default every non-system schema.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub schemas: Vec<String>,
@@ -115,8 +111,7 @@ SET standard_conforming_strings = on; SET default_transaction_read_only = on; SE
 
 pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let progress = Progress::for_stderr();
-    let source = connection::options(Side::Source, args.source.as_deref(), env)?;
-    let target = connection::options(Side::Target, args.target.as_deref(), env)?;
+    let (source, target) = args.databases.options(env)?;
     progress.say(&format!(
         "connecting {} times to {} and {}",
         args.jobs,
