@@ -2,6 +2,7 @@
 //! `scripts/lab.sh up`), the built Lambda binaries served through `cargo lambda watch`, and SNS read back
 //! through SQS.
 
+pub mod bench;
 pub mod dms_local;
 pub mod lab;
 pub mod lambda;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use core_lib::checks::{self, CheckConfig};
 use core_lib::pg::{PgConnectOptions, SslMode};
+use integration_tests::bench::{connect, database_url, recreate, seconds};
 use integration_tests::lab::Lab;
-use tokio_postgres::NoTls;
 
 const DATABASE: &str = "bench_preflight";
 const TABLES: u32 = 10_000;
@@ -77,32 +77,14 @@ const ONCE: [&str; 8] = [
     "SELECT extname FROM pg_extension",
 ];
 
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("lab connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-fn database_url(admin_url: &str) -> String {
-    admin_url.replacen("/postgres?", &format!("/{DATABASE}?"), 1)
-}
-
 async fn generate(lab: &Lab) -> Duration {
     let started = Instant::now();
+    recreate(lab, DATABASE, false).await;
     let mut jobs = Vec::new();
     for key in ["SOURCE_URL", "TARGET_URL"] {
         let admin_url = lab.var(key);
         jobs.push(tokio::spawn(async move {
-            let client = admin(&admin_url).await;
-            for statement in [
-                format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
-                format!("CREATE DATABASE {DATABASE}"),
-            ] {
-                client.batch_execute(&statement).await.expect("database");
-            }
-            admin(&database_url(&admin_url))
+            connect(&database_url(&admin_url, DATABASE))
                 .await
                 .batch_execute(GENERATE)
                 .await
@@ -113,16 +95,6 @@ async fn generate(lab: &Lab) -> Duration {
         job.await.expect("generation task");
     }
     started.elapsed()
-}
-
-async fn drop_databases(lab: &Lab) {
-    for key in ["SOURCE_URL", "TARGET_URL"] {
-        admin(&lab.var(key))
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-            .await
-            .expect("drop bench database");
-    }
 }
 
 /// The whole preflight as `dms-migrate preflight` runs it: connect both, source checks, target checks.
@@ -184,18 +156,14 @@ fn shell_style(source_url: &str, target_url: &str) -> (Duration, u32, Duration) 
     (started.elapsed(), calls, once)
 }
 
-fn seconds(d: Duration) -> String {
-    format!("{:.3} s", d.as_secs_f64())
-}
-
 #[tokio::main]
 async fn main() {
     let Some(lab) = Lab::get().await else {
         eprintln!("bench_preflight: the lab is not running; `make lab-up` starts it");
         std::process::exit(2);
     };
-    let source_url = database_url(&lab.var("SOURCE_URL"));
-    let target_url = database_url(&lab.var("TARGET_URL"));
+    let source_url = database_url(&lab.var("SOURCE_URL"), DATABASE);
+    let target_url = database_url(&lab.var("TARGET_URL"), DATABASE);
     eprintln!("generating {TABLES} tables in {SCHEMAS} schemas on source and target...");
     let generation = generate(&lab).await;
 
@@ -215,7 +183,7 @@ async fn main() {
     let extrapolated = per_table * TABLES + once;
     // BENCH_KEEP=1 leaves the generated databases for inspection (EXPLAIN ANALYZE of a check).
     if std::env::var("BENCH_KEEP").as_deref() != Ok("1") {
-        drop_databases(&lab).await;
+        recreate(&lab, DATABASE, true).await;
     }
 
     println!(

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use core_lib::sequences;
-use integration_tests::lab::{workspace_root, Lab};
-use tokio_postgres::NoTls;
+use integration_tests::bench::{connect, database_url, dms_migrate, recreate, seconds};
+use integration_tests::lab::Lab;
 
 const DATABASE: &str = "bench_sequences";
 const SEQUENCES: u32 = 10_000;
@@ -53,45 +53,6 @@ FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid"#;
 
 const RESET_TARGET: &str =
     "SELECT setval(s.seqrelid, s.seqstart, false) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid";
-
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("lab connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-fn database_url(admin_url: &str) -> String {
-    admin_url.replacen("/postgres?", &format!("/{DATABASE}?"), 1)
-}
-
-async fn recreate(lab: &Lab, drop_only: bool) {
-    for key in ["SOURCE_URL", "TARGET_URL"] {
-        let client = admin(&lab.var(key)).await;
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-            .await
-            .expect("drop");
-        if !drop_only {
-            client
-                .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
-                .await
-                .expect("create");
-        }
-    }
-}
-
-/// The release binary when built (make bench builds it), else the debug one; the output says which.
-fn dms_migrate() -> (std::path::PathBuf, &'static str) {
-    let target = workspace_root().join("target");
-    let release = target.join("release/dms-migrate");
-    if release.exists() {
-        (release, "release")
-    } else {
-        (target.join("debug/dms-migrate"), "DEBUG")
-    }
-}
 
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
@@ -158,21 +119,17 @@ fn per_sequence(source_url: &str, target_url: &str, names: &[String]) -> Duratio
     started.elapsed()
 }
 
-fn seconds(d: Duration) -> String {
-    format!("{:.3} s", d.as_secs_f64())
-}
-
 #[tokio::main]
 async fn main() {
     let Some(lab) = Lab::get().await else {
         eprintln!("bench_sequences: the lab is not running; `make lab-up` starts it");
         std::process::exit(2);
     };
-    let source_url = database_url(&lab.var("SOURCE_URL"));
-    let target_url = database_url(&lab.var("TARGET_URL"));
+    let source_url = database_url(&lab.var("SOURCE_URL"), DATABASE);
+    let target_url = database_url(&lab.var("TARGET_URL"), DATABASE);
     eprintln!("generating {SEQUENCES} sequences in {SCHEMAS} schemas on source and target...");
-    recreate(&lab, false).await;
-    let (source, target) = (admin(&source_url).await, admin(&target_url).await);
+    recreate(&lab, DATABASE, false).await;
+    let (source, target) = (connect(&source_url).await, connect(&target_url).await);
     let (a, b) = tokio::join!(
         source.batch_execute(GENERATE),
         target.batch_execute(GENERATE)
@@ -233,7 +190,7 @@ async fn main() {
     let sampled = per_sequence(&source_url, &target_url, &names);
     let extrapolated = sampled / SAMPLE * SEQUENCES;
     if std::env::var("BENCH_KEEP").as_deref() != Ok("1") {
-        recreate(&lab, true).await;
+        recreate(&lab, DATABASE, true).await;
     }
 
     println!(

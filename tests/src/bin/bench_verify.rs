@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use integration_tests::lab::{workspace_root, Lab};
-use tokio_postgres::NoTls;
+use integration_tests::bench::{connect, database_url, dms_migrate, median, recreate, seconds};
+use integration_tests::lab::Lab;
 
 const DATABASE: &str = "bench_verify";
 const ROWS: i64 = 1_000_000;
@@ -32,45 +32,6 @@ SELECT g, 'name ' || g, g * 1.5, timestamptz '2024-01-01 00:00:00+00' + g * inte
        CASE WHEN g % 7 = 0 THEN int8send(g) END
 FROM generate_series(1, 1000000) AS g;
 "#;
-
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("lab connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-fn database_url(admin_url: &str) -> String {
-    admin_url.replacen("/postgres?", &format!("/{DATABASE}?"), 1)
-}
-
-async fn recreate(lab: &Lab, drop_only: bool) {
-    for key in ["SOURCE_URL", "TARGET_URL"] {
-        let client = admin(&lab.var(key)).await;
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-            .await
-            .expect("drop");
-        if !drop_only {
-            client
-                .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
-                .await
-                .expect("create");
-        }
-    }
-}
-
-/// The release binary when built (make bench builds it), else the debug one; the output says which.
-fn dms_migrate() -> (std::path::PathBuf, &'static str) {
-    let target = workspace_root().join("target");
-    let release = target.join("release/dms-migrate");
-    if release.exists() {
-        (release, "release")
-    } else {
-        (target.join("debug/dms-migrate"), "DEBUG")
-    }
-}
 
 fn verify(source_url: &str, target_url: &str, extra: &[&str]) -> (Duration, serde_json::Value) {
     let (binary, _) = dms_migrate();
@@ -97,7 +58,7 @@ fn verify(source_url: &str, target_url: &str, extra: &[&str]) -> (Duration, serd
 async fn count_both(source_url: &str, target_url: &str) -> Duration {
     let started = Instant::now();
     let count = |url: String| async move {
-        let client = admin(&url).await;
+        let client = connect(&url).await;
         let n: i64 = client
             .query_one("SELECT count(*) FROM bench.big", &[])
             .await
@@ -109,26 +70,17 @@ async fn count_both(source_url: &str, target_url: &str) -> Duration {
     started.elapsed()
 }
 
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-fn seconds(d: Duration) -> String {
-    format!("{:.3} s", d.as_secs_f64())
-}
-
 #[tokio::main]
 async fn main() {
     let Some(lab) = Lab::get().await else {
         eprintln!("bench_verify: the lab is not running; `make lab-up` starts it");
         std::process::exit(2);
     };
-    let source_url = database_url(&lab.var("SOURCE_URL"));
-    let target_url = database_url(&lab.var("TARGET_URL"));
+    let source_url = database_url(&lab.var("SOURCE_URL"), DATABASE);
+    let target_url = database_url(&lab.var("TARGET_URL"), DATABASE);
     eprintln!("generating a {ROWS}-row table on source and target...");
-    recreate(&lab, false).await;
-    let (source, target) = (admin(&source_url).await, admin(&target_url).await);
+    recreate(&lab, DATABASE, false).await;
+    let (source, target) = (connect(&source_url).await, connect(&target_url).await);
     let (a, b) = tokio::join!(
         source.batch_execute(GENERATE),
         target.batch_execute(GENERATE)
@@ -158,7 +110,7 @@ async fn main() {
     let (full, sampled, count) = (median(full), median(sampled), median(counts));
     let table = &report["tables"][0];
     if std::env::var("BENCH_KEEP").as_deref() != Ok("1") {
-        recreate(&lab, true).await;
+        recreate(&lab, DATABASE, true).await;
     }
     let ratio = full.as_secs_f64() / count.as_secs_f64();
 

@@ -1,0 +1,59 @@
+//! What the `make bench` binaries share: a database of the bench's own on both lab clusters, the
+//! `dms-migrate` build to time, and how durations are printed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+use crate::lab::{workspace_root, Lab};
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("lab connect: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// The lab admin URL (`.../postgres?...`) pointed at `database`.
+pub fn database_url(admin_url: &str, database: &str) -> String {
+    admin_url.replacen("/postgres?", &format!("/{database}?"), 1)
+}
+
+/// `database` dropped on both clusters and, unless `drop_only`, created empty again.
+pub async fn recreate(lab: &Lab, database: &str, drop_only: bool) {
+    for key in ["SOURCE_URL", "TARGET_URL"] {
+        let client = connect(&lab.var(key)).await;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await
+            .expect("drop the bench database");
+        if !drop_only {
+            client
+                .batch_execute(&format!("CREATE DATABASE {database}"))
+                .await
+                .expect("create the bench database");
+        }
+    }
+}
+
+/// The release `dms-migrate` when built (make bench builds it), else the debug one; the output says which.
+pub fn dms_migrate() -> (PathBuf, &'static str) {
+    let target = workspace_root().join("target");
+    let release = target.join("release/dms-migrate");
+    if release.exists() {
+        (release, "release")
+    } else {
+        (target.join("debug/dms-migrate"), "DEBUG")
+    }
+}
+
+pub fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+pub fn seconds(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
