@@ -9,7 +9,9 @@
 
 use std::future::Future;
 
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+use aws_sdk_cloudwatch::types::{
+    Dimension, Metric, MetricDataQuery, MetricDataResult, MetricStat, ScanBy,
+};
 use aws_sdk_cloudwatch::Client;
 use aws_smithy_types::DateTime;
 
@@ -100,33 +102,10 @@ impl Metrics for CloudWatchMetrics {
         key: &TaskMetricsKey,
         now_epoch_seconds: i64,
     ) -> Result<CdcLatency, StepError> {
-        let resource = format!(
-            "{NAMESPACE} metrics of task {} on instance {}",
-            key.task_resource_id, key.instance_identifier
-        );
-        let out = self
-            .client
-            .get_metric_data()
-            .metric_data_queries(query("source", CDC_LATENCY_SOURCE, key))
-            .metric_data_queries(query("target", CDC_LATENCY_TARGET, key))
-            .start_time(DateTime::from_secs(now_epoch_seconds - LOOKBACK_SECONDS))
-            .end_time(DateTime::from_secs(
-                now_epoch_seconds + i64::from(PERIOD_SECONDS),
-            ))
-            .scan_by(ScanBy::TimestampDescending)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(GET_METRIC_DATA_ACTION, &resource, &e))?;
-        let mut latency = CdcLatency::default();
-        for result in out.metric_data_results() {
-            let value = newest(result.timestamps(), result.values());
-            match result.id() {
-                Some("source") => latency.source_seconds = value,
-                Some("target") => latency.target_seconds = value,
-                _ => {}
-            }
-        }
-        Ok(latency)
+        self.latency_since(key, now_epoch_seconds, LOOKBACK_SECONDS, |points| {
+            newest(points.timestamps(), points.values())
+        })
+        .await
     }
 }
 
@@ -139,6 +118,25 @@ impl CloudWatchMetrics {
         key: &TaskMetricsKey,
         now_epoch_seconds: i64,
         window_seconds: i64,
+    ) -> Result<CdcLatency, StepError> {
+        self.latency_since(key, now_epoch_seconds, window_seconds, |points| {
+            points
+                .values()
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .reduce(f64::max)
+        })
+        .await
+    }
+
+    /// Both latency metrics over the last `window_seconds`, each series reduced to one value by `pick`.
+    async fn latency_since(
+        &self,
+        key: &TaskMetricsKey,
+        now_epoch_seconds: i64,
+        window_seconds: i64,
+        pick: impl Fn(&MetricDataResult) -> Option<f64>,
     ) -> Result<CdcLatency, StepError> {
         let resource = format!(
             "{NAMESPACE} metrics of task {} on instance {}",
@@ -153,20 +151,15 @@ impl CloudWatchMetrics {
             .end_time(DateTime::from_secs(
                 now_epoch_seconds + i64::from(PERIOD_SECONDS),
             ))
+            .scan_by(ScanBy::TimestampDescending)
             .send()
             .await
             .map_err(|e| classify_sdk_error(GET_METRIC_DATA_ACTION, &resource, &e))?;
         let mut latency = CdcLatency::default();
         for result in out.metric_data_results() {
-            let worst = result
-                .values()
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .reduce(f64::max);
             match result.id() {
-                Some("source") => latency.source_seconds = worst,
-                Some("target") => latency.target_seconds = worst,
+                Some("source") => latency.source_seconds = pick(result),
+                Some("target") => latency.target_seconds = pick(result),
                 _ => {}
             }
         }
