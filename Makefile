@@ -76,9 +76,13 @@ bench: lab-up
 	cargo run -q -p integration-tests --bin bench_sequences
 	cargo run -q -p integration-tests --bin bench_verify
 
+# The Lambdas' and dms-local's own logs go to target/demo/services.log, so the terminal shows the story.
 demo: lab-up
 	cargo build --workspace --bins
-	cargo run -q -p integration-tests --bin demo
+	@mkdir -p target/demo
+	@cargo run -q -p integration-tests --bin demo 2> target/demo/services.log || { status=$$?; \
+	  echo "The Lambdas' and dms-local's log: target/demo/services.log; its last lines:"; \
+	  tail -n 30 target/demo/services.log; exit $$status; }
 
 clean: lab-down
 	cargo clean

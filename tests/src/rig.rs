@@ -369,6 +369,27 @@ impl MigrationRig {
         let dbs = lab.fresh_databases(spec.name).await;
         sql(&dbs.source_url, &format!("{SCHEMA} {SEED}")).await;
         sql(&dbs.target_url, spec.target_sql).await;
+        Some(Self::assemble(spec, lab, dbs, &all_public_tables(), tune).await)
+    }
+
+    /// On databases the caller prepared (schema and rows already in place; `spec.target_sql` is not run),
+    /// with the task selecting `table_mappings` (e.g. the stack's own), and the real ASL unchanged.
+    pub async fn start_on(
+        spec: RigSpec,
+        lab: Lab,
+        dbs: TestDatabases,
+        table_mappings: &Value,
+    ) -> MigrationRig {
+        Self::assemble(spec, lab, dbs, table_mappings, |_| {}).await
+    }
+
+    async fn assemble(
+        spec: RigSpec,
+        lab: Lab,
+        dbs: TestDatabases,
+        table_mappings: &Value,
+        tune: impl FnOnce(&mut Value),
+    ) -> MigrationRig {
         let dms = DmsLocal::start(&lab).await;
         let mut tasks = Vec::new();
 
@@ -432,7 +453,7 @@ impl MigrationRig {
                 &endpoints[0],
                 &endpoints[1],
                 spec.migration_type,
-                &all_public_tables(),
+                table_mappings,
             )
             .await;
         let task = LabTask {
@@ -509,7 +530,7 @@ impl MigrationRig {
             )
             .await;
         }
-        Some(MigrationRig {
+        MigrationRig {
             lab,
             dbs,
             dms,
@@ -521,7 +542,7 @@ impl MigrationRig {
             proxy,
             _lambdas: lambdas,
             _tasks: tasks,
-        })
+        }
     }
 
     /// Every call of `function` (whose `event`/`action` is `selector`, when given) meets `fault`.

@@ -305,7 +305,7 @@ fn render_text(plan: &Plan, dry_run: bool) -> String {
         ));
         for c in &plan.changes {
             out.push_str(&format!(
-                "  {}  source last {}; target next {} -> {verb} to {} (margin {})\n",
+                "  {}  source last {}; target next {} -> last {} (margin {})\n",
                 c.sequence,
                 c.source_last,
                 c.target_next_before

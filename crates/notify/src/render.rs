@@ -472,11 +472,11 @@ fn ready_for_cutover(view: &StateView) -> Message {
     m.details.extend(
         [
             "Cutover, from your workstation:",
-            "1. dms-migrate cutover-check",
-            "2. Stop application writes to the source",
-            "3. dms-migrate cutover-check again (proves the drain)",
-            "4. dms-migrate sequences sync",
-            "5. Stop the DMS task",
+            "1. dms-migrate sequences sync --rate-window 60 (DMS does not copy sequences; the margin covers the writes still coming)",
+            "2. dms-migrate cutover-check",
+            "3. Stop application writes to the source",
+            "4. dms-migrate cutover-check again (proves the drain)",
+            "5. dms-migrate sequences sync (the final values), then stop the DMS task",
             "6. dms-migrate constraints apply, then dms-migrate verify",
             "7. Point the application at PlanetScale",
             "8. dms-migrate cleanup, then delete the stack",

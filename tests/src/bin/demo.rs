@@ -1,126 +1,742 @@
-//! `make demo`: the workflow against the lab, as far as the project has built it. Today that is the
-//! machine's first step for real — the built `notify` Lambda validating the payload the stack would
-//! output, publishing to SNS in moto — and the failure path for a mistyped payload, with every email
-//! printed as it arrives. The later steps join as their Lambdas land (see README).
+//! `make demo`: the whole workflow of DESIGN §1 against the lab, as a user would run it. The sample schema
+//! (tests/fixtures/demo_*.sql) on a source database of its own; `dms-migrate preflight` and `schema apply`;
+//! the real state machine in moto with the six built Lambdas and a DMS task in dms-local (the rig of the
+//! state machine tests) started with the payload the stack outputs, every email printed as it arrives while
+//! the source keeps taking writes; then the cutover commands in order, ending with `verify`. Each step is
+//! numbered; any failure ends the demo with exit code 1. The lab password never reaches the output: every
+//! text shown is checked for it first.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use integration_tests::lab::{binary, Lab};
-use integration_tests::lambda::LocalLambda;
-use integration_tests::sns::{Delivered, TopicWithQueue};
+use aws_sdk_sfn::types::ExecutionStatus;
+use core_lib::state::Options;
+use integration_tests::lab::{binary, workspace_root, Lab};
+use integration_tests::rig::{options, MigrationRig, RigSpec};
+use integration_tests::sns::Delivered;
+use integration_tests::template;
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
 
-fn print_email(email: &Delivered) {
-    println!("---------------------------------------------------------------- email");
-    println!("Subject: {}", email.subject);
-    println!(
-        "Attributes: event={} executionId={}",
-        email.attributes["event"]["Value"], email.attributes["executionId"]["Value"]
-    );
-    println!();
-    println!("{}", email.message.trim_end());
-    println!("----------------------------------------------------------------------");
-}
+/// Rows in the largest tables (app.orders, app.order_items); the others are fractions of it.
+const DEMO_ROWS: u32 = 200_000;
+/// From the start of the execution to the ready-for-cutover email.
+const EXECUTION_LIMIT: Duration = Duration::from_secs(8 * 60);
+const COMMAND_LIMIT: Duration = Duration::from_secs(180);
+const WRITE_EVERY: Duration = Duration::from_millis(200);
+/// A writer that is never stopped gives up after this many rounds (10 minutes at one every 200 ms).
+const MAX_WRITES: u64 = 3_000;
+
+type Step<T> = Result<T, String>;
 
 #[tokio::main]
 async fn main() {
+    let started = Instant::now();
     let Some(lab) = Lab::get().await else {
-        eprintln!("demo: the lab is not running; `make demo` starts it");
+        println!("demo: the lab is not running; `make demo` starts it");
         std::process::exit(2);
     };
-    let config = lab.aws_config().await;
-    let topic = TopicWithQueue::create(&config, "demo-migration-notifications").await;
-    let mut env = lab.aws_env();
-    env.push(("TOPIC_ARN".into(), topic.topic_arn.clone()));
-    let notify = LocalLambda::start(
-        &PathBuf::from(lab.var("CARGO_LAMBDA")),
-        "notify",
-        &binary("notify"),
-        &env,
-    )
-    .await;
-
-    let payload = json!({
-        "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:DEMOINSTANCE",
-        "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:DEMOSOURCE",
-        "targetEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:DEMOTARGET",
-        "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:DEMOTASK",
-        "sourceEndpointHost": "127.0.0.1",
-        "sourcePort": lab.var("SOURCE_PORT"),
-    });
-    let execution = "arn:aws:states:us-east-1:123456789012:execution:demo-migration:demo-1";
-
-    println!(
-        "1. The payload the stack outputs goes to notify `started` (the machine's first Task)."
-    );
-    let state: Value = match notify
-        .invoke(&json!({"event": "started", "executionId": execution, "state": payload}))
-        .await
-    {
-        Ok(state) => state,
-        Err(e) => {
-            eprintln!(
-                "demo: notify refused the payload: {}: {}",
-                e.error_type, e.error_message
-            );
+    let secret = lab.var("LAB_ADMIN_PASSWORD");
+    match run(lab).await {
+        Ok(verified) => println!(
+            "\nDemo finished in {} s. {verified}",
+            started.elapsed().as_secs()
+        ),
+        Err(why) => {
+            println!("\nDEMO FAILED: {}", redact(&why, &secret));
             std::process::exit(1);
         }
-    };
-    println!(
-        "   Normalised state (every option default filled in):\n{}",
-        serde_json::to_string_pretty(&state).unwrap_or_default()
-    );
-    for email in topic.receive(1, Duration::from_secs(10)).await {
-        print_email(&email);
     }
-
-    println!("\n2. The same payload pasted with a typo and a bad port: refused with Payload.Invalid, then one failure email.");
-    let mut typo = payload_with_typo(&state);
-    let refusal = notify
-        .invoke(&json!({"event": "started", "executionId": execution, "state": typo.clone()}))
-        .await
-        .expect_err("a mistyped payload is refused");
-    println!(
-        "   errorType: {}\n   errorMessage: {}",
-        refusal.error_type, refusal.error_message
-    );
-    let cause =
-        json!({"errorType": refusal.error_type, "errorMessage": refusal.error_message}).to_string();
-    typo["error"] = json!({"Error": refusal.error_type, "Cause": cause, "step": "NotifyStarted"});
-    if let Err(e) = notify
-        .invoke(&json!({"event": "failed", "executionId": execution, "state": typo}))
-        .await
-    {
-        eprintln!(
-            "demo: the failure email could not be sent: {}: {}",
-            e.error_type, e.error_message
-        );
-        std::process::exit(1);
-    }
-    let emails = topic.receive(1, Duration::from_secs(10)).await;
-    for email in &emails {
-        print_email(email);
-    }
-    if emails.len() != 1 {
-        eprintln!(
-            "demo: expected exactly one failure email, got {}",
-            emails.len()
-        );
-        std::process::exit(1);
-    }
-    println!("\nDemo finished: the payload was validated and normalised, and both emails arrived through SNS.");
-    println!("Next in the real deployment: `make build`, `make package ARTIFACT_BUCKET=...`, upload packaged.yaml in the CloudFormation console.");
 }
 
-fn payload_with_typo(state: &Value) -> Value {
-    json!({
-        "replicationInstanceArn": state["replicationInstanceArn"],
-        "sourceEndpointArn": state["sourceEndpointArn"],
-        "targetEndpointArn": state["targetEndpointArn"],
-        "replicationTaskArn": state["replicationTaskArn"],
-        "sourceEndpointHost": state["sourceEndpointHost"],
-        "sourcePort": 70000,
-        "options": {"pollIntervalSecs": 30}
-    })
+fn redact(text: &str, secret: &str) -> String {
+    text.replace(secret, "********")
+}
+
+/// Prints `text`, refusing (a failed step) if it holds the lab password.
+fn show(text: &str, secret: &str) -> Step<()> {
+    print!("{}", redact(text, secret));
+    if text.contains(secret) {
+        return Err("the text above held the lab password (masked here): a secret leaked".into());
+    }
+    Ok(())
+}
+
+fn heading(number: u32, title: &str) {
+    println!("\n{number}. {title}");
+    println!("{}", "=".repeat(title.len() + 3));
+}
+
+async fn connect(url: &str) -> Step<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("connecting to the lab: {e}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The lab URL without its password: the commands get it from PGPASSWORD, as DESIGN §9 recommends.
+fn without_password(url: &str, secret: &str) -> String {
+    url.replacen(&format!(":{secret}@"), "@", 1)
+}
+
+fn fixture(name: &str) -> Step<String> {
+    let path = workspace_root().join("tests/fixtures").join(name);
+    std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+struct Demo {
+    aws_env: Vec<(String, String)>,
+    /// The target database with the password, for the demo's own SQL.
+    target_admin_url: String,
+    secret: String,
+    source_url: String,
+    target_url: String,
+    deferred_file: PathBuf,
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+}
+
+impl Demo {
+    /// The built `dms-migrate` with the connection in PGSOURCE/PGTARGET/PGPASSWORD and the AWS endpoints
+    /// of the lab (`extra`: dms-local's). Prints the command and everything it wrote.
+    async fn dms_migrate(&self, args: &[&str], extra: &[(String, String)]) -> Step<Ran> {
+        println!("\n$ dms-migrate {}", args.join(" "));
+        let (code, stdout, stderr) = self.spawn(args, extra).await?;
+        show(&indent(&stdout), &self.secret)?;
+        show(&indent(&stderr), &self.secret)?;
+        println!("  (exit {code})");
+        Ok(Ran { code, stdout })
+    }
+
+    /// Exit code, stdout and stderr of the built binary, bounded by COMMAND_LIMIT.
+    async fn spawn(
+        &self,
+        args: &[&str],
+        extra: &[(String, String)],
+    ) -> Step<(i32, String, String)> {
+        let child = tokio::process::Command::new(binary("dms-migrate"))
+            .args(args)
+            .current_dir(workspace_root())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("PGSOURCE", &self.source_url)
+            .env("PGTARGET", &self.target_url)
+            .env("PGPASSWORD", &self.secret)
+            .envs(self.aws_env.iter().cloned())
+            .envs(extra.iter().cloned())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(COMMAND_LIMIT, child)
+            .await
+            .map_err(|_| {
+                format!(
+                    "dms-migrate {} ran longer than {} s",
+                    args[0],
+                    COMMAND_LIMIT.as_secs()
+                )
+            })?
+            .map_err(|e| format!("running dms-migrate: {e}"))?;
+        Ok((
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    }
+
+    /// As `dms_migrate`, printing only the command and stderr (the caller shows stdout its own way).
+    async fn run_quietly(&self, args: &[&str], extra: &[(String, String)]) -> Step<Ran> {
+        println!("\n$ dms-migrate {}", args.join(" "));
+        let (code, stdout, stderr) = self.spawn(args, extra).await?;
+        show(&indent(&stderr), &self.secret)?;
+        if stdout.contains(&self.secret) {
+            return Err(format!(
+                "dms-migrate {}'s output held the lab password",
+                args[0]
+            ));
+        }
+        Ok(Ran { code, stdout })
+    }
+
+    async fn require_ok(&self, args: &[&str], extra: &[(String, String)]) -> Step<Ran> {
+        let ran = self.dms_migrate(args, extra).await?;
+        if ran.code != 0 {
+            return Err(format!("dms-migrate {} exited {}", args[0], ran.code));
+        }
+        Ok(ran)
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// The whole workflow; Ok holds verify's verdict in one line.
+async fn run(lab: Lab) -> Step<String> {
+    let secret = lab.var("LAB_ADMIN_PASSWORD");
+    heading(
+        1,
+        "The source: the sample shop schema in a database of the demo's own",
+    );
+    let dbs = lab.fresh_databases("demo").await;
+    let timer = Instant::now();
+    let source = connect(&dbs.source_url).await?;
+    let load = format!(
+        "{}\nSET demo.rows = '{DEMO_ROWS}';\n{}\nANALYZE;",
+        fixture("demo_schema.sql")?,
+        fixture("demo_data.sql")?
+    );
+    tokio::time::timeout(COMMAND_LIMIT, source.batch_execute(&load))
+        .await
+        .map_err(|_| format!("loading the sample took over {} s", COMMAND_LIMIT.as_secs()))?
+        .map_err(|e| format!("loading the sample schema: {e}"))?;
+    println!(
+        "Loaded tests/fixtures/demo_schema.sql and demo_data.sql (demo.rows = {DEMO_ROWS}) into database {} in {:.1} s:",
+        dbs.name,
+        timer.elapsed().as_secs_f32()
+    );
+    println!("schemas app, \"Billing\" and audit; mixed-case names, sequences and identity columns, jsonb, bytea, foreign keys, triggers, a view.");
+    print_counts(&source).await?;
+    drop(source);
+
+    let deferred_file = workspace_root().join("target/demo/deferred.sql");
+    if let Some(dir) = deferred_file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let demo = Demo {
+        aws_env: lab.aws_env(),
+        target_admin_url: dbs.target_url.clone(),
+        source_url: without_password(&dbs.source_url, &secret),
+        target_url: without_password(&dbs.target_url, &secret),
+        secret,
+        deferred_file,
+    };
+    prepare_target(&demo).await?;
+
+    heading(
+        3,
+        "The state machine with the payload the stack outputs, while the source keeps taking writes",
+    );
+    let mut spec = RigSpec::new("demo", "full-load-and-cdc");
+    spec.dms_assessment = true;
+    let stack = template::load(&template::template_path());
+    let mappings: Value = stack
+        .pointer("/Resources/ReplicationTask/Properties/TableMappings")
+        .and_then(Value::as_str)
+        .ok_or("the template has no ReplicationTask TableMappings")
+        .and_then(|text| {
+            serde_json::from_str(text).map_err(|_| "the template's TableMappings is not JSON")
+        })?;
+    let admin_urls = [lab.var("SOURCE_URL"), lab.var("TARGET_URL")];
+    let rig = MigrationRig::start_on(spec, lab, dbs, &mappings).await;
+    println!("A DMS task in dms-local (the project's DMS stand-in: real logical replication between the lab clusters) with the stack's table mappings (every schema but the system ones), both endpoints' credentials in Secrets Manager secrets (moto), the six built Lambdas and statemachine.asl.json in moto's Step Functions.");
+    let writer = Writer::start(&rig.dbs.source_url).await?;
+    let outcome = migrate_and_cut_over(&demo, &rig, &writer).await;
+    let stopped = writer.finish().await;
+    let verified = outcome?;
+    stopped?;
+
+    next_steps();
+    println!("\n(The lab's side of deleting the stack: dms-local stops, and the demo's databases are dropped.)");
+    // The lab's equivalent of deleting the stack: dms-local drops its subscription, then the databases go.
+    let name = rig.dbs.name.clone();
+    drop(rig);
+    for url in admin_urls {
+        let admin = connect(&url).await?;
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
+    Ok(verified)
+}
+
+/// Exact row counts of every table of the three schemas.
+async fn print_counts(client: &Client) -> Step<()> {
+    let tables = client
+        .query(
+            "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables
+             WHERE table_schema IN ('app', 'Billing', 'audit') AND table_type = 'BASE TABLE'
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("listing the tables: {e}"))?;
+    for row in tables {
+        let table: String = row.get(0);
+        let count: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(|e| format!("counting {table}: {e}"))?
+            .get(0);
+        println!("  {table:<22} {count:>9} rows");
+    }
+    Ok(())
+}
+
+/// The ids of the checks listed under `FAILED (n)` or `WARNINGS (n)` (`section`) in preflight's text.
+fn listed_checks(preflight: &str, section: &str) -> Vec<String> {
+    preflight
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{section} (")))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+async fn prepare_target(demo: &Demo) -> Step<()> {
+    heading(
+        2,
+        "From the workstation: preflight, schema apply, preflight again",
+    );
+    println!("Connections: PGSOURCE={}", demo.source_url);
+    println!("             PGTARGET={}", demo.target_url);
+    println!("             the password in PGPASSWORD (never on the command line).");
+    let first = demo.dms_migrate(&["preflight"], &[]).await?;
+    let failed = listed_checks(&first.stdout, "FAILED");
+    if first.code != 1 || failed != ["target.schema_present"] {
+        return Err(format!(
+            "preflight on an empty target should fail target.schema_present only; it exited {} failing {failed:?}",
+            first.code
+        ));
+    }
+    println!("-> target.schema_present fails, as expected: nothing is on the target yet. The DMS task is DO_NOTHING, so the schema must exist first:");
+    let deferred = demo
+        .deferred_file
+        .strip_prefix(workspace_root())
+        .unwrap_or(&demo.deferred_file)
+        .display()
+        .to_string();
+    demo.require_ok(&["schema", "apply", "--deferred-file", &deferred], &[])
+        .await?;
+    let again = demo.require_ok(&["preflight"], &[]).await?;
+    let warned = listed_checks(&again.stdout, "WARNINGS");
+    println!(
+        "-> no failures. Warnings ({}) do not block the task: each says what to check for the real run (LOB columns: \
+         set the stack's LobMaxSize above the largest value the SQL shown measures).",
+        warned.join(", ")
+    );
+    Ok(())
+}
+
+/// Inserts, updates and deletes across the three schemas every WRITE_EVERY, once begun, until halted.
+struct Writer {
+    go: Arc<AtomicBool>,
+    halt: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    /// Transactions committed.
+    rounds: Arc<AtomicU64>,
+    task: JoinHandle<Step<()>>,
+}
+
+impl Writer {
+    async fn start(url: &str) -> Step<Writer> {
+        let client = connect(url).await?;
+        let [go, halt, done] = [(); 3].map(|()| Arc::new(AtomicBool::new(false)));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let (g, h, d, r) = (go.clone(), halt.clone(), done.clone(), rounds.clone());
+        let task = tokio::spawn(async move {
+            let result = async {
+                // Bounded even if never halted: MAX_WRITES rounds, or 10 times as long waiting to begin.
+                for _ in 0..MAX_WRITES * 10 {
+                    tokio::time::sleep(WRITE_EVERY).await;
+                    let n = r.load(Ordering::SeqCst) + 1;
+                    if h.load(Ordering::SeqCst) || n > MAX_WRITES {
+                        break;
+                    }
+                    if !g.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    client
+                        .batch_execute(&write_round(n))
+                        .await
+                        .map_err(|e| format!("writing to the source (round {n}): {e}"))?;
+                    r.store(n, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+            .await;
+            d.store(true, Ordering::SeqCst);
+            result
+        });
+        Ok(Writer {
+            go,
+            halt,
+            done,
+            rounds,
+            task,
+        })
+    }
+
+    fn begin(&self) {
+        self.go.store(true, Ordering::SeqCst);
+    }
+
+    fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::SeqCst)
+    }
+
+    /// Stops writing and waits (up to 30 s) until the transaction in flight has committed.
+    async fn halt(&self) -> Step<()> {
+        self.halt.store(true, Ordering::SeqCst);
+        for _ in 0..600 {
+            if self.done.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err("the writer did not stop within 30 s".into())
+    }
+
+    /// Halts it; an error of any round is returned.
+    async fn finish(self) -> Step<()> {
+        self.halt().await?;
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("the writer stopped abnormally: {e}")),
+        }
+    }
+}
+
+/// One transaction: a new customer with an order, its line, invoice, payment and audit event; an update
+/// of a product's jsonb and of an old order; the delete of an old audit event.
+fn write_round(n: u64) -> String {
+    format!(
+        "BEGIN;
+         WITH c AS (INSERT INTO app.customers (email, \"displayName\")
+                    VALUES ('live{n}@example.com', 'Live customer {n}') RETURNING id),
+              o AS (INSERT INTO app.orders (customer_id, placed_at) SELECT id, now() FROM c RETURNING id),
+              i AS (INSERT INTO app.order_items (order_id, line_no, product_id, quantity, unit_price_cents)
+                    SELECT id, 1, {product}, 2, 150 FROM o),
+              v AS (INSERT INTO \"Billing\".\"Invoices\" (order_id, \"amountCents\", issued_at, details)
+                    SELECT id, 300, now(), '{{\"currency\": \"USD\", \"live\": true}}' FROM o RETURNING id),
+              p AS (INSERT INTO \"Billing\".payments (invoice_id, amount_cents, paid_at)
+                    SELECT id, 300, now() FROM v)
+         INSERT INTO audit.events (happened_at, actor, payload)
+         SELECT now(), 'demo-writer', jsonb_build_object('action', 'order.placed', 'order_id', id) FROM o;
+         UPDATE app.products SET attributes = jsonb_set(attributes, '{{stock}}', to_jsonb({n})) WHERE id = {product};
+         UPDATE app.orders SET status = 'shipped' WHERE id = {n};
+         DELETE FROM audit.events WHERE id = {n};
+         COMMIT;",
+        product = 1 + n % 50
+    )
+}
+
+/// The execution's status from moto's Step Functions.
+async fn execution_status(sfn: &aws_sdk_sfn::Client, arn: &str) -> Step<ExecutionStatus> {
+    sfn.describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .map(|d| d.status)
+        .map_err(|e| format!("describing the execution: {e}"))
+}
+
+fn email_event(email: &Delivered) -> String {
+    email.attributes["event"]["Value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn print_email(email: &Delivered, elapsed: Duration, secret: &str) -> Step<()> {
+    println!(
+        "\n---------------------------------------------------------- email at {:>4.0} s",
+        elapsed.as_secs_f32()
+    );
+    show(
+        &format!(
+            "Subject: {}\n\n{}\n",
+            email.subject,
+            email.message.trim_end()
+        ),
+        secret,
+    )?;
+    println!("----------------------------------------------------------------------------");
+    Ok(())
+}
+
+/// Prints the email and notes its event; the full-load-complete email starts the writer.
+fn on_email(
+    email: &Delivered,
+    elapsed: Duration,
+    secret: &str,
+    writer: &Writer,
+    events: &mut Vec<String>,
+) -> Step<()> {
+    print_email(email, elapsed, secret)?;
+    let event = email_event(email);
+    if event == "full-load-complete" {
+        writer.begin();
+        println!(
+            "(the full load is complete: writing to the source every {} ms from now on: a customer, an order \
+             with its line, invoice, payment and audit event; a jsonb update; an order update; a delete)",
+            WRITE_EVERY.as_millis()
+        );
+    }
+    events.push(event);
+    Ok(())
+}
+
+/// The payload as StepFunctionsPayloadTemplate holds it (every option written out), with the lab's
+/// shorter options, and one line per option the lab changes.
+fn payload(rig: &MigrationRig) -> Step<(Value, Vec<String>)> {
+    let defaults = serde_json::to_value(Options::default()).map_err(|e| e.to_string())?;
+    let lab_options = options(json!({}));
+    let mut merged = defaults.clone();
+    let mut changed = Vec::new();
+    if let (Some(merged), Some(lab)) = (merged.as_object_mut(), lab_options.as_object()) {
+        for (key, value) in lab {
+            if defaults.get(key) != Some(value) {
+                changed.push(format!(
+                    "{key}: {value} (the stack: {})",
+                    defaults.get(key).cloned().unwrap_or(Value::Null)
+                ));
+            }
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    Ok((rig.payload(merged), changed))
+}
+
+async fn migrate_and_cut_over(demo: &Demo, rig: &MigrationRig, writer: &Writer) -> Step<String> {
+    let secret = &demo.secret;
+    let (input, changed) = payload(rig)?;
+    println!("\nThe payload (StepFunctionsPayloadTemplate, pasted into Start execution):");
+    show(
+        &format!(
+            "{}\n",
+            serde_json::to_string_pretty(&input).map_err(|e| e.to_string())?
+        ),
+        secret,
+    )?;
+    println!("Options shortened for the lab, so the demo takes minutes, not hours:");
+    for line in &changed {
+        println!("  {line}");
+    }
+    let sfn = aws_sdk_sfn::Client::new(&rig.lab.aws_config().await);
+    let execution = rig.machine.start("demo", &input).await;
+    let started = Instant::now();
+    println!("\nExecution started: {execution}");
+    let mut events = Vec::new();
+    let status = loop {
+        for email in rig.topic.receive(10, Duration::from_secs(1)).await {
+            on_email(&email, started.elapsed(), secret, writer, &mut events)?;
+        }
+        let status = execution_status(&sfn, &execution).await?;
+        if status != ExecutionStatus::Running {
+            // A last email may still be on its way.
+            for email in rig.topic.receive(10, Duration::from_secs(3)).await {
+                on_email(&email, started.elapsed(), secret, writer, &mut events)?;
+            }
+            break status;
+        }
+        if started.elapsed() > EXECUTION_LIMIT {
+            return Err(format!(
+                "the execution was still running after {} s",
+                EXECUTION_LIMIT.as_secs()
+            ));
+        }
+    };
+    let finished = rig.machine.wait(&execution, Duration::from_secs(30)).await;
+    println!(
+        "\nExecution {} after {:.0} s, last state {}; the writer has committed {} transactions so far.",
+        status.as_str(),
+        started.elapsed().as_secs_f32(),
+        finished.entered.last().map_or("-", String::as_str),
+        writer.rounds()
+    );
+    let seen = |event: &str| events.iter().any(|e| e == event);
+    if status != ExecutionStatus::Succeeded
+        || !seen("full-load-complete")
+        || !seen("ready-for-cutover")
+        || finished.entered.last().map(String::as_str) != Some("ReadyForCutover")
+    {
+        return Err(format!(
+            "the execution did not end ready for cutover (emails: {}): {} {}",
+            events.join(", "),
+            finished.error.unwrap_or_default(),
+            finished.cause.unwrap_or_default()
+        ));
+    }
+    let latency_target = input["options"]["cdcLatencyTargetSeconds"].to_string();
+    cut_over(demo, rig, writer, &latency_target).await
+}
+
+async fn cut_over(
+    demo: &Demo,
+    rig: &MigrationRig,
+    writer: &Writer,
+    latency_target: &str,
+) -> Step<String> {
+    heading(
+        4,
+        "Cutover from the workstation, in the order the ready-for-cutover email gives",
+    );
+    let dms = rig.dms.env();
+    let task = rig.task.task_arn.as_str();
+    let check = [
+        "cutover-check",
+        "--task-arn",
+        task,
+        "--latency-target",
+        latency_target,
+    ];
+    println!("While the application (the writer) still writes: DMS does not replicate sequences, so they go");
+    println!("ahead first, with a margin sized from the consumption observed over a window:");
+    demo.require_ok(&["sequences", "sync", "--rate-window", "5"], &[])
+        .await?;
+    demo.require_ok(&check, &dms).await?;
+    writer.halt().await?;
+    println!(
+        "\nApplication writes stopped after {} transactions. The drain:",
+        writer.rounds()
+    );
+    demo.require_ok(&check, &dms).await?;
+    println!("-> the sentinel row written now reached the target: every earlier change has too.");
+    println!("\nThe final sequence values, now that nothing writes:");
+    demo.require_ok(&["sequences", "sync"], &[]).await?;
+
+    println!("\nStopping the DMS task (StopReplicationTask, as the console's Stop does):");
+    stop_task(rig).await?;
+    let deferred = demo
+        .deferred_file
+        .strip_prefix(workspace_root())
+        .unwrap_or(&demo.deferred_file)
+        .display()
+        .to_string();
+    demo.require_ok(&["constraints", "apply", "--file", &deferred], &[])
+        .await?;
+    let verified = verify(demo).await?;
+    println!("\nThe application would switch to the target here; then:");
+    demo.require_ok(&["cleanup", "--task-arn", task, "--yes"], &dms)
+        .await?;
+    // dms-local's subscription lost its slot to cleanup: detach it so dms-local's shutdown can drop it.
+    connect(&demo.target_admin_url)
+        .await?
+        .batch_execute(&format!(
+            "ALTER SUBSCRIPTION dms_local_{} SET (slot_name = NONE)",
+            task.rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        ))
+        .await
+        .map_err(|e| format!("detaching dms-local's subscription: {e}"))?;
+    Ok(verified)
+}
+
+/// `verify --format json`, shown one line per table; Err unless every count, checksum, schema object and
+/// sequence matches.
+async fn verify(demo: &Demo) -> Step<String> {
+    let ran = demo
+        .run_quietly(&["verify", "--format", "json"], &[])
+        .await?;
+    let report: Value = serde_json::from_str(&ran.stdout)
+        .map_err(|e| format!("verify's JSON did not parse ({e}); it exited {}", ran.code))?;
+    let tables = report["tables"].as_array().cloned().unwrap_or_default();
+    println!(
+        "  {:<32} {:>12} {:>12}  {:>6}  checksums",
+        "table", "source rows", "target rows", "ranges"
+    );
+    for t in &tables {
+        let equal = t["mismatches"].as_array().is_some_and(Vec::is_empty)
+            && t["source_rows"] == t["target_rows"]
+            && t["missing_on_target"] == false;
+        println!(
+            "  {:<32} {:>12} {:>12}  {:>6}  {}",
+            t["table"].as_str().unwrap_or_default(),
+            t["source_rows"].as_i64().unwrap_or(-1),
+            t["target_rows"].as_i64().unwrap_or(-1),
+            t["ranges_compared"].as_i64().unwrap_or(-1),
+            if equal { "equal" } else { "DIFFERENT" }
+        );
+    }
+    let summary = &report["summary"];
+    println!(
+        "  {} of {} tables differ; {} schema differences; {} sequences not ahead",
+        summary["tables_mismatched"],
+        summary["tables"],
+        summary["schema_differences"],
+        summary["sequences_behind"]
+    );
+    println!("  (exit {})", ran.code);
+    let clean = ran.code == 0
+        && !tables.is_empty()
+        && summary["tables_mismatched"] == 0
+        && summary["schema_differences"] == 0
+        && summary["sequences_behind"] == 0
+        && summary["source_rows"] == summary["target_rows"];
+    if !clean {
+        return Err(format!(
+            "verify found differences (exit {}): {summary}",
+            ran.code
+        ));
+    }
+    Ok(format!(
+        "verify: the target matches the source: {} tables, {} rows on each side, every checksum equal, schema and sequences in line.",
+        summary["tables"], summary["source_rows"]
+    ))
+}
+
+async fn stop_task(rig: &MigrationRig) -> Step<()> {
+    let sdk = rig.dms.sdk().await;
+    let arn = rig.task.task_arn.as_str();
+    sdk.stop_replication_task()
+        .replication_task_arn(arn)
+        .send()
+        .await
+        .map_err(|e| format!("StopReplicationTask: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = sdk
+            .describe_replication_tasks()
+            .send()
+            .await
+            .map_err(|e| format!("DescribeReplicationTasks: {e}"))?
+            .replication_tasks()
+            .iter()
+            .find(|t| t.replication_task_arn() == Some(arn))
+            .and_then(|t| t.status().map(str::to_string))
+            .unwrap_or_default();
+        println!("  task status: {status}");
+        if status == "stopped" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the DMS task did not stop within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn next_steps() {
+    heading(5, "What the real deployment needs next");
+    println!(
+        "1. From a workstation that reaches both databases, the password in PGPASSWORD or ~/.pgpass (never in a URL):
+     export PGSOURCE='postgres://USER@CLUSTER.cluster-XXXX.REGION.rds.amazonaws.com:5432/DBNAME?sslmode=verify-full&sslrootcert=global-bundle.pem'
+     export PGTARGET='postgres://USER@HOST:5432/DBNAME?sslmode=verify-full'   (the PlanetScale connection details)
+     dms-migrate preflight && dms-migrate schema apply
+2. Build and upload the Lambdas and the template:  make package ARTIFACT_BUCKET=<a bucket in the stack's region>
+3. Console: CloudFormation > Create stack > upload packaged.yaml, fill the parameters (VPC, two subnets, source
+   and target host/port/database/user/password, NotificationEmail, EnableAutomation=true), create
+   (docs/console.md walks through each group; `make deploy STACK=... PARAMS=...` does the same from a shell).
+4. Confirm the email subscription: SNS sends NotificationEmail a confirmation link; until it is clicked, no email arrives.
+5. Copy the stack output StepFunctionsPayloadTemplate, open StepFunctionsConsoleURL, Start execution, paste it as is.
+   The emails above then arrive at the real pace (a poll every 60 s; ready after 3 polls under 5 s of CDC latency).
+6. After the ready-for-cutover email, the cutover above with the ReplicationTaskArn output:
+     dms-migrate sequences sync --rate-window 60;  dms-migrate cutover-check --task-arn ARN
+     stop application writes;  dms-migrate cutover-check --task-arn ARN;  dms-migrate sequences sync
+     stop the DMS task (console: DMS > Database migration tasks > Stop)
+     dms-migrate constraints apply;  dms-migrate verify;  switch the application to PlanetScale
+     dms-migrate cleanup --task-arn ARN --yes;  delete the stack (it empties its bucket and revokes its rules)"
+    );
 }
