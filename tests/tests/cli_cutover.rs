@@ -9,7 +9,7 @@ use aws_sdk_databasemigration::types::StartReplicationTaskTypeValue;
 use core_lib::metrics::{CloudWatchMetrics, Metrics, TaskMetricsKey};
 use core_lib::sentinel;
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal, LabTask};
-use integration_tests::lab::{binary, Lab, TestDatabases};
+use integration_tests::lab::{self, binary, workspace_root, Lab, TestDatabases};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
@@ -617,4 +617,128 @@ async fn a_missing_sentinel_says_to_run_schema_apply_and_long_transactions_are_n
         "{}",
         bad.stderr
     );
+}
+
+/// The harder sample schema (mixed-case and reserved-word schemas, a partitioned table, a table without a
+/// primary key, an FK cycle, identity columns) from `schema apply` to `cleanup`: the table mappings select
+/// its three schemas, the sentinel sits where `schema apply` put it, and the task replicates a change to
+/// the partitioned and the key-less tables before cutover-check goes green.
+#[tokio::test]
+async fn the_hard_schema_goes_from_schema_apply_through_cutover_check_to_cleanup() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("cutover_hard").await;
+    let hard = std::fs::read_to_string(workspace_root().join("tests/fixtures/hard_schema.sql"))
+        .expect("the hard sample schema");
+    connect(&dbs.source_url)
+        .await
+        .batch_execute(&hard)
+        .await
+        .expect("hard schema on the source");
+    let deferred = std::env::temp_dir().join(format!("cutover-hard-{}.sql", std::process::id()));
+    let applied = lab::dms_migrate()
+        .args(["schema", "apply", "--source", &dbs.source_url])
+        .args([
+            "--target",
+            &dbs.target_url,
+            "--schemas",
+            "Sales,order,inventory",
+        ])
+        .arg("--deferred-file")
+        .arg(&deferred)
+        .output()
+        .expect("run schema apply");
+    assert!(
+        applied.status.success(),
+        "schema apply: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let dms = DmsLocal::start(&lab).await;
+    let rules: Vec<Value> = ["Sales", "order", "inventory"]
+        .iter()
+        .enumerate()
+        .map(|(i, schema)| {
+            serde_json::json!({"rule-type": "selection", "rule-id": (i + 1).to_string(),
+                "rule-name": format!("schema-{i}"),
+                "object-locator": {"schema-name": schema, "table-name": "%"}, "rule-action": "include"})
+        })
+        .collect();
+    let mappings = serde_json::json!({ "rules": rules });
+    let task = dms
+        .register_lab_task(&lab, &dbs, "full-load-and-cdc", &mappings)
+        .await;
+    let rig = Rig {
+        lab,
+        dbs,
+        dms,
+        task,
+    };
+    rig.start().await;
+    rig.wait_for_latency().await;
+
+    // A change to a partition through its root and to the table without a key, while CDC runs.
+    let source = connect(&rig.dbs.source_url).await;
+    let line_count = r#"SELECT count(*) FROM "order"."Line""#;
+    let log_count = "SELECT count(*) FROM inventory.stock_log";
+    let (lines, logs) = (
+        count(&rig.dbs.source_url, line_count).await,
+        count(&rig.dbs.source_url, log_count).await,
+    );
+    source
+        .batch_execute(
+            r#"INSERT INTO "order"."Line" ("order", "Placed On", sku, quantity)
+                   VALUES (900, '2025-09-01', 'A-1', 1);
+               INSERT INTO inventory.stock_log SELECT * FROM inventory.stock_log LIMIT 1;"#,
+        )
+        .await
+        .expect("writes on the source");
+    wait_for(
+        "the partitioned and the key-less tables' new rows on the target",
+        Duration::from_secs(60),
+        || async {
+            let arrived = count(&rig.dbs.target_url, line_count).await == lines + 1
+                && count(&rig.dbs.target_url, log_count).await == logs + 1;
+            arrived.then_some(())
+        },
+    )
+    .await;
+
+    let synced = rig
+        .cli(&[
+            "sequences",
+            "sync",
+            "--source",
+            &rig.dbs.source_url,
+            "--target",
+            &rig.dbs.target_url,
+        ])
+        .await;
+    assert_eq!(synced.code, 0, "{}", synced.stderr);
+    let ready = rig.cutover_check(&["--format", "json"]).await;
+    let report = json(&ready);
+    assert_eq!(ready.code, 0, "{report}");
+    let (status, summary) = line(&report, "cutover.sentinel");
+    assert_eq!(status, "pass");
+    assert!(
+        summary.contains(r#""Sales".dms_migrate_sentinel"#),
+        "{summary}"
+    );
+
+    rig.stop().await;
+    let cleaned = rig
+        .cleanup(&["--task-arn", &rig.task.task_arn, "--yes"])
+        .await;
+    assert_eq!(cleaned.code, 0, "{}", cleaned.stderr);
+    assert_eq!(rig.slot().await, None, "the slot is dropped");
+    assert_eq!(rig.publications().await, 0);
+    let sentinels = format!(
+        "SELECT count(*) FROM pg_class WHERE relname = '{}'",
+        sentinel::TABLE
+    );
+    assert_eq!(count(&rig.dbs.source_url, &sentinels).await, 0);
+    assert_eq!(count(&rig.dbs.target_url, &sentinels).await, 0);
+    let again = rig
+        .cleanup(&["--task-arn", &rig.task.task_arn, "--yes"])
+        .await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let _ = std::fs::remove_file(&deferred);
 }

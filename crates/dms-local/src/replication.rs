@@ -237,11 +237,14 @@ async fn start(app: &App, snap: &Snapshot, copy: bool, reload: bool) -> Result<(
     )
     .await?;
     let list: Vec<String> = tables.iter().map(|(s, t)| qualified(s, t)).collect();
+    // The mappings select a partitioned table by its root, as DMS's table statistics name it: published
+    // through the root, the subscription tracks (and reports) the root rather than each partition.
     exec(
         &source,
         "the source",
         &format!(
-            "DROP PUBLICATION IF EXISTS {0}; CREATE PUBLICATION {0} FOR TABLE {1}",
+            "DROP PUBLICATION IF EXISTS {0}; \
+             CREATE PUBLICATION {0} FOR TABLE {1} WITH (publish_via_partition_root = true)",
             quote(&name),
             list.join(", ")
         ),
