@@ -6,7 +6,9 @@ use serde_json::Value;
 mod handler;
 mod render;
 
-#[tokio::main]
+/// One thread: a Lambda sandbox hands this process one invocation at a time, and starting a worker per core
+/// only delays the first answer.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let topic_arn = required_env("TOPIC_ARN")?;
