@@ -1,7 +1,7 @@
 //! `dms-migrate preflight`: every check of DESIGN §6 against both databases, with core's checks (the same
 //! ones the premigration-assessment Lambda runs). Exit 0 when nothing fails, 1 when a check fails.
 
-use core_lib::checks::{self, Check, CheckConfig, CheckStatus, TableSelection};
+use core_lib::checks::{self, Check, CheckConfig, CheckStatus, Connections, TableSelection};
 use core_lib::errors::StepError;
 use core_lib::state::CheckCounts;
 use serde::Serialize;
@@ -55,9 +55,20 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         source.describe(),
         target.describe()
     ));
-    let (source_client, target_client) = tokio::try_join!(source.connect(), target.connect())?;
+    // Two connections a side: see checks::Connections.
+    let (source_first, source_second, target_first, target_second) = tokio::try_join!(
+        source.connect(),
+        source.connect(),
+        target.connect(),
+        target.connect()
+    )?;
     progress.say("reading both catalogs");
-    let all = checks::run_all_checks(&source_client, &target_client, &config).await?;
+    let all = checks::run_all_checks(
+        Connections::two(&source_first, &source_second),
+        Connections::two(&target_first, &target_second),
+        &config,
+    )
+    .await?;
     let counts = checks::counts(&all);
     match args.format {
         Format::Json => {

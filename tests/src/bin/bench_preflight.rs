@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use core_lib::checks::{self, CheckConfig};
+use core_lib::checks::{self, CheckConfig, Connections};
 use core_lib::pg::{PgConnectOptions, SslMode};
 use integration_tests::bench::{connect, database_url, recreate, seconds};
 use integration_tests::lab::Lab;
@@ -97,7 +97,7 @@ async fn generate(lab: &Lab) -> Duration {
     started.elapsed()
 }
 
-/// The whole preflight as `dms-migrate preflight` runs it: connect both, source checks, target checks.
+/// The whole preflight as `dms-migrate preflight` runs it: two connections a side, source and target checks.
 async fn preflight(
     source_url: &str,
     target_url: &str,
@@ -105,10 +105,20 @@ async fn preflight(
     let started = Instant::now();
     let source = PgConnectOptions::from_url(source_url, SslMode::Require).expect("source URL");
     let target = PgConnectOptions::from_url(target_url, SslMode::Require).expect("target URL");
-    let (source, target) = tokio::try_join!(source.connect(), target.connect()).expect("connect");
-    let all = checks::run_all_checks(&source, &target, &CheckConfig::default())
-        .await
-        .expect("checks run");
+    let (s1, s2, t1, t2) = tokio::try_join!(
+        source.connect(),
+        source.connect(),
+        target.connect(),
+        target.connect()
+    )
+    .expect("connect");
+    let all = checks::run_all_checks(
+        Connections::two(&s1, &s2),
+        Connections::two(&t1, &t2),
+        &CheckConfig::default(),
+    )
+    .await
+    .expect("checks run");
     let elapsed = started.elapsed();
     let objects = all.iter().map(|c| c.objects.len()).sum();
     (elapsed, checks::counts(&all), objects)

@@ -65,6 +65,8 @@ pub(super) struct MappedColumn {
     pub sort_key: (String, String),
     pub qualified: String,
     pub quoted_column: String,
+    /// The column's position in its table, for ordering.
+    pub attnum: i16,
     pub detail: String,
     pub insert_requires_value: bool,
     pub is_lob: bool,
@@ -79,6 +81,7 @@ impl MappedColumn {
             sort_key: (row.get("schema_name"), row.get("table_name")),
             qualified: row.get("qualified_column"),
             quoted_column: row.get("quoted_column"),
+            attnum: row.get("attnum"),
             detail: row.get("detail"),
             insert_requires_value: row.get("insert_requires_value"),
             is_lob: row.get("is_lob"),
@@ -99,7 +102,7 @@ pub(super) fn tables_from_rows(rows: &[Row]) -> Vec<MappedTable> {
 /// Columns grouped by table in name order, in column order within each table.
 pub(super) fn columns_from_rows(rows: &[Row]) -> Vec<MappedColumn> {
     let mut columns: Vec<MappedColumn> = rows.iter().map(MappedColumn::from_row).collect();
-    columns.sort_by(|a, b| a.sort_key.cmp(&b.sort_key)); // stable: keeps attnum order
+    columns.sort_unstable_by(|a, b| (&a.sort_key, a.attnum).cmp(&(&b.sort_key, b.attnum)));
     columns
 }
 

@@ -11,8 +11,8 @@ use super::catalog::{
     self, MappedColumn, MappedTable, COLUMNS_SQL, INVENTORY_SQL, TABLE_FACTS_SQL,
 };
 use super::{
-    first_names, ids, plural, run_query, Check, CheckConfig, CheckStatus, MIN_SERVER_VERSION_NUM,
-    NEWEST_DMS_MAJOR,
+    first_names, ids, plural, run_query, Check, CheckConfig, CheckStatus, Connections,
+    MIN_SERVER_VERSION_NUM, NEWEST_DMS_MAJOR,
 };
 use crate::errors::StepError;
 use crate::schema_objects::SchemaObject;
@@ -55,6 +55,15 @@ pub async fn run_source_checks(
     client: &Client,
     config: &CheckConfig,
 ) -> Result<SourceReport, StepError> {
+    run_source_checks_on(Connections::one(client), config).await
+}
+
+/// `run_source_checks` with the schema inventory read on the second connection.
+pub async fn run_source_checks_on(
+    connections: Connections<'_>,
+    config: &CheckConfig,
+) -> Result<SourceReport, StepError> {
+    let client = connections.first;
     let [a, b, c, d] = config.selection.params();
     let selection: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&a, &b, &c, &d];
     let threshold = f64::from(config.long_transaction_seconds);
@@ -73,7 +82,7 @@ pub async fn run_source_checks(
             ),
             run_query(client, ids::SOURCE_LOB_COLUMNS, COLUMNS_SQL, &selection),
             run_query(
-                client,
+                connections.second,
                 ids::TARGET_SCHEMA_MATCHES,
                 INVENTORY_SQL,
                 &selection

@@ -11,7 +11,9 @@ use super::catalog::{
     self, MappedColumn, MappedTable, COLUMNS_SQL, INVENTORY_SQL, NOT_EMPTY_SQL, TABLE_FACTS_SQL,
 };
 use super::source::{schema_create_gap, version_status, SCHEMA_CREATE_SQL};
-use super::{first_names, ids, plural, run_query, Check, CheckConfig, CheckStatus, SourceFacts};
+use super::{
+    first_names, ids, plural, run_query, Check, CheckConfig, CheckStatus, Connections, SourceFacts,
+};
 use crate::errors::StepError;
 use crate::pg::classify_pg_error;
 use crate::schema_objects::{ObjectKind, Phase, SchemaObject};
@@ -49,15 +51,17 @@ pub async fn run_target_checks(
     source: Option<&SourceFacts>,
     config: &CheckConfig,
 ) -> Result<Vec<Check>, StepError> {
-    let facts = gather_target(client, config).await?;
+    let facts = gather_target(Connections::one(client), config).await?;
     Ok(target_checks(&facts, source, config))
 }
 
-/// Every target catalog read, pipelined on one connection.
+/// Every target catalog read, pipelined on the connections: the schema inventory and the emptiness probe on
+/// the second.
 pub async fn gather_target(
-    client: &Client,
+    connections: Connections<'_>,
     config: &CheckConfig,
 ) -> Result<TargetFacts, StepError> {
+    let client = connections.first;
     let [a, b, c, d] = config.selection.params();
     let selection: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&a, &b, &c, &d];
     let control_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&config.control_schema];
@@ -81,7 +85,7 @@ pub async fn gather_target(
         run_query(client, ids::TARGET_PRIVILEGES, TABLE_FACTS_SQL, &selection),
         run_query(client, ids::TARGET_SCHEMA_MATCHES, COLUMNS_SQL, &selection),
         run_query(
-            client,
+            connections.second,
             ids::TARGET_SCHEMA_MATCHES,
             INVENTORY_SQL,
             &selection
@@ -92,7 +96,12 @@ pub async fn gather_target(
             SCHEMA_CREATE_SQL,
             &control_param
         ),
-        run_query(client, ids::TARGET_NOT_EMPTY, NOT_EMPTY_SQL, &selection),
+        run_query(
+            connections.second,
+            ids::TARGET_NOT_EMPTY,
+            NOT_EMPTY_SQL,
+            &selection
+        ),
         run_query(client, ids::TARGET_EXTENSIONS, EXTENSIONS_SQL, &[]),
     )?;
     let columns = catalog::columns_from_rows(&columns);

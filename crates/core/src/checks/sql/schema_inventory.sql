@@ -6,6 +6,16 @@
 -- Extension-owned objects are left out: CREATE EXTENSION makes them on each side. Unordered: the
 -- caller sorts (sorting 10^5 rows in the server costs more than in Rust).
 , schemas AS (SELECT DISTINCT schema_oid, schema_name FROM mapped)
+-- Each primary key's columns in key order, joined set-wise: a subquery per key costs a third of this read
+-- at 10^4 tables.
+, pk_columns AS (
+    SELECT con.oid AS conoid, string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) AS columns
+    FROM mapped m
+    JOIN pg_catalog.pg_constraint con ON con.conrelid = m.oid AND con.contype = 'p'
+    CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = m.oid AND a.attnum = k.attnum
+    GROUP BY con.oid
+)
 , extension_owned AS (
     SELECT objid, classid FROM pg_catalog.pg_depend WHERE deptype = 'e'
 )
@@ -27,13 +37,12 @@ SELECT CASE con.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key'
             ELSE format('%I.%I.%I', m.schema_name, m.table_name, con.conname) END,
        m.qualified,
        CASE WHEN con.contype = 'p'
-            THEN (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
-                  FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
-                  JOIN pg_catalog.pg_attribute a ON a.attrelid = m.oid AND a.attnum = k.attnum)
+            THEN pk.columns
             ELSE pg_catalog.pg_get_constraintdef(con.oid) END,
        false
 FROM mapped m
 JOIN pg_catalog.pg_constraint con ON con.conrelid = m.oid
+LEFT JOIN pk_columns pk ON pk.conoid = con.oid
 WHERE con.contype IN ('p', 'f', 'u', 'c', 'x') AND con.conparentid = 0 AND con.conislocal
 UNION ALL
 SELECT 'trigger', format('%I.%I.%I', m.schema_name, m.table_name, tg.tgname), m.qualified, '', false
