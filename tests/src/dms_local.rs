@@ -227,6 +227,22 @@ impl DmsLocal {
     pub async fn dms_client(&self) -> DmsClient {
         DmsClient::new(self.sdk().await)
     }
+
+    /// The task's status as DescribeReplicationTasks reports it ("" for a task it does not list).
+    pub async fn task_status(&self, task_arn: &str) -> String {
+        self.sdk()
+            .await
+            .describe_replication_tasks()
+            .send()
+            .await
+            .expect("DescribeReplicationTasks")
+            .replication_tasks()
+            .iter()
+            .find(|t| t.replication_task_arn() == Some(task_arn))
+            .and_then(|t| t.status())
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 impl Drop for DmsLocal {

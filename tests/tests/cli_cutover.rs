@@ -75,19 +75,7 @@ struct Run {
 
 impl Rig {
     async fn status(&self) -> String {
-        self.dms
-            .sdk()
-            .await
-            .describe_replication_tasks()
-            .send()
-            .await
-            .expect("describe")
-            .replication_tasks()
-            .iter()
-            .find(|t| t.replication_task_arn() == Some(self.task.task_arn.as_str()))
-            .and_then(|t| t.status())
-            .unwrap_or_default()
-            .to_string()
+        self.dms.task_status(&self.task.task_arn).await
     }
 
     async fn wait_status(&self, wanted: &str) {
@@ -724,6 +712,14 @@ async fn the_hard_schema_goes_from_schema_apply_through_cutover_check_to_cleanup
     );
 
     rig.stop().await;
+    // The source's walsender lets go of the slot a moment after the task reports stopped; until then
+    // cleanup keeps it (tested above).
+    wait_for(
+        "the slot to be inactive",
+        Duration::from_secs(30),
+        || async { (rig.slot().await == Some(false)).then_some(()) },
+    )
+    .await;
     let cleaned = rig
         .cleanup(&["--task-arn", &rig.task.task_arn, "--yes"])
         .await;

@@ -790,19 +790,7 @@ async fn throttling_past_the_retry_budget_sends_one_failure_email() {
 }
 
 async fn task_status(rig: &MigrationRig) -> String {
-    rig.dms
-        .sdk()
-        .await
-        .describe_replication_tasks()
-        .send()
-        .await
-        .expect("describe")
-        .replication_tasks()
-        .iter()
-        .find(|t| t.replication_task_arn() == Some(rig.task.task_arn.as_str()))
-        .and_then(|t| t.status())
-        .unwrap_or_default()
-        .to_string()
+    rig.dms.task_status(&rig.task.task_arn).await
 }
 
 #[tokio::test]

@@ -180,19 +180,7 @@ impl Rig {
     }
 
     async fn status(&self) -> String {
-        self.dms
-            .sdk()
-            .await
-            .describe_replication_tasks()
-            .send()
-            .await
-            .expect("describe")
-            .replication_tasks()
-            .iter()
-            .find(|t| t.replication_task_arn() == Some(self.task.task_arn.as_str()))
-            .and_then(|t| t.status())
-            .unwrap_or_default()
-            .to_string()
+        self.dms.task_status(&self.task.task_arn).await
     }
 
     async fn stop_and_wait(&self) {
