@@ -57,3 +57,28 @@ pub fn median(mut runs: Vec<Duration>) -> Duration {
 pub fn seconds(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
+
+/// A fresh `database` on both clusters with `generate` run on each side at once: the URLs and a connection
+/// to each.
+pub async fn generated(
+    lab: &Lab,
+    database: &str,
+    generate: &str,
+) -> (
+    String,
+    String,
+    tokio_postgres::Client,
+    tokio_postgres::Client,
+) {
+    recreate(lab, database, false).await;
+    let source_url = database_url(&lab.var("SOURCE_URL"), database);
+    let target_url = database_url(&lab.var("TARGET_URL"), database);
+    let (source, target) = (connect(&source_url).await, connect(&target_url).await);
+    let (a, b) = tokio::join!(
+        source.batch_execute(generate),
+        target.batch_execute(generate)
+    );
+    a.expect("generate on the source");
+    b.expect("generate on the target");
+    (source_url, target_url, source, target)
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use core_lib::checks::{self, CheckConfig, Connections};
 use core_lib::pg::{PgConnectOptions, SslMode};
-use integration_tests::bench::{connect, database_url, recreate, seconds};
+use integration_tests::bench::{database_url, generated, recreate, seconds};
 use integration_tests::lab::Lab;
 
 const DATABASE: &str = "bench_preflight";
@@ -79,21 +79,7 @@ const ONCE: [&str; 8] = [
 
 async fn generate(lab: &Lab) -> Duration {
     let started = Instant::now();
-    recreate(lab, DATABASE, false).await;
-    let mut jobs = Vec::new();
-    for key in ["SOURCE_URL", "TARGET_URL"] {
-        let admin_url = lab.var(key);
-        jobs.push(tokio::spawn(async move {
-            connect(&database_url(&admin_url, DATABASE))
-                .await
-                .batch_execute(GENERATE)
-                .await
-                .expect("generate schema");
-        }));
-    }
-    for job in jobs {
-        job.await.expect("generation task");
-    }
+    generated(lab, DATABASE, GENERATE).await;
     started.elapsed()
 }
 

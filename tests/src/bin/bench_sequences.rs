@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use core_lib::sequences;
-use integration_tests::bench::{connect, database_url, dms_migrate, recreate, seconds};
+use integration_tests::bench::{dms_migrate, generated, recreate, seconds};
 use integration_tests::lab::Lab;
 
 const DATABASE: &str = "bench_sequences";
@@ -125,17 +125,8 @@ async fn main() {
         eprintln!("bench_sequences: the lab is not running; `make lab-up` starts it");
         std::process::exit(2);
     };
-    let source_url = database_url(&lab.var("SOURCE_URL"), DATABASE);
-    let target_url = database_url(&lab.var("TARGET_URL"), DATABASE);
     eprintln!("generating {SEQUENCES} sequences in {SCHEMAS} schemas on source and target...");
-    recreate(&lab, DATABASE, false).await;
-    let (source, target) = (connect(&source_url).await, connect(&target_url).await);
-    let (a, b) = tokio::join!(
-        source.batch_execute(GENERATE),
-        target.batch_execute(GENERATE)
-    );
-    a.expect("generate source");
-    b.expect("generate target");
+    let (source_url, target_url, source, target) = generated(&lab, DATABASE, GENERATE).await;
     source.batch_execute(ADVANCE_SOURCE).await.expect("advance");
 
     let (binary, build) = dms_migrate();

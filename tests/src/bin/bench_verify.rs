@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use integration_tests::bench::{connect, database_url, dms_migrate, median, recreate, seconds};
+use integration_tests::bench::{connect, dms_migrate, generated, median, recreate, seconds};
 use integration_tests::lab::Lab;
 
 const DATABASE: &str = "bench_verify";
@@ -76,17 +76,8 @@ async fn main() {
         eprintln!("bench_verify: the lab is not running; `make lab-up` starts it");
         std::process::exit(2);
     };
-    let source_url = database_url(&lab.var("SOURCE_URL"), DATABASE);
-    let target_url = database_url(&lab.var("TARGET_URL"), DATABASE);
     eprintln!("generating a {ROWS}-row table on source and target...");
-    recreate(&lab, DATABASE, false).await;
-    let (source, target) = (connect(&source_url).await, connect(&target_url).await);
-    let (a, b) = tokio::join!(
-        source.batch_execute(GENERATE),
-        target.batch_execute(GENERATE)
-    );
-    a.expect("generate source");
-    b.expect("generate target");
+    let (source_url, target_url, source, target) = generated(&lab, DATABASE, GENERATE).await;
     // Its own statement: VACUUM refuses to run inside the implicit transaction of a batch.
     let vacuum = "VACUUM ANALYZE bench.big";
     let (a, b) = tokio::join!(source.batch_execute(vacuum), target.batch_execute(vacuum));
