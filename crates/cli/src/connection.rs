@@ -5,6 +5,9 @@
 use core_lib::errors::StepError;
 use core_lib::pg::{PgConnectOptions, SslMode};
 use core_lib::pgpass::{self, PgpassKey, PgpassSkipped};
+use tokio_postgres::Client;
+
+use crate::output::Progress;
 
 /// The process environment, read once in `main`.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +50,35 @@ impl BothDatabases {
             options(Side::Target, self.target.as_deref(), env)?,
         ))
     }
+
+    /// One connection to each side, opened at the same time.
+    pub async fn connect(
+        &self,
+        env: &Environment,
+        progress: &Progress,
+    ) -> Result<Connected, StepError> {
+        let (source, target) = self.options(env)?;
+        progress.say(&format!(
+            "connecting to {} and {}",
+            source.describe(),
+            target.describe()
+        ));
+        let (source_client, target_client) = tokio::try_join!(source.connect(), target.connect())?;
+        Ok(Connected {
+            source,
+            target,
+            source_client,
+            target_client,
+        })
+    }
+}
+
+/// Both sides connected, with the options that did it (for messages, and for pg_dump's environment).
+pub struct Connected {
+    pub source: PgConnectOptions,
+    pub target: PgConnectOptions,
+    pub source_client: Client,
+    pub target_client: Client,
 }
 
 /// Which database a URL is for: it decides the flag and variable named in messages and the TLS default.

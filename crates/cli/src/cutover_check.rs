@@ -22,7 +22,7 @@ use core_lib::{clock, sentinel};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::connection::{BothDatabases, Environment};
+use crate::connection::{BothDatabases, Connected, Environment};
 use crate::output::{Format, Outcome, Progress};
 
 #[derive(clap::Args, Debug)]
@@ -79,13 +79,12 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let task_arn = args.task_arn.trim().to_string();
     DmsArn::parse(&task_arn, "task")
         .map_err(|why| StepError::payload(format!("--task-arn `{task_arn}`: {why}")))?;
-    let (source, target) = args.databases.options(env)?;
-    progress.say(&format!(
-        "connecting to {} and {}",
-        source.describe(),
-        target.describe()
-    ));
-    let (source_client, target_client) = tokio::try_join!(source.connect(), target.connect())?;
+    let Connected {
+        source,
+        target,
+        source_client,
+        target_client,
+    } = args.databases.connect(env, &progress).await?;
 
     let config = core_lib::aws::load_config().await;
     let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));

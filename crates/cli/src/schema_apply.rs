@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::connection::{BothDatabases, Environment};
+use crate::connection::{BothDatabases, Connected, Environment};
 use crate::deferred_file;
 use crate::output::{Format, Outcome, Progress};
 use crate::schema_split::{self, Plan};
@@ -68,13 +68,12 @@ struct Report {
 
 pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let progress = Progress::for_stderr();
-    let (source, target) = args.databases.options(env)?;
-    progress.say(&format!(
-        "connecting to {} and {}",
-        source.describe(),
-        target.describe()
-    ));
-    let (source_client, mut target_client) = tokio::try_join!(source.connect(), target.connect())?;
+    let Connected {
+        source,
+        target,
+        source_client,
+        mut target_client,
+    } = args.databases.connect(env, &progress).await?;
     let server_major = server_major(&source_client, &source).await?;
     let dump_major = pg_dump_major(&args.pg_dump).await?;
     check_pg_dump_version(&args.pg_dump, dump_major, server_major)?;

@@ -9,7 +9,7 @@ use core_lib::pg::classify_pg_error;
 use core_lib::sequences::{self, SequenceState};
 use serde::Serialize;
 
-use crate::connection::{BothDatabases, Environment};
+use crate::connection::{BothDatabases, Connected, Environment};
 use crate::output::{Format, Outcome, Progress};
 
 /// With `--rate-window`, the margin covers this many windows of the observed consumption.
@@ -105,13 +105,11 @@ struct Report<'a> {
 
 pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let progress = Progress::for_stderr();
-    let (source, target) = args.databases.options(env)?;
-    progress.say(&format!(
-        "connecting to {} and {}",
-        source.describe(),
-        target.describe()
-    ));
-    let (source_client, target_client) = tokio::try_join!(source.connect(), target.connect())?;
+    let Connected {
+        source_client,
+        target_client,
+        ..
+    } = args.databases.connect(env, &progress).await?;
     let first = match args.rate_window {
         Some(seconds) => {
             let first = sequences::read_sequences(&source_client, &args.schemas).await?;
