@@ -161,6 +161,66 @@ const CLUSTER_WIDE: [&str; 3] = [
     ids::SOURCE_PREPARED_TRANSACTIONS,
 ];
 
+/// The checks read bare names and quote them in Rust: every key word of this server and a set of awkward
+/// names must come out exactly as the server's own `quote_ident` writes them. Words quoted here that this
+/// server leaves bare must be key words of a newer PostgreSQL only.
+#[tokio::test]
+async fn rust_quoting_is_the_servers_quote_ident() {
+    let Some(lab) = Lab::get().await else { return };
+    let client = connect(&lab.var("SOURCE_URL")).await;
+    let odd = [
+        "orders",
+        "Orders",
+        "line items",
+        "a\"b",
+        "1st",
+        "price$",
+        "café",
+        "_x1",
+        "x-y",
+        "ÅB",
+        "",
+        "with space ",
+        "tab\tname",
+    ];
+    let rows = client
+        .query(
+            "SELECT w, quote_ident(w) FROM (SELECT word FROM pg_get_keywords() UNION ALL SELECT unnest($1::text[])) AS k(w)",
+            &[&odd.to_vec()],
+        )
+        .await
+        .expect("keywords");
+    assert!(
+        rows.len() > 400,
+        "pg_get_keywords returned {} rows",
+        rows.len()
+    );
+    let newer_only = [
+        "json",
+        "json_array",
+        "json_arrayagg",
+        "json_exists",
+        "json_object",
+        "json_objectagg",
+        "json_query",
+        "json_scalar",
+        "json_serialize",
+        "json_table",
+        "json_value",
+        "merge_action",
+        "system_user",
+    ];
+    let mut differ = Vec::new();
+    for row in &rows {
+        let (word, server): (&str, &str) = (row.get(0), row.get(1));
+        let ours = core_lib::sql_ident::quote_if_needed(word);
+        if ours != server && !(newer_only.contains(&word) && ours == format!("\"{word}\"")) {
+            differ.push(format!("{word}: server {server}, ours {ours}"));
+        }
+    }
+    assert!(differ.is_empty(), "quoting differs: {differ:?}");
+}
+
 #[tokio::test]
 async fn a_clean_pair_passes_for_a_non_superuser_migration_role() {
     let Some(lab) = Lab::get().await else { return };
