@@ -559,9 +559,9 @@ fn lob_columns_check(columns: &[MappedColumn]) -> Check {
     let mut per_table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for column in &lobs {
         per_table
-            .entry(column.table.as_str())
+            .entry(&*column.table)
             .or_default()
-            .push(column.quoted_column.as_str());
+            .push(column.quoted_column());
     }
     let measures = per_table
         .iter()

@@ -5,12 +5,12 @@
 --   is_unbounded_numeric: numeric without precision (DMS maps it to NUMERIC(28,6) and rounds unless the
 --           endpoint maps unbounded numerics as strings).
 --   is_identity_always: GENERATED ALWAYS AS IDENTITY, which rejects the explicit values DMS inserts.
--- Unordered: the caller sorts by table name and attnum (sorting 10^4+ rows here costs more than in Rust).
-SELECT m.qualified,
+-- Names bare and rows unordered: the caller quotes and sorts (both cost more here than in Rust at 10^4+
+-- tables). The columns follow the order of the SELECT: the caller reads them by position.
+SELECT m.oid AS table_oid,
        m.schema_name,
        m.table_name,
-       format('%I.%I.%I', m.schema_name, m.table_name, a.attname) AS qualified_column,
-       quote_ident(a.attname) AS quoted_column,
+       a.attname::text AS column_name,
        a.attnum,
        pg_catalog.format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END AS detail,

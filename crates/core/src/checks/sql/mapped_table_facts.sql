@@ -2,10 +2,8 @@
 -- (source.primary_keys), persistence (source.unlogged_tables), partitioning (source.partitioned_tables),
 -- and the connected role's privileges (source.select_privileges, target.privileges). One read of the
 -- catalogs serves them all: on 10,000 tables evaluating `mapped` costs more than any single check.
-SELECT m.qualified,
-       m.schema_name,
+SELECT m.schema_name,
        m.table_name,
-       m.quoted_schema,
        m.relkind::text AS relkind,
        m.relpersistence::text AS relpersistence,
        m.relreplident::text AS relreplident,
