@@ -320,17 +320,10 @@ fn split_not_null(detail: &str) -> (&str, bool) {
 /// pre-load objects missing (sequences, views, functions, types) break the application after cutover,
 /// so they warn; deferred objects missing are expected before the load.
 fn schema_matches_check(source: &[SchemaObject], target: &[SchemaObject]) -> Check {
-    let target_by_key: HashMap<(ObjectKind, &str), &SchemaObject> = target
-        .iter()
-        .map(|o| ((o.kind, o.name.as_str()), o))
-        .collect();
-    let source_keys: HashSet<(ObjectKind, &str)> =
-        source.iter().map(|o| (o.kind, o.name.as_str())).collect();
-    let target_tables: HashSet<&str> = target
-        .iter()
-        .filter(|o| o.kind == ObjectKind::Table)
-        .map(|o| o.name.as_str())
-        .collect();
+    let source = by_kind_and_name(source);
+    let target = by_kind_and_name(target);
+    let mut in_target = SortedLookup::new(&target);
+    let (source_tables, target_tables) = (table_names(&source), table_names(&target));
     let on_present_table = |o: &SchemaObject| {
         o.table
             .as_deref()
@@ -340,8 +333,8 @@ fn schema_matches_check(source: &[SchemaObject], target: &[SchemaObject]) -> Che
     let mut shape: Vec<(String, String, String)> = Vec::new(); // (name, difference, fix)
     let mut other: Vec<(String, String)> = Vec::new();
     let mut deferred: Vec<String> = Vec::new();
-    for object in source {
-        let found = target_by_key.get(&(object.kind, object.name.as_str()));
+    for &object in &source {
+        let found = in_target.find(object);
         match (object.kind, object.phase(), found) {
             // Missing tables are target.schema_present's; extensions are target.extensions'.
             (ObjectKind::Table | ObjectKind::Schema | ObjectKind::Extension, _, _) => {}
@@ -423,14 +416,15 @@ fn schema_matches_check(source: &[SchemaObject], target: &[SchemaObject]) -> Che
         }
     }
     // A NOT NULL column without default that the source does not have: every DMS insert would fail.
-    for object in target {
+    let mut in_source = SortedLookup::new(&source);
+    for &object in &target {
         if object.kind == ObjectKind::Column
             && object.insert_requires_value
-            && !source_keys.contains(&(object.kind, object.name.as_str()))
+            && in_source.find(object).is_none()
             && object
                 .table
                 .as_deref()
-                .is_some_and(|t| source_keys.contains(&(ObjectKind::Table, t)))
+                .is_some_and(|t| source_tables.contains(t))
         {
             shape.push((
                 object.name.clone(),
@@ -518,6 +512,49 @@ fn schema_matches_check(source: &[SchemaObject], target: &[SchemaObject]) -> Che
         deferred,
         fix,
     )
+}
+
+fn table_names<'a>(objects: &[&'a SchemaObject]) -> HashSet<&'a str> {
+    objects
+        .iter()
+        .filter(|o| o.kind == ObjectKind::Table)
+        .map(|o| o.name.as_str())
+        .collect()
+}
+
+/// The objects in kind and name order (as `catalog::inventory` returns them; sorted here only if not).
+fn by_kind_and_name(objects: &[SchemaObject]) -> Vec<&SchemaObject> {
+    let order = |a: &&SchemaObject, b: &&SchemaObject| (a.kind, &a.name).cmp(&(b.kind, &b.name));
+    let mut sorted: Vec<&SchemaObject> = objects.iter().collect();
+    if !sorted.is_sorted_by(|a, b| order(a, b).is_le()) {
+        sorted.sort_by(order);
+    }
+    sorted
+}
+
+/// Finds objects by kind and name in a sorted list, for lookups made in the same order: a cursor that only
+/// moves forward, one comparison per step, instead of hashing 10^5 names into a map.
+struct SortedLookup<'a> {
+    objects: &'a [&'a SchemaObject],
+    at: usize,
+}
+
+impl<'a> SortedLookup<'a> {
+    fn new(objects: &'a [&'a SchemaObject]) -> Self {
+        SortedLookup { objects, at: 0 }
+    }
+
+    fn find(&mut self, wanted: &SchemaObject) -> Option<&'a SchemaObject> {
+        let wanted = (wanted.kind, wanted.name.as_str());
+        while let Some(&object) = self.objects.get(self.at) {
+            match (object.kind, object.name.as_str()).cmp(&wanted) {
+                std::cmp::Ordering::Less => self.at += 1,
+                std::cmp::Ordering::Equal => return Some(object),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
 }
 
 fn not_empty_check(tables: &[String]) -> Check {
@@ -800,11 +837,12 @@ mod tests {
         target.push(extra);
         let check = schema_matches_check(&source, &target);
         assert_eq!(check.status, CheckStatus::Fail, "{}", check.summary);
+        // In inventory order (kind, then name as quoted), whatever order the lists were built in.
         assert_eq!(
             check.objects,
             [
-                "s.\"Order\".id",
                 "s.\"Order\".\"Note\"",
+                "s.\"Order\".id",
                 "s.\"Order\".x",
                 "s.seq"
             ]
