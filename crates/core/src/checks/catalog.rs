@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tokio_postgres::Row;
 
+use super::{run_query, Connections, TableSelection};
+use crate::errors::StepError;
 use crate::schema_objects::{ObjectKind, SchemaObject};
 use crate::sql_ident::{push_quoted, qualified, quote_if_needed};
 
@@ -20,10 +22,41 @@ macro_rules! mapped_sql {
     };
 }
 
-pub(super) const TABLE_FACTS_SQL: &str = mapped_sql!("sql/mapped_table_facts.sql");
+const TABLE_FACTS_SQL: &str = mapped_sql!("sql/mapped_table_facts.sql");
 pub(super) const COLUMNS_SQL: &str = mapped_sql!("sql/mapped_columns.sql");
 pub(super) const INVENTORY_SQL: &str = mapped_sql!("sql/schema_inventory.sql");
 pub(super) const NOT_EMPTY_SQL: &str = mapped_sql!("sql/target_not_empty.sql");
+
+/// What the three shared reads say about one side's mapped tables.
+pub(super) struct Catalog {
+    pub tables: Vec<MappedTable>,
+    pub columns: Vec<MappedColumn>,
+    pub inventory: Vec<SchemaObject>,
+}
+
+/// The three shared reads of one side (facts and columns on the first connection, the inventory on the
+/// second), turned into their Rust shape as soon as all three are in: awaited beside the side's other
+/// reads, this work overlaps the statements still running on the server. `check_ids` label errors of
+/// the facts, columns and inventory reads.
+pub(super) async fn read_catalog(
+    connections: Connections<'_>,
+    selection: &TableSelection,
+    check_ids: [&str; 3],
+) -> Result<Catalog, StepError> {
+    let [a, b, c, d] = selection.params();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&a, &b, &c, &d];
+    let (tables, columns, other) = tokio::try_join!(
+        run_query(connections.first, check_ids[0], TABLE_FACTS_SQL, &params),
+        run_query(connections.first, check_ids[1], COLUMNS_SQL, &params),
+        run_query(connections.second, check_ids[2], INVENTORY_SQL, &params),
+    )?;
+    let columns = columns_from_rows(&columns, &other);
+    Ok(Catalog {
+        tables: tables_from_rows(&tables),
+        inventory: inventory(&columns, &other),
+        columns,
+    })
+}
 
 /// Where each named column sits in a statement's rows (the same for every row), so rows are read by
 /// position instead of searching the column names for every field of every row.
@@ -63,7 +96,7 @@ pub(super) struct MappedTable {
 
 /// Tables in name order.
 pub(super) fn tables_from_rows(rows: &[Row]) -> Vec<MappedTable> {
-    let [schema, table, relkind, persistence, replident, is_partition, has_pk, usage, missing, partitions] =
+    let [schema, table, relkind, persistence, replident, is_partition, has_pk, usage, partitions] =
         positions(
             rows,
             [
@@ -75,10 +108,13 @@ pub(super) fn tables_from_rows(rows: &[Row]) -> Vec<MappedTable> {
                 "relispartition",
                 "has_primary_key",
                 "schema_usage",
-                "missing_privileges",
                 "partitions",
             ],
         );
+    let privileges = positions(
+        rows,
+        ["can_select", "can_insert", "can_update", "can_delete"],
+    );
     let mut tables: Vec<MappedTable> = rows
         .iter()
         .map(|row| {
@@ -93,7 +129,12 @@ pub(super) fn tables_from_rows(rows: &[Row]) -> Vec<MappedTable> {
                 is_partition: row.get(is_partition),
                 has_primary_key: row.get(has_pk),
                 schema_usage: row.get(usage),
-                missing_privileges: row.get(missing),
+                missing_privileges: ["SELECT", "INSERT", "UPDATE", "DELETE"]
+                    .into_iter()
+                    .zip(privileges)
+                    .filter(|&(_, at)| !row.get::<_, bool>(at))
+                    .map(|(privilege, _)| privilege.to_string())
+                    .collect(),
                 partitions: row.get(partitions),
             }
         })
@@ -128,15 +169,30 @@ impl MappedColumn {
     }
 }
 
-/// Columns grouped by table in name order, in column order within each table.
-pub(super) fn columns_from_rows(rows: &[Row]) -> Vec<MappedColumn> {
-    let [oid_at, schema_at, table_at, column_at, attnum_at, detail_at, requires_at, lob_at, numeric_at, always_at] =
+/// Columns grouped by table in name order, in column order within each table. The columns read names
+/// tables by oid only: their names come from the table rows of the inventory read (`other`), quoted once
+/// per table and shared by its columns. A column whose table is not among them (created between the two
+/// reads) is left out, as its table is.
+pub(super) fn columns_from_rows(rows: &[Row], other: &[Row]) -> Vec<MappedColumn> {
+    let [kind_at, schema_at, table_at, table_oid_at] =
+        positions(other, ["kind", "schema_name", "table_name", "table_oid"]);
+    let mut tables: Vec<(&str, &str, u32)> = other
+        .iter()
+        .filter(|row| row.get::<_, &str>(kind_at) == ObjectKind::Table.as_str())
+        .map(|row| (row.get(schema_at), row.get(table_at), row.get(table_oid_at)))
+        .collect();
+    tables.sort_unstable();
+    // oid -> (place in name order, quoted name)
+    let names: HashMap<u32, (u32, Arc<str>)> = (0u32..)
+        .zip(&tables)
+        .map(|(rank, &(schema, table, oid))| (oid, (rank, Arc::from(qualified(schema, table)))))
+        .collect();
+
+    let [oid_at, column_at, attnum_at, detail_at, requires_at, lob_at, numeric_at, always_at] =
         positions(
             rows,
             [
                 "table_oid",
-                "schema_name",
-                "table_name",
                 "column_name",
                 "attnum",
                 "detail",
@@ -146,44 +202,20 @@ pub(super) fn columns_from_rows(rows: &[Row]) -> Vec<MappedColumn> {
                 "is_identity_always",
             ],
         );
-    // Each table once: its names (for ordering) and its quoted name (shared by its columns). A table's
-    // rows mostly arrive together, so the map is consulted once per table, not once per column.
-    struct TableNames<'r> {
-        schema: &'r str,
-        table: &'r str,
-        qualified: Arc<str>,
-    }
-    let mut slot_of: HashMap<u32, u32> = HashMap::new();
-    let mut tables: Vec<TableNames> = Vec::new();
-    let mut last: Option<(u32, u32)> = None;
     let mut columns: Vec<MappedColumn> = Vec::with_capacity(rows.len());
     for row in rows {
         let oid: u32 = row.get(oid_at);
-        let slot = match last {
-            Some((last_oid, slot)) if last_oid == oid => slot,
-            _ => {
-                let slot = *slot_of.entry(oid).or_insert_with(|| {
-                    let (schema, table): (&str, &str) = (row.get(schema_at), row.get(table_at));
-                    tables.push(TableNames {
-                        schema,
-                        table,
-                        qualified: qualified(schema, table).into(),
-                    });
-                    u32::try_from(tables.len() - 1).unwrap_or(u32::MAX)
-                });
-                last = Some((oid, slot));
-                slot
-            }
+        let Some((rank, table)) = names.get(&oid) else {
+            continue;
         };
-        let table = Arc::clone(&tables[slot as usize].qualified);
         let column: &str = row.get(column_at);
         let mut name = String::with_capacity(table.len() + column.len() + 3);
-        name.push_str(&table);
+        name.push_str(table);
         name.push('.');
         push_quoted(&mut name, column);
         columns.push(MappedColumn {
             table_oid: oid,
-            table,
+            table: Arc::clone(table),
             qualified: name,
             attnum: row.get(attnum_at),
             detail: row.get(detail_at),
@@ -191,20 +223,8 @@ pub(super) fn columns_from_rows(rows: &[Row]) -> Vec<MappedColumn> {
             is_lob: row.get(lob_at),
             is_unbounded_numeric: row.get(numeric_at),
             is_identity_always: row.get(always_at),
-            table_rank: slot,
+            table_rank: *rank,
         });
-    }
-    let mut by_name: Vec<u32> = (0..u32::try_from(tables.len()).unwrap_or(u32::MAX)).collect();
-    by_name.sort_unstable_by_key(|&slot| {
-        let t = &tables[slot as usize];
-        (t.schema, t.table)
-    });
-    let mut rank = vec![0u32; tables.len()];
-    for (place, slot) in (0u32..).zip(by_name) {
-        rank[slot as usize] = place;
-    }
-    for column in &mut columns {
-        column.table_rank = rank[column.table_rank as usize];
     }
     columns.sort_unstable_by_key(|c| (c.table_rank, c.attnum));
     columns

@@ -286,7 +286,7 @@ pub async fn read_inventory(
         run_query(client, "inventory", catalog::INVENTORY_SQL, &params),
     )?;
     Ok(catalog::inventory(
-        &catalog::columns_from_rows(&columns),
+        &catalog::columns_from_rows(&columns, &other),
         &other,
     ))
 }

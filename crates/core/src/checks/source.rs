@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::{Client, Row};
 
-use super::catalog::{
-    self, MappedColumn, MappedTable, COLUMNS_SQL, INVENTORY_SQL, TABLE_FACTS_SQL,
-};
+use super::catalog::{self, MappedColumn, MappedTable};
 use super::{
     first_names, ids, plural, run_query, Check, CheckConfig, CheckStatus, Connections,
     MIN_SERVER_VERSION_NUM, NEWEST_DMS_MAJOR,
@@ -64,53 +62,48 @@ pub async fn run_source_checks_on(
     config: &CheckConfig,
 ) -> Result<SourceReport, StepError> {
     let client = connections.first;
-    let [a, b, c, d] = config.selection.params();
-    let selection: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&a, &b, &c, &d];
     let threshold = f64::from(config.long_transaction_seconds);
     let threshold_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&threshold];
     let heartbeat_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] =
         [&config.heartbeat_schema];
-    let (settings, slots, tables, columns, other_objects, prepared, long, extensions, heartbeat) =
-        tokio::try_join!(
-            run_query(client, ids::SOURCE_VERSION, SETTINGS_SQL, &[]),
-            run_query(client, ids::SOURCE_LEFTOVER_SLOTS, LEFTOVER_SLOTS_SQL, &[]),
-            run_query(
-                client,
+    let (settings, slots, catalog, prepared, long, extensions, heartbeat) = tokio::try_join!(
+        run_query(client, ids::SOURCE_VERSION, SETTINGS_SQL, &[]),
+        run_query(client, ids::SOURCE_LEFTOVER_SLOTS, LEFTOVER_SLOTS_SQL, &[]),
+        catalog::read_catalog(
+            connections,
+            &config.selection,
+            [
                 ids::SOURCE_PRIMARY_KEYS,
-                TABLE_FACTS_SQL,
-                &selection
-            ),
-            run_query(client, ids::SOURCE_LOB_COLUMNS, COLUMNS_SQL, &selection),
-            run_query(
-                connections.second,
-                ids::TARGET_SCHEMA_MATCHES,
-                INVENTORY_SQL,
-                &selection
-            ),
-            run_query(
-                client,
-                ids::SOURCE_PREPARED_TRANSACTIONS,
-                PREPARED_TRANSACTIONS_SQL,
-                &threshold_param
-            ),
-            run_query(
-                client,
-                ids::SOURCE_LONG_TRANSACTIONS,
-                LONG_TRANSACTIONS_SQL,
-                &threshold_param
-            ),
-            run_query(client, ids::SOURCE_EXTENSIONS, EXTENSIONS_SQL, &[]),
-            run_query(
-                client,
-                ids::SOURCE_HEARTBEAT_SCHEMA,
-                SCHEMA_CREATE_SQL,
-                &heartbeat_param
-            ),
-        )?;
+                ids::SOURCE_LOB_COLUMNS,
+                ids::TARGET_SCHEMA_MATCHES
+            ]
+        ),
+        run_query(
+            client,
+            ids::SOURCE_PREPARED_TRANSACTIONS,
+            PREPARED_TRANSACTIONS_SQL,
+            &threshold_param
+        ),
+        run_query(
+            client,
+            ids::SOURCE_LONG_TRANSACTIONS,
+            LONG_TRANSACTIONS_SQL,
+            &threshold_param
+        ),
+        run_query(client, ids::SOURCE_EXTENSIONS, EXTENSIONS_SQL, &[]),
+        run_query(
+            client,
+            ids::SOURCE_HEARTBEAT_SCHEMA,
+            SCHEMA_CREATE_SQL,
+            &heartbeat_param
+        ),
+    )?;
     let settings = Settings::from_rows(&settings)?;
-    let tables = catalog::tables_from_rows(&tables);
-    let columns = catalog::columns_from_rows(&columns);
-    let inventory = catalog::inventory(&columns, &other_objects);
+    let catalog::Catalog {
+        tables,
+        columns,
+        inventory,
+    } = catalog;
     let checks = vec![
         version_check(&settings),
         wal_level_check(&settings),

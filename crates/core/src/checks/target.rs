@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
-use super::catalog::{
-    self, MappedColumn, MappedTable, COLUMNS_SQL, INVENTORY_SQL, NOT_EMPTY_SQL, TABLE_FACTS_SQL,
-};
+use super::catalog::{self, MappedColumn, MappedTable, NOT_EMPTY_SQL};
 use super::source::{schema_create_gap, version_status, SCHEMA_CREATE_SQL};
 use super::{
     first_names, ids, plural, run_query, Check, CheckConfig, CheckStatus, Connections, SourceFacts,
@@ -80,16 +78,17 @@ pub async fn gather_target(
             )),
         }
     };
-    let (settings, refused, tables, columns, other_objects, control, not_empty, extensions) = tokio::try_join!(
+    let (settings, refused, catalog, control, not_empty, extensions) = tokio::try_join!(
         run_query(client, ids::TARGET_VERSION, SETTINGS_SQL, &[]),
         session_replication_role,
-        run_query(client, ids::TARGET_PRIVILEGES, TABLE_FACTS_SQL, &selection),
-        run_query(client, ids::TARGET_SCHEMA_MATCHES, COLUMNS_SQL, &selection),
-        run_query(
-            connections.second,
-            ids::TARGET_SCHEMA_MATCHES,
-            INVENTORY_SQL,
-            &selection
+        catalog::read_catalog(
+            connections,
+            &config.selection,
+            [
+                ids::TARGET_PRIVILEGES,
+                ids::TARGET_SCHEMA_MATCHES,
+                ids::TARGET_SCHEMA_MATCHES
+            ]
         ),
         run_query(
             client,
@@ -105,7 +104,6 @@ pub async fn gather_target(
         ),
         run_query(client, ids::TARGET_EXTENSIONS, EXTENSIONS_SQL, &[]),
     )?;
-    let columns = catalog::columns_from_rows(&columns);
     let settings = settings.into_iter().next().ok_or_else(|| {
         StepError::new(
             crate::errors::ErrorName::PostgresQueryFailed,
@@ -115,9 +113,9 @@ pub async fn gather_target(
     Ok(TargetFacts {
         settings,
         session_replication_role_refused: refused,
-        tables: catalog::tables_from_rows(&tables),
-        inventory: catalog::inventory(&columns, &other_objects),
-        columns,
+        tables: catalog.tables,
+        inventory: catalog.inventory,
+        columns: catalog.columns,
         control_schema: control,
         not_empty: catalog::qualified_names_from_rows(&not_empty),
         extensions,

@@ -5,11 +5,9 @@
 --   is_unbounded_numeric: numeric without precision (DMS maps it to NUMERIC(28,6) and rounds unless the
 --           endpoint maps unbounded numerics as strings).
 --   is_identity_always: GENERATED ALWAYS AS IDENTITY, which rejects the explicit values DMS inserts.
--- Names bare and rows unordered: the caller quotes and sorts (both cost more here than in Rust at 10^4+
--- tables). The columns follow the order of the SELECT: the caller reads them by position.
+-- The table by oid only (the caller names it from the inventory read's table rows), the column's name
+-- bare, rows unordered: the caller quotes and sorts (each costs more here than in Rust at 10^4+ tables).
 SELECT m.oid AS table_oid,
-       m.schema_name,
-       m.table_name,
        a.attname::text AS column_name,
        a.attnum,
        pg_catalog.format_type(a.atttypid, a.atttypmod)

@@ -10,10 +10,10 @@ SELECT m.schema_name,
        m.relispartition,
        EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = m.oid AND i.indisprimary) AS has_primary_key,
        pg_catalog.has_schema_privilege(m.schema_oid, 'USAGE') AS schema_usage,
-       ARRAY(SELECT x.privilege
-             FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS x(privilege, ord)
-             WHERE NOT pg_catalog.has_table_privilege(m.oid, x.privilege)
-             ORDER BY x.ord) AS missing_privileges,
+       pg_catalog.has_table_privilege(m.oid, 'SELECT') AS can_select,
+       pg_catalog.has_table_privilege(m.oid, 'INSERT') AS can_insert,
+       pg_catalog.has_table_privilege(m.oid, 'UPDATE') AS can_update,
+       pg_catalog.has_table_privilege(m.oid, 'DELETE') AS can_delete,
        CASE WHEN m.relkind = 'p' AND NOT m.relispartition
             THEN (SELECT count(*) FROM pg_catalog.pg_partition_tree(m.oid) pt WHERE pt.isleaf)::int
             ELSE 0 END AS partitions
