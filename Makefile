@@ -71,8 +71,8 @@ bench: lab-up
 	cargo build --release -p notify
 	cargo build -q -p integration-tests --bins
 	cargo run -q -p integration-tests --bin bench_notify
-	cargo run -q --release -p integration-tests --bin bench_preflight
 	cargo build --release -p dms-migrate
+	cargo run -q -p integration-tests --bin bench_preflight
 	cargo run -q -p integration-tests --bin bench_sequences
 	cargo run -q -p integration-tests --bin bench_verify
 

@@ -3,21 +3,21 @@
 //!
 //! The schema is generated on the lab's source and target in a database of its own, by one DO block per
 //! side (committing every 500 tables to stay inside the lock table). The psql method is timed on a sample
-//! of tables and extrapolated to all of them; the output says so. Run: `cargo run --release -p
-//! integration-tests --bin bench_preflight` (the lab must be up).
+//! of tables and extrapolated to all of them; the output says so. The preflight is the release
+//! `dms-migrate` binary run as a user runs it. Run: `cargo build --release -p dms-migrate`, then
+//! `cargo run -p integration-tests --bin bench_preflight` (the lab must be up), or `make bench`.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use core_lib::checks::{self, CheckConfig, Connections};
-use core_lib::pg::{PgConnectOptions, SslMode};
-use integration_tests::bench::{database_url, generated, recreate, seconds};
+use integration_tests::bench::{database_url, dms_migrate, generated, recreate, seconds};
 use integration_tests::lab::Lab;
 
 const DATABASE: &str = "bench_preflight";
 const TABLES: u32 = 10_000;
 const SCHEMAS: u32 = 5;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 const SAMPLE_TABLES: u32 = 20;
 const GOAL: Duration = Duration::from_millis(500);
 
@@ -83,31 +83,40 @@ async fn generate(lab: &Lab) -> Duration {
     started.elapsed()
 }
 
-/// The whole preflight as `dms-migrate preflight` runs it: two connections a side, source and target checks.
-async fn preflight(
+/// The whole preflight, end to end as a user runs it: the release `dms-migrate preflight` process, from
+/// spawn to exit (connections, both sides' checks, the JSON report). Returns the time, the report's
+/// summary counts and how many objects its checks name.
+fn preflight(
+    binary: &Path,
     source_url: &str,
     target_url: &str,
-) -> (Duration, core_lib::state::CheckCounts, usize) {
+) -> (Duration, (u64, u64, u64), usize) {
     let started = Instant::now();
-    let source = PgConnectOptions::from_url(source_url, SslMode::Require).expect("source URL");
-    let target = PgConnectOptions::from_url(target_url, SslMode::Require).expect("target URL");
-    let (s1, s2, t1, t2) = tokio::try_join!(
-        source.connect(),
-        source.connect(),
-        target.connect(),
-        target.connect()
-    )
-    .expect("connect");
-    let all = checks::run_all_checks(
-        Connections::two(&s1, &s2),
-        Connections::two(&t1, &t2),
-        &CheckConfig::default(),
-    )
-    .await
-    .expect("checks run");
+    let out = Command::new(binary)
+        .args(["preflight", "--source", source_url, "--target", target_url])
+        .args(["--format", "json"])
+        .output()
+        .expect("dms-migrate runs");
     let elapsed = started.elapsed();
-    let objects = all.iter().map(|c| c.objects.len()).sum();
-    (elapsed, checks::counts(&all), objects)
+    // 1 is "a check failed" (the generated schema has tables without a primary key); 2 is "could not run".
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "preflight could not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let count = |status: &str| report["summary"][status].as_u64().unwrap_or_default();
+    let objects = report["checks"].as_array().map_or(0, |checks| {
+        checks
+            .iter()
+            .map(|c| c["objects"].as_array().map_or(0, Vec::len))
+            .sum()
+    });
+    (
+        elapsed,
+        (count("pass"), count("warn"), count("fail")),
+        objects,
+    )
 }
 
 fn psql(url: &str, sql: &str) {
@@ -163,16 +172,17 @@ async fn main() {
     eprintln!("generating {TABLES} tables in {SCHEMAS} schemas on source and target...");
     let generation = generate(&lab).await;
 
+    let (binary, build) = dms_migrate();
     let mut runs = Vec::new();
     let mut last = None;
     for _ in 0..RUNS {
-        let (elapsed, counts, objects) = preflight(&source_url, &target_url).await;
+        let (elapsed, counts, objects) = preflight(&binary, &source_url, &target_url);
         runs.push(elapsed);
         last = Some((counts, objects));
     }
     runs.sort();
     let median = runs[RUNS / 2];
-    let (counts, objects) = last.expect("at least one run");
+    let ((pass, warn, fail), objects) = last.expect("at least one run");
 
     let (sampled, calls, once) = shell_style(&source_url, &target_url);
     let per_table = sampled / SAMPLE_TABLES;
@@ -193,13 +203,10 @@ async fn main() {
     println!("| method | whole preflight | notes |");
     println!("|---|---|---|");
     println!(
-        "| dms-migrate preflight (core checks: one set-based query per check, pipelined) | {} | median of {RUNS} runs ({}), connect included; {} checks: {} pass, {} warn, {} fail; {objects} objects named |",
+        "| dms-migrate preflight ({build} binary, end to end: process start to exit, JSON report) | {} | median of {RUNS} runs ({}); {} checks: {pass} pass, {warn} warn, {fail} fail; {objects} objects named |",
         seconds(median),
         runs.iter().map(|d| seconds(*d)).collect::<Vec<_>>().join(", "),
-        counts.pass + counts.warn + counts.fail,
-        counts.pass,
-        counts.warn,
-        counts.fail
+        pass + warn + fail,
     );
     println!(
         "| same checks one table at a time through psql (shell style) | {} (EXTRAPOLATED) | measured {} for {SAMPLE_TABLES} sampled tables ({calls} psql processes, {} per table) plus {} for {} server-level checks once; extrapolated to {TABLES} tables |",
