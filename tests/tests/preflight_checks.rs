@@ -493,6 +493,57 @@ async fn leftover_slots_and_long_transactions_warn() {
     drop_databases(&lab, &dbs).await;
 }
 
+/// Each row probe holds a lock until the check's statement ends, so only the first candidates (in name
+/// order) are probed; beyond them a non-empty file counts, which the summary says. A table whose rows were
+/// deleted keeps its file: probed, it is empty; judged by size, it is reported.
+#[tokio::test]
+async fn not_empty_probes_are_capped_and_the_rest_judged_by_size() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("pf_probes").await;
+    let target = connect(&dbs.target_url).await;
+    target
+        .batch_execute(
+            "CREATE TABLE a_emptied (id int PRIMARY KEY); INSERT INTO a_emptied VALUES (1); DELETE FROM a_emptied;
+             CREATE TABLE b_full (id int PRIMARY KEY); INSERT INTO b_full VALUES (1);
+             CREATE TABLE c_full (id int PRIMARY KEY); INSERT INTO c_full VALUES (1);
+             CREATE TABLE d_emptied (id int PRIMARY KEY); INSERT INTO d_emptied VALUES (1); DELETE FROM d_emptied;
+             CREATE TABLE e_never (id int PRIMARY KEY);",
+        )
+        .await
+        .expect("target tables");
+    let not_empty = |checks: Vec<Check>| find(&checks, ids::TARGET_NOT_EMPTY).clone();
+
+    let all_probed = not_empty(
+        run_target_checks(&target, None, &CheckConfig::default())
+            .await
+            .expect("target checks run"),
+    );
+    assert_eq!(all_probed.status, CheckStatus::Warn);
+    assert_eq!(all_probed.objects, ["public.b_full", "public.c_full"]);
+    assert!(!all_probed.summary.contains("file size"), "{all_probed:#?}");
+
+    let two_probes = CheckConfig {
+        not_empty_probes: 2,
+        ..CheckConfig::default()
+    };
+    let capped = not_empty(
+        run_target_checks(&target, None, &two_probes)
+            .await
+            .expect("target checks run"),
+    );
+    assert_eq!(
+        capped.objects,
+        ["public.b_full", "public.c_full", "public.d_emptied"]
+    );
+    assert!(
+        capped
+            .summary
+            .contains("beyond the first 2 probed, 2 tables are counted by file size"),
+        "{capped:#?}"
+    );
+    drop_databases(&lab, &dbs).await;
+}
+
 #[tokio::test]
 async fn target_problems_are_named() {
     let Some(lab) = Lab::get().await else { return };

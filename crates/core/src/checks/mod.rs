@@ -252,6 +252,9 @@ pub struct CheckConfig {
     pub control_schema: String,
     /// Transactions (and prepared transactions) open longer than this are reported.
     pub long_transaction_seconds: u32,
+    /// `target.not_empty` probes at most this many target tables for a row (each probe holds a lock until
+    /// the check's statement ends); beyond them a non-empty file counts as holding rows.
+    pub not_empty_probes: u32,
 }
 
 impl Default for CheckConfig {
@@ -262,6 +265,7 @@ impl Default for CheckConfig {
             heartbeat_schema: "public".to_string(),
             control_schema: "public".to_string(),
             long_transaction_seconds: 300,
+            not_empty_probes: 1000,
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct TargetFacts {
     control_schema: Vec<Row>,
     /// Mapped tables holding rows, quoted, in name order.
     not_empty: Vec<String>,
+    /// Of those, how many were not probed (beyond `CheckConfig::not_empty_probes`): their file size decided.
+    judged_by_size: usize,
     extensions: Vec<Row>,
 }
 
@@ -62,8 +64,10 @@ pub async fn gather_target(
 ) -> Result<TargetFacts, StepError> {
     let client = connections.first;
     let [a, b, c, d] = config.selection.params();
-    let selection: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&a, &b, &c, &d];
     let control_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&config.control_schema];
+    let probes = i64::from(config.not_empty_probes);
+    let not_empty_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&a, &b, &c, &d, &probes];
     let session_replication_role = async {
         match client.query(SESSION_REPLICATION_ROLE_SQL, &[]).await {
             Ok(_) => Ok(None),
@@ -100,7 +104,7 @@ pub async fn gather_target(
             connections.second,
             ids::TARGET_NOT_EMPTY,
             NOT_EMPTY_SQL,
-            &selection
+            &not_empty_params
         ),
         run_query(client, ids::TARGET_EXTENSIONS, EXTENSIONS_SQL, &[]),
     )?;
@@ -117,6 +121,7 @@ pub async fn gather_target(
         inventory: catalog.inventory,
         columns: catalog.columns,
         control_schema: control,
+        judged_by_size: not_empty.iter().filter(|r| !r.get::<_, bool>(2)).count(),
         not_empty: catalog::qualified_names_from_rows(&not_empty),
         extensions,
     })
@@ -154,7 +159,11 @@ pub fn target_checks(
             Some(s) => schema_matches_check(&s.inventory, &facts.inventory),
             None => not_read(ids::TARGET_SCHEMA_MATCHES),
         },
-        not_empty_check(&facts.not_empty),
+        not_empty_check(
+            &facts.not_empty,
+            facts.judged_by_size,
+            config.not_empty_probes,
+        ),
         match source {
             Some(s) => extensions_check(&facts.extensions, &s.extensions),
             None => not_read(ids::TARGET_EXTENSIONS),
@@ -555,15 +564,23 @@ impl<'a> SortedLookup<'a> {
     }
 }
 
-fn not_empty_check(tables: &[String]) -> Check {
+fn not_empty_check(tables: &[String], judged_by_size: usize, probes: u32) -> Check {
     if tables.is_empty() {
         return Check::pass(ids::TARGET_NOT_EMPTY, "every mapped target table is empty");
     }
+    let by_size = if judged_by_size == 0 {
+        String::new()
+    } else {
+        format!(
+            "; beyond the first {probes} probed, {} counted by file size (rows deleted but not vacuumed away count too)",
+            plural(judged_by_size, "table is", "tables are")
+        )
+    };
     Check::new(
         ids::TARGET_NOT_EMPTY,
         CheckStatus::Warn,
         format!(
-            "{} rows already: with DO_NOTHING the load adds to them, and duplicates or key conflicts follow ({})",
+            "{} rows already: with DO_NOTHING the load adds to them, and duplicates or key conflicts follow ({}){by_size}",
             plural(tables.len(), "mapped target table holds", "mapped target tables hold"),
             first_names(tables)
         ),
