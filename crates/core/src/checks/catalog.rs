@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{run_query, Connections, TableSelection};
@@ -23,8 +24,8 @@ macro_rules! mapped_sql {
 }
 
 const TABLE_FACTS_SQL: &str = mapped_sql!("sql/mapped_table_facts.sql");
-pub(super) const COLUMNS_SQL: &str = mapped_sql!("sql/mapped_columns.sql");
-pub(super) const INVENTORY_SQL: &str = mapped_sql!("sql/schema_inventory.sql");
+const COLUMNS_SQL: &str = mapped_sql!("sql/mapped_columns.sql");
+const INVENTORY_SQL: &str = mapped_sql!("sql/schema_inventory.sql");
 pub(super) const NOT_EMPTY_SQL: &str = mapped_sql!("sql/target_not_empty.sql");
 
 /// What the three shared reads say about one side's mapped tables.
@@ -35,27 +36,41 @@ pub(super) struct Catalog {
 }
 
 /// The three shared reads of one side (facts and columns on the first connection, the inventory on the
-/// second), turned into their Rust shape as soon as all three are in: awaited beside the side's other
-/// reads, this work overlaps the statements still running on the server. `check_ids` label errors of
-/// the facts, columns and inventory reads.
+/// second), turned into their Rust shape as soon as they are in: awaited beside the side's other reads,
+/// this work overlaps the statements still running on the server. `check_ids` label errors of the facts,
+/// columns and inventory reads.
 pub(super) async fn read_catalog(
     connections: Connections<'_>,
     selection: &TableSelection,
     check_ids: [&str; 3],
 ) -> Result<Catalog, StepError> {
     let [a, b, c, d] = selection.params();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&a, &b, &c, &d];
-    let (tables, columns, other) = tokio::try_join!(
+    let params: [&(dyn ToSql + Sync); 4] = [&a, &b, &c, &d];
+    let (tables, (columns, inventory)) = tokio::try_join!(
         run_query(connections.first, check_ids[0], TABLE_FACTS_SQL, &params),
-        run_query(connections.first, check_ids[1], COLUMNS_SQL, &params),
-        run_query(connections.second, check_ids[2], INVENTORY_SQL, &params),
+        read_objects(connections, &params, [check_ids[1], check_ids[2]]),
     )?;
-    let columns = columns_from_rows(&columns, &other);
     Ok(Catalog {
         tables: tables_from_rows(&tables),
-        inventory: inventory(&columns, &other),
         columns,
+        inventory,
     })
+}
+
+/// The columns read (first connection) and the inventory read (second), shaped: the columns, and every
+/// schema object including them. `params` are the selection's; `check_ids` label the two reads' errors.
+pub(super) async fn read_objects(
+    connections: Connections<'_>,
+    params: &[&(dyn ToSql + Sync)],
+    check_ids: [&str; 2],
+) -> Result<(Vec<MappedColumn>, Vec<SchemaObject>), StepError> {
+    let (columns, other) = tokio::try_join!(
+        run_query(connections.first, check_ids[0], COLUMNS_SQL, params),
+        run_query(connections.second, check_ids[1], INVENTORY_SQL, params),
+    )?;
+    let columns = columns_from_rows(&columns, &other);
+    let inventory = inventory(&columns, &other);
+    Ok((columns, inventory))
 }
 
 /// Where each named column sits in a statement's rows (the same for every row), so rows are read by
@@ -95,7 +110,7 @@ pub(super) struct MappedTable {
 }
 
 /// Tables in name order.
-pub(super) fn tables_from_rows(rows: &[Row]) -> Vec<MappedTable> {
+fn tables_from_rows(rows: &[Row]) -> Vec<MappedTable> {
     let [schema, table, relkind, persistence, replident, is_partition, has_pk, usage, partitions] =
         positions(
             rows,
@@ -173,7 +188,7 @@ impl MappedColumn {
 /// tables by oid only: their names come from the table rows of the inventory read (`other`), quoted once
 /// per table and shared by its columns. A column whose table is not among them (created between the two
 /// reads) is left out, as its table is.
-pub(super) fn columns_from_rows(rows: &[Row], other: &[Row]) -> Vec<MappedColumn> {
+fn columns_from_rows(rows: &[Row], other: &[Row]) -> Vec<MappedColumn> {
     let [kind_at, schema_at, table_at, table_oid_at] =
         positions(other, ["kind", "schema_name", "table_name", "table_oid"]);
     let mut tables: Vec<(&str, &str, u32)> = other
@@ -232,7 +247,7 @@ pub(super) fn columns_from_rows(rows: &[Row], other: &[Row]) -> Vec<MappedColumn
 
 /// The full inventory of `schema_objects`: the columns plus the rows of `sql/schema_inventory.sql`,
 /// sorted by kind and name.
-pub(super) fn inventory(columns: &[MappedColumn], other: &[Row]) -> Vec<SchemaObject> {
+fn inventory(columns: &[MappedColumn], other: &[Row]) -> Vec<SchemaObject> {
     let [kind_at, schema_at, table_at, object_at, detail_at, key_at, oid_at] = positions(
         other,
         [

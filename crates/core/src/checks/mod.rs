@@ -285,14 +285,13 @@ pub async fn read_inventory(
 ) -> Result<Vec<crate::schema_objects::SchemaObject>, StepError> {
     let [a, b, c, d] = selection.params();
     let params: [&(dyn ToSql + Sync); 4] = [&a, &b, &c, &d];
-    let (columns, other) = tokio::try_join!(
-        run_query(client, "inventory", catalog::COLUMNS_SQL, &params),
-        run_query(client, "inventory", catalog::INVENTORY_SQL, &params),
-    )?;
-    Ok(catalog::inventory(
-        &catalog::columns_from_rows(&columns, &other),
-        &other,
-    ))
+    let (_, inventory) = catalog::read_objects(
+        Connections::one(client),
+        &params,
+        ["inventory", "inventory"],
+    )
+    .await?;
+    Ok(inventory)
 }
 
 async fn run_query(

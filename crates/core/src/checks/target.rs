@@ -529,7 +529,7 @@ fn table_names<'a>(objects: &[&'a SchemaObject]) -> HashSet<&'a str> {
         .collect()
 }
 
-/// The objects in kind and name order (as `catalog::inventory` returns them; sorted here only if not).
+/// The objects in kind and name order (as `catalog::read_objects` returns them; sorted here only if not).
 fn by_kind_and_name(objects: &[SchemaObject]) -> Vec<&SchemaObject> {
     let order = |a: &&SchemaObject, b: &&SchemaObject| (a.kind, &a.name).cmp(&(b.kind, &b.name));
     let mut sorted: Vec<&SchemaObject> = objects.iter().collect();
