@@ -6,7 +6,6 @@
 //! numbered; any failure ends the demo with exit code 1. The lab password never reaches the output: every
 //! text shown is checked for it first.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +24,9 @@ use tokio_postgres::{Client, NoTls};
 const DEMO_ROWS: u32 = 200_000;
 /// From the start of the execution to the ready-for-cutover email.
 const EXECUTION_LIMIT: Duration = Duration::from_secs(8 * 60);
+/// The deferred-objects file `schema apply` writes and `constraints apply` reads, relative to the
+/// workspace root (where the demo runs every command, so the commands print it as typed).
+const DEFERRED_FILE: &str = "target/demo/deferred.sql";
 const COMMAND_LIMIT: Duration = Duration::from_secs(180);
 const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// A writer that is never stopped gives up after this many rounds (10 minutes at one every 200 ms).
@@ -95,7 +97,6 @@ struct Demo {
     secret: String,
     source_url: String,
     target_url: String,
-    deferred_file: PathBuf,
 }
 
 struct Ran {
@@ -206,8 +207,7 @@ async fn run(lab: Lab) -> Step<String> {
     print_counts(&source).await?;
     drop(source);
 
-    let deferred_file = workspace_root().join("target/demo/deferred.sql");
-    if let Some(dir) = deferred_file.parent() {
+    if let Some(dir) = workspace_root().join(DEFERRED_FILE).parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
     let demo = Demo {
@@ -216,7 +216,6 @@ async fn run(lab: Lab) -> Step<String> {
         source_url: without_password(&dbs.source_url, &secret),
         target_url: without_password(&dbs.target_url, &secret),
         secret,
-        deferred_file,
     };
     prepare_target(&demo).await?;
 
@@ -309,13 +308,7 @@ async fn prepare_target(demo: &Demo) -> Step<()> {
         ));
     }
     println!("-> target.schema_present fails, as expected: nothing is on the target yet. The DMS task is DO_NOTHING, so the schema must exist first:");
-    let deferred = demo
-        .deferred_file
-        .strip_prefix(workspace_root())
-        .unwrap_or(&demo.deferred_file)
-        .display()
-        .to_string();
-    demo.require_ok(&["schema", "apply", "--deferred-file", &deferred], &[])
+    demo.require_ok(&["schema", "apply", "--deferred-file", DEFERRED_FILE], &[])
         .await?;
     let again = demo.require_ok(&["preflight"], &[]).await?;
     let warned = listed_checks(&again.stdout, "WARNINGS");
@@ -607,13 +600,7 @@ async fn cut_over(
 
     println!("\nStopping the DMS task (StopReplicationTask, as the console's Stop does):");
     stop_task(rig).await?;
-    let deferred = demo
-        .deferred_file
-        .strip_prefix(workspace_root())
-        .unwrap_or(&demo.deferred_file)
-        .display()
-        .to_string();
-    demo.require_ok(&["constraints", "apply", "--file", &deferred], &[])
+    demo.require_ok(&["constraints", "apply", "--file", DEFERRED_FILE], &[])
         .await?;
     let verified = verify(demo).await?;
     println!("\nThe application would switch to the target here; then:");
