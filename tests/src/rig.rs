@@ -5,7 +5,7 @@
 //! own, so a test can make one step fail, time out, or answer outside the state contract.
 //!
 //! The source may sit behind a "security group": a loopback port that drops connections (a listen queue
-//! that is full and never accepted, LOCAL-AWS.md) until moto's EC2 holds an ingress rule from the DMS
+//! that is full and never accepted, docs/lab.md) until moto's EC2 holds an ingress rule from the DMS
 //! instance's group on the source's group, and then forwards to the real source.
 
 use std::collections::HashMap;

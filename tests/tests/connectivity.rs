@@ -144,7 +144,7 @@ async fn a_port_nobody_listens_on_is_no_listener() {
 
 /// A loopback listener with a backlog of one that never accepts: two connects fill its queue, after which
 /// a connect hangs until its timeout — what a security group that drops the traffic looks like
-/// (LOCAL-AWS.md). The returned values must live as long as the test.
+/// (docs/lab.md). The returned values must live as long as the test.
 async fn black_hole() -> (TcpListener, Vec<TcpStream>, u16) {
     let socket = TcpSocket::new_v4().expect("a socket");
     socket

@@ -225,7 +225,7 @@ async fn a_table_whose_copy_fails_shows_table_error() {
          INSERT INTO public.good SELECT generate_series(1, 10); INSERT INTO public.bad VALUES (1, 'a');",
     )
     .await;
-    // The target lacks column v: the initial copy of `bad` fails and is retried (LOCAL-AWS.md).
+    // The target lacks column v: the initial copy of `bad` fails and is retried (docs/lab.md).
     sql(
         &dbs.target_url,
         "CREATE TABLE public.good (id int PRIMARY KEY); CREATE TABLE public.bad (id int PRIMARY KEY);",

@@ -1,4 +1,4 @@
-//! `--source`/`--target` to a connected client, as DESIGN §9 says: URL from the flag or PGSOURCE/PGTARGET,
+//! `--source`/`--target` to a connected client, as docs/cli.md says: URL from the flag or PGSOURCE/PGTARGET,
 //! password from the URL, else PGPASSWORD, else the password file (libpq's order), `sslrootcert` from the
 //! URL. Nothing here ever prints the password: errors come from core, which redacts them.
 

@@ -1,5 +1,5 @@
 //! `dms-migrate`: what runs from a workstation that reaches both databases, before and after the DMS task
-//! (DESIGN §1, §9). Each subcommand is a module with its clap `Args` and a `run` returning an `Outcome`;
+//! (docs/architecture.md, docs/cli.md). Each subcommand is a module with its clap `Args` and a `run` returning an `Outcome`;
 //! `main` only parses, reads the environment once and turns the outcome into the documented exit code.
 
 mod cleanup;
@@ -41,7 +41,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Check that the source and the target are ready for the DMS task (DESIGN §6 checks).
+    /// Check that the source and the target are ready for the DMS task (the checks of docs/checks.md).
     #[command(after_help = EXIT_CODES)]
     Preflight(preflight::Args),
     /// Create the schema on the target before the DMS full load.

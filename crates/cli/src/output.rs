@@ -9,7 +9,7 @@ pub enum Format {
     /// For people: grouped by status, with the fix under each problem.
     #[default]
     Text,
-    /// For machines: the DESIGN §6 check list and a summary.
+    /// For machines: the check list (docs/checks.md) and a summary.
     Json,
 }
 

@@ -1,4 +1,4 @@
-//! `dms-migrate preflight`: every check of DESIGN §6 against both databases, with core's checks (the same
+//! `dms-migrate preflight`: every check of docs/checks.md against both databases, with core's checks (the same
 //! ones the premigration-assessment Lambda runs). Exit 0 when nothing fails, 1 when a check fails.
 
 use core_lib::checks::{self, Check, CheckConfig, CheckStatus, Connections, TableSelection};
@@ -31,7 +31,7 @@ pub enum MigrationType {
     Cdc,
 }
 
-/// The JSON document: DESIGN §6's list plus the counts.
+/// The JSON document: the check list of docs/checks.md plus the counts.
 #[derive(Serialize)]
 struct Report<'a> {
     checks: &'a [Check],

@@ -1,7 +1,7 @@
 //! Database credentials for direct SQL from a Lambda: the Secrets Manager secret a DMS endpoint names
 //! (DescribeEndpoints → `PostgreSQLSettings.SecretsManagerSecretId`). DMS never returns an endpoint's
 //! password, so without a secret a Lambda cannot connect. The secret JSON carries `host`, `port`,
-//! `username`, `password` and `dbname` (DESIGN §8); the password never reaches a log line or an error.
+//! `username`, `password` and `dbname` (docs/template.md); the password never reaches a log line or an error.
 
 use std::fmt;
 use std::future::Future;

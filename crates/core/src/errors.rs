@@ -1,4 +1,4 @@
-//! The stable error names that reach Step Functions (DESIGN §4). The ASL's Retry and Catch match on these
+//! The stable error names that reach Step Functions (docs/state-machine-contract.md). The ASL's Retry and Catch match on these
 //! strings, so they are defined once here and never derived from a Rust type name or an SDK message.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The notification events (DESIGN §5): one email each. The ASL passes the kebab-case name to `notify`.
+//! The notification events (docs/state-machine-contract.md): one email each. The ASL passes the kebab-case name to `notify`.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Strict parsing of the execution input the user pastes (DESIGN §3). Every problem is collected, not just
+//! Strict parsing of the execution input the user pastes (docs/state-machine-contract.md). Every problem is collected, not just
 //! the first, and each names the field, what was received (never a secret) and what is expected, so one
 //! corrected paste is enough.
 

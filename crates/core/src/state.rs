@@ -1,4 +1,4 @@
-//! `ExecutionState`: the one document every Lambda of the state machine reads and returns (DESIGN §3).
+//! `ExecutionState`: the one document every Lambda of the state machine reads and returns (docs/state-machine-contract.md).
 //! Strict parsing of what the user pastes lives in `payload`; this module is the shape and its defaults.
 //! Lists are capped (`MAX_NAMES`) because Step Functions state data is limited to 256 KiB.
 

@@ -1,4 +1,4 @@
-//! The phase rules (DESIGN §5, poll-progress): from one reading of a DMS task — status, stop reason,
+//! The phase rules (poll-progress; docs/state-machine-contract.md): from one reading of a DMS task — status, stop reason,
 //! migration type, table statistics, CDC latency — and the monitor so far, decide the `phase` the state
 //! machine routes on, the reason in words, and the updated monitor. Pure: no AWS types, no clock, so the
 //! Lambda and the CLI's cutover-check share it and a table-driven test covers every combination.
@@ -566,7 +566,7 @@ fn budget_exhausted(monitor: &Monitor, options: &Options, now: i64) -> Option<St
 }
 
 /// max(pollIntervalSeconds, time left / polls left): spreads the remaining polls over the remaining time so
-/// the loop never outruns Step Functions' 25,000-event history (DESIGN §3).
+/// the loop never outruns Step Functions' 25,000-event history (docs/architecture.md).
 fn next_poll_seconds(monitor: &Monitor, options: &Options, now: i64) -> u32 {
     let interval = options.poll_interval_seconds.max(1);
     let polls_left = i64::from(options.max_polls.saturating_sub(monitor.polls));

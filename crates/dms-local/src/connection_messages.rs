@@ -1,6 +1,6 @@
 //! The `LastFailureMessage` DMS reports when TestConnection to a PostgreSQL endpoint fails.
 //!
-//! Owned by the connectivity (network) issue: the shapes follow real DMS messages (the fixtures in
+//! The shapes follow real DMS messages (the fixtures in
 //! `crates/core/tests/fixtures/dms_connection_messages.json`, with their sources), so the
 //! connectivity-check Lambda reads dms-local's messages exactly as it reads DMS's. DMS wraps what libpq
 //! said in its ODBC driver's text:
@@ -238,7 +238,7 @@ mod tests {
     #[tokio::test]
     async fn a_connect_that_times_out_is_security_group() {
         // A listener with a backlog of one that never accepts: once two connects fill its queue, the
-        // next one hangs until its timeout (LOCAL-AWS.md) — what a dropping security group looks like.
+        // next one hangs until its timeout (docs/lab.md) — what a dropping security group looks like.
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let listener = socket.listen(1).unwrap();

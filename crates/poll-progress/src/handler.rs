@@ -1,6 +1,6 @@
 //! poll-progress: one reading of the DMS task per invocation — its status, stop reason and statistics,
 //! its table statistics, and (while CDC can run) its CloudWatch CDC latency — turned by core's phase rules
-//! into `results.progress` and the updated `monitor` (DESIGN §5). A business outcome (failed, monitoring
+//! into `results.progress` and the updated `monitor` (docs/state-machine-contract.md). A business outcome (failed, monitoring
 //! ended) is data for the ASL's Choice; only an AWS call that fails is an error.
 
 use core_lib::arn::DmsArn;

@@ -1,4 +1,4 @@
-//! premigration-assessment (DESIGN §5): `start` runs the SQL checks of both databases and starts a DMS
+//! premigration-assessment (docs/architecture.md): `start` runs the SQL checks of both databases and starts a DMS
 //! premigration assessment run; `poll` reads the run once and, when it has ended, merges its individual
 //! results with the SQL checks kept in the state. Skipped when the task has run before and no reload is
 //! asked: the checks describe a database about to be loaded, not one being replicated.

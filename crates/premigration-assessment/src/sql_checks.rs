@@ -1,4 +1,4 @@
-//! The SQL checks of DESIGN §6 (core's `checks`) against one database, behind a trait so the handler's
+//! The SQL checks of docs/checks.md (core's `checks`) against one database, behind a trait so the handler's
 //! rules (unreachable → warnings) are tested without databases.
 
 use std::future::Future;

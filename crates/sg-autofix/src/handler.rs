@@ -1,4 +1,4 @@
-//! sg-autofix (DESIGN §5): runs only after the source's connection test timed out. Finds the source
+//! sg-autofix (docs/architecture.md): runs only after the source's connection test timed out. Finds the source
 //! database's security groups — through RDS for `*.rds.amazonaws.com` names (a public Aurora name resolves
 //! to a public address outside the VPC), otherwise through the network interfaces holding the addresses
 //! the host resolves to — and authorizes TCP `sourcePort` from each of the replication instance's groups.

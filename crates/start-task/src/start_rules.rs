@@ -1,4 +1,4 @@
-//! What start-task does with the task as it stands (DESIGN §5). DMS allows `start-replication` only for a
+//! What start-task does with the task as it stands (docs/architecture.md). DMS allows `start-replication` only for a
 //! task that never ran, then `resume-processing` or `reload-target`
 //! (<https://docs.aws.amazon.com/dms/latest/APIReference/API_StartReplicationTask.html>). The target is
 //! `DO_NOTHING`, so any restart that loads a table again into a non-empty target duplicates its rows:

@@ -1,4 +1,4 @@
-//! `make demo`: the whole workflow of DESIGN §1 against the lab, as a user would run it. The sample schema
+//! `make demo`: the whole workflow of docs/architecture.md against the lab, as a user would run it. The sample schema
 //! (tests/fixtures/demo_*.sql) on a source database of its own; `dms-migrate preflight` and `schema apply`;
 //! the real state machine in moto with the six built Lambdas and a DMS task in dms-local (the rig of the
 //! state machine tests) started with the payload the stack outputs, every email printed as it arrives while
@@ -80,7 +80,7 @@ async fn connect(url: &str) -> Step<Client> {
     Ok(client)
 }
 
-/// The lab URL without its password: the commands get it from PGPASSWORD, as DESIGN §9 recommends.
+/// The lab URL without its password: the commands get it from PGPASSWORD, as docs/cli.md recommends.
 fn without_password(url: &str, secret: &str) -> String {
     url.replacen(&format!(":{secret}@"), "@", 1)
 }

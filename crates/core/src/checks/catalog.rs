@@ -1,7 +1,7 @@
 //! The three set-based catalog reads the table-level checks share, on either side: the mapped tables with
 //! their facts, their columns classified, and the other schema objects. Evaluating the mapped set over
 //! 10,000 tables costs more than most checks, so each read serves several checks instead of every check
-//! re-reading the catalogs (DESIGN §6: one query per check at most, never one per table). The reads return
+//! re-reading the catalogs (docs/checks.md: one query per check at most, never one per table). The reads return
 //! bare names, unordered; quoting (`sql_ident`, the server's own rules) and ordering happen here, where
 //! they cost a fraction of what `format('%I')` and `ORDER BY` cost on the server at 10^5 rows.
 

@@ -1,4 +1,4 @@
-//! The SQL checks of DESIGN §6, shared by the `premigration-assessment` Lambda and `dms-migrate preflight`.
+//! The SQL checks (docs/checks.md), shared by the `premigration-assessment` Lambda and `dms-migrate preflight`.
 //!
 //! Each check reads the catalogs once for all mapped tables (one statement per check, never one per table;
 //! the statements of a side are pipelined on one connection, or two: see `Connections`) and reports
@@ -114,7 +114,7 @@ impl CheckStatus {
     }
 }
 
-/// One check's outcome, in the JSON shape of DESIGN §6.
+/// One check's outcome, in the JSON shape of docs/checks.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     pub id: String,
@@ -186,7 +186,7 @@ pub fn counts(checks: &[Check]) -> CheckCounts {
 }
 
 /// Checks that could not run (the database is unreachable from where they run): warnings saying why and
-/// how to run them elsewhere, never failures (DESIGN §5).
+/// how to run them elsewhere, never failures (docs/checks.md).
 pub fn not_run(check_ids: &[&str], reason: &str, fix: &str) -> Vec<Check> {
     check_ids
         .iter()

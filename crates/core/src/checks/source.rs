@@ -1,4 +1,4 @@
-//! The source checks (DESIGN §6): server settings DMS needs for logical replication, the migration
+//! The source checks (docs/checks.md): server settings DMS needs for logical replication, the migration
 //! user's rights, and table shapes that DMS handles badly. Aurora/RDS and plain PostgreSQL differ in how
 //! settings and rights are fixed (parameter group and `rds_replication` versus `ALTER SYSTEM` and the
 //! REPLICATION attribute); each fix is written for the server actually found.
@@ -47,7 +47,7 @@ pub struct SourceReport {
     pub facts: SourceFacts,
 }
 
-/// Runs every source check of DESIGN §6, in `ids::SOURCE` order. Errors only when a query cannot run
+/// Runs every source check of docs/checks.md, in `ids::SOURCE` order. Errors only when a query cannot run
 /// (connection lost, a catalog the role may not read): a finding is a check status, never an error.
 pub async fn run_source_checks(
     client: &Client,

@@ -1,4 +1,4 @@
-//! The target checks (DESIGN §6): what a `DO_NOTHING` DMS task needs to find on the target before the full
+//! The target checks (docs/checks.md): what a `DO_NOTHING` DMS task needs to find on the target before the full
 //! load. The schema comparison uses the pre-load / deferred split of `schema_objects`: a deferred object
 //! missing on the target is "to apply after the load", never a mismatch.
 
@@ -44,7 +44,7 @@ pub struct TargetFacts {
     extensions: Vec<Row>,
 }
 
-/// Runs every target check of DESIGN §6, in `ids::TARGET` order. `source` is what the source checks
+/// Runs every target check of docs/checks.md, in `ids::TARGET` order. `source` is what the source checks
 /// learnt; without it the comparisons (`schema_present`, `schema_matches`, `extensions`) are warnings
 /// saying they did not run.
 pub async fn run_target_checks(
