@@ -671,3 +671,77 @@ async fn partitioned_table_constraints_end_valid() {
     assert_eq!(again["summary"]["applied"], 0, "{again:#}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_file_schema_apply_did_not_write_is_refused() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("sch_badfile").await;
+    let dir = scratch("badfile");
+    let target = connect(&dbs.target_url).await;
+    target
+        .batch_execute("CREATE TABLE x (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+
+    // A hand-written SQL file: refused before anything runs, naming what a deferred file looks like.
+    let hand_written = dir.join("by-hand.sql");
+    std::fs::write(&hand_written, "DROP TABLE x;\n").unwrap();
+    let refused = constraints_apply(&dbs.target_url, &hand_written);
+    assert_exit(&refused, 2);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("is not a deferred file written by `dms-migrate schema apply`")
+            && stderr.contains("line 1 is `DROP TABLE x;`")
+            && stderr.contains("-- dms-migrate-item {json}"),
+        "{stderr}"
+    );
+    assert!(stdout(&refused).is_empty(), "{}", stdout(&refused));
+    assert_eq!(
+        count(&target, "SELECT count(*) FROM x").await,
+        0,
+        "x still exists"
+    );
+
+    // A deferred file with SQL pasted above its items: refused too, naming the line.
+    let pasted = dir.join("pasted.sql");
+    std::fs::write(
+        &pasted,
+        "-- Objects deferred until after the DMS full load, written by `dms-migrate schema apply`.\n\
+         DROP TABLE x;\n",
+    )
+    .unwrap();
+    let refused = constraints_apply(&dbs.target_url, &pasted);
+    assert_exit(&refused, 2);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("line 2 holds SQL outside any item (`DROP TABLE x;`)"),
+        "{stderr}"
+    );
+
+    // A schema with nothing to defer: schema apply writes the header and no item, and that stays valid.
+    let source = connect(&dbs.source_url).await;
+    source
+        .batch_execute("CREATE SCHEMA plain; CREATE TABLE plain.t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let empty = dir.join("deferred.sql");
+    let applied = schema_apply(
+        &dbs.source_url,
+        &dbs.target_url,
+        &empty,
+        &["--schemas", "plain"],
+    );
+    assert_exit(&applied, 0);
+    assert!(
+        deferred_items(&empty).is_empty(),
+        "{}",
+        std::fs::read_to_string(&empty).unwrap()
+    );
+    let done = constraints_apply(&dbs.target_url, &empty);
+    assert_exit(&done, 0);
+    assert_eq!(
+        json(&done)["summary"],
+        serde_json::json!({"applied": 0, "skipped": 0, "failed": 0})
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

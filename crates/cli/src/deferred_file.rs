@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PATH: &str = "dms-migrate-deferred.sql";
 const MARKER: &str = "-- dms-migrate-item ";
+/// The first line of every deferred file; `parse` refuses a file without it, so a hand-written SQL file
+/// given by mistake is refused instead of "applying" nothing and exiting 0.
+const HEADER: &str =
+    "-- Objects deferred until after the DMS full load, written by `dms-migrate schema apply`.";
+/// What a deferred file looks like, for the refusal messages.
+const SHAPE: &str = "a deferred file starts with the line \"-- Objects deferred until after the DMS full load, \
+     written by `dms-migrate schema apply`.\" and puts a line `-- dms-migrate-item {json}` before each statement";
 
 /// What a deferred statement creates. The constraint and index kinds follow `schema_objects`'s phase
 /// rule; the last three exist only here (they follow the object they belong to).
@@ -70,8 +77,8 @@ impl Item {
 }
 
 pub fn render(items: &[Item]) -> String {
-    let mut out = String::from(
-        "-- Objects deferred until after the DMS full load, written by `dms-migrate schema apply`.\n\
+    let mut out = format!(
+        "{HEADER}\n\
          -- `dms-migrate constraints apply` applies them online (foreign keys and checks NOT VALID then\n\
          -- VALIDATE, indexes CONCURRENTLY, identity columns back to GENERATED ALWAYS), skipping what exists.\n\
          -- The statements below are pg_dump's; psql can run them as they are, but builds each one offline.\n",
@@ -84,10 +91,38 @@ pub fn render(items: &[Item]) -> String {
     out
 }
 
-/// The items in file order. A statement is everything up to the next marker line.
+/// The items in file order. A statement is everything up to the next marker line. A file that does not
+/// start with the header, or holds SQL before its first item line, is not one `schema apply` wrote:
+/// refused, naming the line, because that SQL would otherwise be silently skipped. A header and no items
+/// is valid (a schema with nothing to defer).
 pub fn parse(text: &str, path: &str) -> Result<Vec<Item>, StepError> {
+    let not_deferred = |what: String| {
+        StepError::payload(format!(
+            "{path} is not a deferred file written by `dms-migrate schema apply`: {what}; {SHAPE}. \
+             Give the file `schema apply --deferred-file` wrote, or write it again with `dms-migrate schema apply`"
+        ))
+    };
+    let first = text.lines().next().unwrap_or_default();
+    if first.trim_end() != HEADER {
+        return Err(not_deferred(if text.trim().is_empty() {
+            "the file is empty".to_string()
+        } else {
+            format!("line 1 is `{}`", excerpt(first))
+        }));
+    }
     let mut items: Vec<Item> = Vec::new();
     for (number, line) in text.lines().enumerate() {
+        if items.is_empty() && !line.starts_with(MARKER) {
+            let trimmed = line.trim();
+            if !trimmed.is_empty() && !trimmed.starts_with("--") {
+                return Err(not_deferred(format!(
+                    "line {} holds SQL outside any item (`{}`)",
+                    number + 1,
+                    excerpt(line)
+                )));
+            }
+            continue;
+        }
         if let Some(meta) = line.strip_prefix(MARKER) {
             let item: Item = serde_json::from_str(meta).map_err(|e| {
                 StepError::payload(format!(
@@ -113,6 +148,15 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<Item>, StepError> {
         }
     }
     Ok(items)
+}
+
+/// A line as a message quotes it: at most 80 characters.
+fn excerpt(line: &str) -> String {
+    let line = line.trim();
+    match line.char_indices().nth(80) {
+        Some((end, _)) => format!("{}...", &line[..end]),
+        None => line.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -146,14 +190,48 @@ mod tests {
     }
 
     #[test]
+    fn a_file_schema_apply_did_not_write_is_refused() {
+        for (text, names) in [
+            ("DROP TABLE x;\n", "line 1 is `DROP TABLE x;`"),
+            ("", "the file is empty"),
+            (
+                "-- my notes\nCREATE INDEX i ON t (a);\n",
+                "line 1 is `-- my notes`",
+            ),
+            (
+                &format!("{HEADER}\n-- a comment is fine\n\nDROP TABLE x;\n"),
+                "line 4 holds SQL outside any item (`DROP TABLE x;`)",
+            ),
+        ] {
+            let err = parse(text, "f.sql").unwrap_err();
+            assert_eq!(err.name, core_lib::errors::ErrorName::PayloadInvalid);
+            assert!(
+                err.message.contains("f.sql is not a deferred file") && err.message.contains(names),
+                "{text:?}: {}",
+                err.message
+            );
+            assert!(
+                err.message.contains("-- dms-migrate-item"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_and_no_items_is_a_valid_empty_file() {
+        assert_eq!(parse(&render(&[]), "f.sql").unwrap(), vec![]);
+    }
+
+    #[test]
     fn a_damaged_item_line_names_the_line() {
         let err = parse(
-            "-- x\n-- dms-migrate-item {\"kind\":\"nope\"}\nSELECT 1;\n",
+            &format!("{HEADER}\n-- dms-migrate-item {{\"kind\":\"nope\"}}\nSELECT 1;\n"),
             "f.sql",
         )
         .unwrap_err();
         assert!(err.message.contains("f.sql line 2"), "{}", err.message);
-        let err = parse("-- dms-migrate-item {\"kind\":\"index\",\"schema\":\"s\",\"table\":\"t\",\"name\":\"i\"}\n", "f.sql")
+        let err = parse(&format!("{HEADER}\n-- dms-migrate-item {{\"kind\":\"index\",\"schema\":\"s\",\"table\":\"t\",\"name\":\"i\"}}\n"), "f.sql")
             .unwrap_err();
         assert!(
             err.message.contains("index s.t.i has no statement"),
