@@ -178,3 +178,37 @@ async fn hard_schema_matches_then_differences_are_named() {
     );
     assert!(!text.contains(&lab.var("LAB_ADMIN_PASSWORD")));
 }
+
+/// A `--schemas` typo selects nothing: verify, preflight and sequences sync would compare nothing and exit
+/// 0. Each refuses it instead (exit 2), naming the schema, and still runs with the right name.
+#[tokio::test]
+async fn a_schemas_name_the_source_lacks_is_refused() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("verify_schemas").await;
+    for url in [&dbs.source_url, &dbs.target_url] {
+        connect(url)
+            .await
+            .batch_execute(
+                "CREATE SCHEMA \"Sales\"; CREATE TABLE \"Sales\".t (id int PRIMARY KEY);
+                 INSERT INTO \"Sales\".t VALUES (1)",
+            )
+            .await
+            .unwrap();
+    }
+    for command in [&["verify"][..], &["preflight"], &["sequences", "sync"]] {
+        let args: Vec<&str> = command
+            .iter()
+            .copied()
+            .chain(["--schemas", "sales,Sales"])
+            .collect();
+        let (code, json, stderr) = dms_migrate(&dbs, &args);
+        assert_eq!(code, 2, "{command:?}: {json} {stderr}");
+        assert!(
+            stderr.contains("--schemas names a schema the source does not have: sales"),
+            "{command:?}: {stderr}"
+        );
+    }
+    let (code, json, stderr) = dms_migrate(&dbs, &["verify", "--schemas", "Sales"]);
+    assert_eq!(code, 0, "{json} {stderr}");
+    assert_eq!(json["tables"].as_array().map(Vec::len), Some(1), "{json}");
+}

@@ -3,7 +3,7 @@
 //! URL. Nothing here ever prints the password: errors come from core, which redacts them.
 
 use core_lib::errors::StepError;
-use core_lib::pg::{PgConnectOptions, SslMode};
+use core_lib::pg::{classify_pg_error, PgConnectOptions, SslMode};
 use core_lib::pgpass::{self, PgpassKey, PgpassSkipped};
 use tokio_postgres::Client;
 
@@ -79,6 +79,37 @@ pub struct Connected {
     pub target: PgConnectOptions,
     pub source_client: Client,
     pub target_client: Client,
+}
+
+/// `--schemas` names none of which may be missing on the source: a typo would otherwise select nothing,
+/// check nothing and exit 0. Refused (exit 2) naming the missing schemas. Names are exact (mixed case as
+/// is), as every command takes them.
+pub async fn refuse_unknown_schemas(source: &Client, schemas: &[String]) -> Result<(), StepError> {
+    if schemas.is_empty() {
+        return Ok(());
+    }
+    const SQL: &str = "SELECT s FROM unnest($1::text[]) AS s \
+                       WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = s) \
+                       ORDER BY 1";
+    let missing: Vec<String> = source
+        .query(SQL, &[&schemas])
+        .await
+        .map_err(|e| classify_pg_error("source schemas", &e))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::payload(format!(
+        "--schemas names {} the source does not have: {}; names are exact, mixed case as is (e.g. Sales)",
+        if missing.len() == 1 { "a schema" } else { "schemas" },
+        missing
+            .iter()
+            .map(|m| core_lib::sql_ident::quote_if_needed(m))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// Which database a URL is for: it decides the flag and variable named in messages and the TLS default.

@@ -6,7 +6,7 @@ use core_lib::errors::StepError;
 use core_lib::state::CheckCounts;
 use serde::Serialize;
 
-use crate::connection::{BothDatabases, Environment};
+use crate::connection::{self, BothDatabases, Environment};
 use crate::output::{Format, Outcome, Progress};
 
 #[derive(clap::Args, Debug)]
@@ -62,6 +62,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         target.connect(),
         target.connect()
     )?;
+    connection::refuse_unknown_schemas(&source_first, &args.schemas).await?;
     progress.say("reading both catalogs");
     let all = checks::run_all_checks(
         Connections::two(&source_first, &source_second),

@@ -9,7 +9,7 @@ use core_lib::pg::classify_pg_error;
 use core_lib::sequences::{self, SequenceState};
 use serde::Serialize;
 
-use crate::connection::{BothDatabases, Connected, Environment};
+use crate::connection::{self, BothDatabases, Connected, Environment};
 use crate::output::{Format, Outcome, Progress};
 
 /// With `--rate-window`, the margin covers this many windows of the observed consumption.
@@ -110,6 +110,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         target_client,
         ..
     } = args.databases.connect(env, &progress).await?;
+    connection::refuse_unknown_schemas(&source_client, &args.schemas).await?;
     let first = match args.rate_window {
         Some(seconds) => {
             let first = sequences::read_sequences(&source_client, &args.schemas).await?;

@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::connection::{BothDatabases, Environment};
+use crate::connection::{self, BothDatabases, Environment};
 use crate::output::{Format, Outcome, Progress};
 use crate::verify_rows::{self, TablePlan, TableResult};
 
@@ -135,6 +135,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         .pop()
         .ok_or_else(|| StepError::config("--jobs must be at least 1"))?;
 
+    connection::refuse_unknown_schemas(&main.source, &args.schemas).await?;
     progress.say("reading both catalogs");
     let selection = if args.schemas.is_empty() {
         TableSelection::all()
