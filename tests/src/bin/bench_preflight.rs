@@ -1,9 +1,11 @@
 //! Bench row: `dms-migrate preflight` (core's set-based checks) on 10,000 tables across 5 schemas, side by
-//! side with the same checks issued one table at a time through psql, as shell preflights do.
+//! side with the shell preflight users actually run: pgcopydb-helpers' `preflight-check.sh` style, about
+//! 20 psql processes, each one catalog-wide query that names no table. A secondary line keeps the same
+//! checks issued one table at a time through psql, timed on a sample and extrapolated; it is labelled a
+//! straw man (nobody runs a preflight that way) and never the headline.
 //!
 //! The schema is generated on the lab's source and target in a database of its own, by one DO block per
-//! side (committing every 500 tables to stay inside the lock table). The psql method is timed on a sample
-//! of tables and extrapolated to all of them; the output says so. The preflight is the release
+//! side (committing every 500 tables to stay inside the lock table). The preflight is the release
 //! `dms-migrate` binary run as a user runs it. Run: `cargo build --release -p dms-migrate`, then
 //! `cargo run -p integration-tests --bin bench_preflight` (the lab must be up), or `make bench`.
 
@@ -11,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use integration_tests::bench::{database_url, dms_migrate, generated, recreate, seconds};
+use integration_tests::bench::{self, database_url, dms_migrate, generated, recreate, seconds};
 use integration_tests::lab::Lab;
 
 const DATABASE: &str = "bench_preflight";
@@ -48,6 +50,37 @@ BEGIN
 END
 $$
 "#;
+
+/// System schemas, excluded by every catalog-wide query of the shell preflight.
+const USER_SCHEMAS: &str =
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
+
+/// The shell preflight users run (pgcopydb-helpers' `preflight-check.sh` style): one psql process per
+/// check, each check one catalog-wide query naming no table. `true` is the source, `false` the target;
+/// `{user}` becomes the system-schema filter.
+const SHELL_PREFLIGHT: [(bool, &str); 21] = [
+    (true, "SHOW server_version_num"),
+    (true, "SHOW wal_level"),
+    (true, "SHOW wal_sender_timeout"),
+    (true, "SHOW max_wal_senders"),
+    (true, "SHOW max_replication_slots"),
+    (true, "SELECT slot_name, active FROM pg_replication_slots"),
+    (true, "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user"),
+    (true, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND {user} AND NOT has_table_privilege(c.oid, 'SELECT')"),
+    (true, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND {user} AND c.relreplident <> 'f' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)"),
+    (true, "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.data_type IN ('text', 'bytea', 'json', 'jsonb', 'xml', 'ARRAY')"),
+    (true, "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.data_type = 'numeric' AND c.numeric_precision IS NULL"),
+    (true, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relpersistence = 'u' AND {user}"),
+    (true, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p' AND {user}"),
+    (true, "SELECT count(*) FROM pg_prepared_xacts"),
+    (true, "SELECT pid, now() - xact_start FROM pg_stat_activity WHERE xact_start < now() - interval '5 minutes'"),
+    (true, "SELECT extname, extversion FROM pg_extension"),
+    (false, "SHOW server_version_num"),
+    (false, "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"),
+    (false, "SELECT c.table_schema, c.table_name, c.column_name, c.data_type FROM information_schema.columns c WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema')"),
+    (false, "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.identity_generation = 'ALWAYS'"),
+    (false, "SELECT extname, extversion FROM pg_extension"),
+];
 
 /// The per-table queries a shell preflight loops over (one psql process each), for table `%s.%s`.
 const PER_TABLE_SOURCE: [&str; 5] = [
@@ -131,7 +164,17 @@ fn psql(url: &str, sql: &str) {
     );
 }
 
-/// Time the per-table psql loop on a sample; returns (sampled duration, calls made, once duration).
+/// The shell preflight users run, once, end to end: every psql process in turn, as the script runs them.
+fn shell_preflight(source_url: &str, target_url: &str) -> Duration {
+    let started = Instant::now();
+    for (on_source, sql) in SHELL_PREFLIGHT {
+        let url = if on_source { source_url } else { target_url };
+        psql(url, &sql.replace("{user}", USER_SCHEMAS));
+    }
+    started.elapsed()
+}
+
+/// The straw man: time the per-table psql loop on a sample; returns (sampled duration, calls made, once duration).
 fn shell_style(source_url: &str, target_url: &str) -> (Duration, u32, Duration) {
     let once_started = Instant::now();
     for sql in ONCE {
@@ -184,6 +227,11 @@ async fn main() {
     let median = runs[RUNS / 2];
     let ((pass, warn, fail), objects) = last.expect("at least one run");
 
+    let shell = bench::median(
+        (0..RUNS)
+            .map(|_| shell_preflight(&source_url, &target_url))
+            .collect(),
+    );
     let (sampled, calls, once) = shell_style(&source_url, &target_url);
     let per_table = sampled / SAMPLE_TABLES;
     let extrapolated = per_table * TABLES + once;
@@ -209,7 +257,16 @@ async fn main() {
         pass + warn + fail,
     );
     println!(
-        "| same checks one table at a time through psql (shell style) | {} (EXTRAPOLATED) | measured {} for {SAMPLE_TABLES} sampled tables ({calls} psql processes, {} per table) plus {} for {} server-level checks once; extrapolated to {TABLES} tables |",
+        "| shell preflight as users run it (pgcopydb-helpers' preflight-check.sh style: {} psql processes, each one catalog-wide query, no table named) | {} | median of {RUNS} runs |",
+        SHELL_PREFLIGHT.len(),
+        seconds(shell),
+    );
+    println!();
+    println!("Straw man, not a peer (nobody runs a preflight this way; kept to show what per-table checks cost):");
+    println!("| method | whole preflight | notes |");
+    println!("|---|---|---|");
+    println!(
+        "| same checks one table at a time through psql | {} (EXTRAPOLATED) | measured {} for {SAMPLE_TABLES} sampled tables ({calls} psql processes, {} per table) plus {} for {} server-level checks once; extrapolated to {TABLES} tables |",
         seconds(extrapolated),
         seconds(sampled),
         PER_TABLE_SOURCE.len() + PER_TABLE_TARGET.len(),
@@ -218,9 +275,9 @@ async fn main() {
     );
     println!();
     println!(
-        "Goal: whole preflight <= {} on {TABLES} tables: {} ({:.0}x faster than the psql loop)",
+        "Goal: whole preflight <= {} on {TABLES} tables: {} ({:.1}x faster than the shell preflight users run)",
         seconds(GOAL),
         if median <= GOAL { "MET" } else { "MISSED" },
-        extrapolated.as_secs_f64() / median.as_secs_f64()
+        shell.as_secs_f64() / median.as_secs_f64()
     );
 }

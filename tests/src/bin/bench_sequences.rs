@@ -1,8 +1,8 @@
 //! Bench row: `dms-migrate sequences sync` on 10,000 sequences across 5 schemas, end to end (the built
 //! binary: connect, one catalog read per side, one batched write), side by side in the same run with the
 //! guide's method done right (setval statements generated from the source and run in one psql session on
-//! the target) and with one psql process per sequence (timed on a sample and extrapolated; the output
-//! says so). Before each run every target sequence is reset to never-called, so each run does the full
+//! the target), the peer the headline quotes. A secondary line, labelled a straw man, times one psql
+//! process per sequence on a sample and extrapolates (the output says so); it is never the headline. Before each run every target sequence is reset to never-called, so each run does the full
 //! work. Run: `make bench` (the lab must be up; builds the release `dms-migrate` first).
 
 use std::io::Write;
@@ -199,6 +199,10 @@ async fn main() {
         "| guide's method done right: setval statements generated from the source, run in one psql session | {} | 2 psql processes; no check for missing or overflowing sequences, can move a sequence backwards |",
         seconds(generated)
     );
+    println!();
+    println!("Straw man, not a peer (nobody syncs sequences this way; kept to show what one process per sequence costs):");
+    println!("| method | 10,000 sequences | notes |");
+    println!("|---|---|---|");
     println!(
         "| one psql process per sequence (read source, setval target) | {} (EXTRAPOLATED) | measured {} for {SAMPLE} sampled sequences ({} psql processes); extrapolated to {SEQUENCES} |",
         seconds(extrapolated),
@@ -207,10 +211,9 @@ async fn main() {
     );
     println!();
     println!(
-        "Goal: sync of {SEQUENCES} sequences <= {} end to end: {} ({:.1}x the generated-setval session, {:.0}x faster than psql per sequence)",
+        "Goal: sync of {SEQUENCES} sequences <= {} end to end: {} ({:.1}x faster than the generated-setval session)",
         seconds(GOAL),
         if median <= GOAL { "MET" } else { "MISSED" },
-        median.as_secs_f64() / generated.as_secs_f64(),
-        extrapolated.as_secs_f64() / median.as_secs_f64()
+        generated.as_secs_f64() / median.as_secs_f64()
     );
 }
