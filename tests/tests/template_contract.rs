@@ -75,3 +75,161 @@ fn the_template_uses_cores_tag_key_where_the_code_relies_on_it() {
         "{props}"
     );
 }
+
+// ------------------------------------------------------------------------------------------------------
+// DMS engine versions: the parameter offers exactly the versions of cloudformation/dms-engine-versions.json,
+// and none of them is past the date after which DMS refuses new replication instances of it.
+// ------------------------------------------------------------------------------------------------------
+
+const ENGINE_VERSIONS: &str = "cloudformation/dms-engine-versions.json";
+
+fn engine_versions_file() -> serde_json::Value {
+    let path = workspace_root().join(ENGINE_VERSIONS);
+    let text = std::fs::read_to_string(&path).expect("the engine versions file");
+    serde_json::from_str(&text).expect("the engine versions file is JSON")
+}
+
+/// "3.6.1" → [3, 6, 1], so versions compare numerically (3.10 after 3.9).
+fn version_key(version: &str) -> Vec<u32> {
+    version
+        .split('.')
+        .map(|part| {
+            part.parse()
+                .unwrap_or_else(|_| panic!("{version}: not a dotted number"))
+        })
+        .collect()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the civil-from-days inverse of H. Hinnant).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// "2027-01-31" → days since the epoch.
+fn parse_day(date: &str) -> i64 {
+    let parts: Vec<i64> = date
+        .split('-')
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| panic!("{date}: not YYYY-MM-DD"))
+        })
+        .collect();
+    let [year, month, day] = parts[..] else {
+        panic!("{date}: not YYYY-MM-DD")
+    };
+    assert!(
+        (1..=12).contains(&month) && (1..=31).contains(&day),
+        "{date}: not a date"
+    );
+    days_from_civil(year, month, day)
+}
+
+fn today() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    (secs / 86_400) as i64
+}
+
+/// The listed versions whose "no new instance" date is before `today` (on the date itself DMS still
+/// creates them: it is "the date after which you can't create new instances with the version").
+fn versions_past_cutoff(file: &serde_json::Value, today: i64) -> Vec<String> {
+    file["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| {
+            let cutoff = v["noNewInstancesAfter"].as_str()?;
+            let version = v["version"].as_str().unwrap_or("?");
+            (today > parse_day(cutoff)).then(|| format!("{version} (after {cutoff})"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_engine_version_parameter_offers_exactly_the_listed_versions_and_defaults_to_the_newest() {
+    let file = engine_versions_file();
+    let listed: BTreeSet<String> = file["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| v["version"].as_str().expect("version").to_string())
+        .collect();
+    assert!(!listed.is_empty(), "{ENGINE_VERSIONS} lists no version");
+    let template = load(&template_path());
+    let parameter = &template["Parameters"]["DMSEngineVersion"];
+    let allowed: BTreeSet<String> = parameter["AllowedValues"]
+        .as_array()
+        .expect("DMSEngineVersion.AllowedValues")
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => panic!("AllowedValues entry {other} is not a string"),
+        })
+        .collect();
+    assert_eq!(
+        allowed, listed,
+        "DMSEngineVersion's AllowedValues must be exactly the versions of {ENGINE_VERSIONS}"
+    );
+    let newest = listed
+        .iter()
+        .max_by_key(|v| version_key(v))
+        .expect("a version");
+    assert_eq!(
+        parameter["Default"].as_str(),
+        Some(newest.as_str()),
+        "DMSEngineVersion must default to the newest listed version"
+    );
+}
+
+#[test]
+fn no_listed_engine_version_is_past_its_last_date_for_new_instances() {
+    let file = engine_versions_file();
+    let read = file["source"]["read"].as_str().expect("source.read");
+    assert!(
+        parse_day(read) <= today(),
+        "source.read {read} is in the future"
+    );
+    assert!(
+        file["source"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://docs.aws.amazon.com/")),
+        "source.url must be the AWS page the dates were read from"
+    );
+    let expired = versions_past_cutoff(&file, today());
+    assert!(
+        expired.is_empty(),
+        "DMS no longer creates replication instances of {expired:?}: choosing one rolls the stack back. \
+         Refresh {ENGINE_VERSIONS} from the release notes ({}) or from \
+         `aws dms describe-engine-versions --query 'EngineVersions[].[Version,Lifecycle,DeprecationDate]'`: \
+         drop the expired versions, add newer ones with their dates, set source.read, and make the template's \
+         DMSEngineVersion AllowedValues and Default (the newest) match.",
+        file["source"]["url"]
+    );
+}
+
+#[test]
+fn a_version_counts_as_expired_from_the_day_after_its_cutoff() {
+    let file = serde_json::json!({"versions": [
+        {"version": "3.5.4", "noNewInstancesAfter": "2027-01-31"},
+        {"version": "3.6.1", "noNewInstancesAfter": null}
+    ]});
+    assert_eq!(days_from_civil(1970, 1, 1), 0);
+    assert_eq!(
+        parse_day("2000-03-01") - parse_day("2000-02-28"),
+        2,
+        "leap year"
+    );
+    assert!(versions_past_cutoff(&file, parse_day("2027-01-31")).is_empty());
+    assert_eq!(
+        versions_past_cutoff(&file, parse_day("2027-02-01")),
+        vec!["3.5.4 (after 2027-01-31)".to_string()]
+    );
+}
