@@ -233,3 +233,163 @@ fn a_version_counts_as_expired_from_the_day_after_its_cutoff() {
         vec!["3.5.4 (after 2027-01-31)".to_string()]
     );
 }
+
+// ------------------------------------------------------------------------------------------------------
+// IAM names are account-wide ("Names of users, groups, roles, and instance profiles must be unique within
+// the account", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html; RoleName is "up
+// to 64 characters in length",
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-iam-role.html): the same
+// stack name deployed in two regions of one account must not collide, and the longest stack name the
+// template's Description allows must fit in the longest region code.
+// ------------------------------------------------------------------------------------------------------
+
+/// The template's Description: "Use a stack name of at most 40 characters".
+const LONGEST_STACK_NAME: usize = 40;
+const IAM_NAME_LIMIT: usize = 64;
+/// The longest region codes of each partition (aws, aws-cn, aws-us-gov), from
+/// https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-region-billing-codes.html, and a
+/// short one: 14 characters is the longest code of these partitions.
+const REGIONS: [&str; 5] = [
+    "us-east-1",
+    "ap-southeast-7",
+    "ap-northeast-3",
+    "cn-northwest-1",
+    "us-gov-west-1",
+];
+/// Names DMS itself requires, account-wide by design (kept on stack delete; never derived from the stack).
+const DMS_FIXED_ROLE_NAMES: [&str; 2] = ["dms-vpc-role", "dms-cloudwatch-logs-role"];
+
+/// IAM resource types whose name is account-wide, and the property that names them.
+const IAM_NAMED_TYPES: [(&str, &str); 5] = [
+    ("AWS::IAM::Role", "RoleName"),
+    ("AWS::IAM::ManagedPolicy", "ManagedPolicyName"),
+    ("AWS::IAM::InstanceProfile", "InstanceProfileName"),
+    ("AWS::IAM::User", "UserName"),
+    ("AWS::IAM::Group", "GroupName"),
+];
+
+/// A `!Sub` text with the pseudo parameters a name may use replaced; any other `${...}` is refused (a name
+/// must be computable from the stack name and region alone).
+fn substitute_name(text: &str, stack: &str, region: &str) -> String {
+    let name = text
+        .replace("${AWS::StackName}", stack)
+        .replace("${AWS::Region}", region);
+    assert!(
+        !name.contains("${"),
+        "{text}: an IAM name may use only ${{AWS::StackName}} and ${{AWS::Region}}"
+    );
+    name
+}
+
+/// Every account-wide IAM name the template sets: (logical id, the name's `!Sub` text or literal, is_sub).
+fn iam_names(template: &serde_json::Value) -> Vec<(String, String, bool)> {
+    let mut names = Vec::new();
+    for (logical_id, resource) in template["Resources"].as_object().expect("Resources") {
+        let Some((_, property)) = IAM_NAMED_TYPES
+            .iter()
+            .find(|(kind, _)| resource["Type"] == *kind)
+        else {
+            continue;
+        };
+        match &resource["Properties"][*property] {
+            // No name: CloudFormation generates a unique one.
+            serde_json::Value::Null => {}
+            serde_json::Value::String(literal) => {
+                names.push((logical_id.clone(), literal.clone(), false))
+            }
+            other => {
+                let text = other["Fn::Sub"].as_str().unwrap_or_else(|| {
+                    panic!("{logical_id}.{property} is neither a literal nor a !Sub text: {other}")
+                });
+                names.push((logical_id.clone(), text.to_string(), true));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_iam_name_is_unique_per_region_and_fits_for_the_longest_stack_and_region() {
+    let template = load(&template_path());
+    let names = iam_names(&template);
+    assert!(
+        names.iter().filter(|(_, _, is_sub)| *is_sub).count() >= 10,
+        "the template names its ten stack roles: {names:?}"
+    );
+    let stack = "a".repeat(LONGEST_STACK_NAME);
+    let mut seen: std::collections::BTreeMap<String, (String, &str)> = Default::default();
+    let mut problems = Vec::new();
+    for region in REGIONS {
+        for (logical_id, text, is_sub) in &names {
+            if !is_sub {
+                if !DMS_FIXED_ROLE_NAMES.contains(&text.as_str()) {
+                    problems.push(format!(
+                        "{logical_id}: the fixed name {text} collides with any other stack in the account"
+                    ));
+                }
+                continue;
+            }
+            let name = substitute_name(text, &stack, region);
+            if name.len() > IAM_NAME_LIMIT {
+                problems.push(format!(
+                    "{logical_id}: {name} is {} characters (limit {IAM_NAME_LIMIT})",
+                    name.len()
+                ));
+            }
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+            {
+                problems.push(format!("{logical_id}: {name} has a character IAM refuses"));
+            }
+            // IAM names are case-insensitive.
+            if let Some((other, other_region)) =
+                seen.insert(name.to_lowercase(), (logical_id.clone(), region))
+            {
+                problems.push(format!(
+                    "{logical_id} in {region} and {other} in {other_region} are both named {name}"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn every_role_arn_the_template_spells_out_names_one_of_its_roles() {
+    // A policy may name a role by ARN (the KMS key policy names the notify role that way, since a
+    // !GetAtt would make the key and the role depend on each other): it must follow the role's name.
+    let template = load(&template_path());
+    let role_names: BTreeSet<String> = iam_names(&template)
+        .into_iter()
+        .filter(|(_, _, is_sub)| *is_sub)
+        .map(|(_, text, _)| text)
+        .collect();
+    let mut spelled = Vec::new();
+    collect_subs(&template["Resources"], &mut spelled);
+    let role_arns: Vec<&String> = spelled.iter().filter(|t| t.contains(":role/")).collect();
+    assert!(
+        !role_arns.is_empty(),
+        "the key policy names the notify role"
+    );
+    for text in role_arns {
+        let (_, role) = text.split_once(":role/").expect(":role/");
+        assert!(
+            role_names.contains(role),
+            "{text} names a role the template does not create under that name ({role_names:?})"
+        );
+    }
+}
+
+fn collect_subs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(text)) = map.get("Fn::Sub") {
+                out.push(text.clone());
+            }
+            map.values().for_each(|v| collect_subs(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_subs(v, out)),
+        _ => {}
+    }
+}
