@@ -393,3 +393,171 @@ fn collect_subs(value: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+// ------------------------------------------------------------------------------------------------------
+// Timeouts line up: SDK operation timeout + margin <= Lambda Timeout, and Lambda Timeout + margin <= the
+// timeout of whatever waits for it (the Task's TimeoutSeconds, the custom resource's ServiceTimeout).
+// ------------------------------------------------------------------------------------------------------
+
+/// Over one SDK call's operation timeout (retried attempts included), a Lambda needs time for the rest of
+/// its work and its answer. Less, and a slow call ends as `Sandbox.Timedout` (Lambda's timeout error,
+/// https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html#troubleshooting-timeouts),
+/// which the state machine does not retry, instead of the `Aws.Transient` it does.
+const LAMBDA_OVER_SDK: u64 = 30;
+/// Over the Lambda's own timeout, its caller also waits for the Init phase, which is not counted in the
+/// function timeout and may take up to 10 s
+/// (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html), and for the Invoke
+/// request and its answer. Less, and the state ends as `States.Timeout`
+/// (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html) while the
+/// function may still be running and about to answer.
+const CALLER_OVER_LAMBDA: u64 = 30;
+
+fn lambda_timeouts(template: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Lambda::Function")
+        .map(|(id, r)| {
+            let timeout = r["Properties"]["Timeout"].as_u64().unwrap_or_else(|| {
+                panic!("{id}: no numeric Timeout (the default 3 s is too short)")
+            });
+            (id.clone(), timeout)
+        })
+        .collect()
+}
+
+/// Every Task state, nested ones included: (state name, the `${Substitution}` it invokes, TimeoutSeconds).
+fn task_states(states: &serde_json::Value, out: &mut Vec<(String, String, Option<u64>)>) {
+    for (name, state) in states.as_object().expect("States") {
+        if state["Type"] == "Task" {
+            let target = state["Resource"]
+                .as_str()
+                .filter(|r| r.starts_with("${"))
+                .or_else(|| state["Parameters"]["FunctionName"].as_str())
+                .unwrap_or_else(|| panic!("{name}: invokes no ${{...FunctionArn}}"));
+            let substitution = target
+                .trim_start_matches("${")
+                .trim_end_matches('}')
+                .to_string();
+            out.push((name.clone(), substitution, state["TimeoutSeconds"].as_u64()));
+        }
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            task_states(&branch["States"], out);
+        }
+        for key in ["ItemProcessor", "Iterator"] {
+            if state[key].is_object() {
+                task_states(&state[key]["States"], out);
+            }
+        }
+    }
+}
+
+/// The timeouts that must line up, as violations (empty when they do).
+fn timeout_violations(
+    template: &serde_json::Value,
+    asl: &serde_json::Value,
+    sdk_operation_timeout: u64,
+) -> Vec<String> {
+    let lambdas = lambda_timeouts(template);
+    let substitutions =
+        &template["Resources"]["MigrationStateMachine"]["Properties"]["DefinitionSubstitutions"];
+    let mut problems = Vec::new();
+    let mut waited_on = BTreeSet::new();
+    for (id, timeout) in &lambdas {
+        if sdk_operation_timeout + LAMBDA_OVER_SDK > *timeout {
+            problems.push(format!(
+                "{id}: Timeout {timeout} s leaves less than {LAMBDA_OVER_SDK} s over the SDK's \
+                 {sdk_operation_timeout} s operation timeout"
+            ));
+        }
+    }
+    let mut tasks = Vec::new();
+    task_states(&asl["States"], &mut tasks);
+    for (state, substitution, timeout_seconds) in tasks {
+        let function = substitutions[&substitution]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("{state}: ${{{substitution}}} is not !GetAtt <Function>.Arn")
+            });
+        let lambda = lambdas[function];
+        waited_on.insert(function.to_string());
+        match timeout_seconds {
+            None => problems.push(format!(
+                "{state}: no TimeoutSeconds (the default is 99999999 s)"
+            )),
+            Some(t) if lambda + CALLER_OVER_LAMBDA > t => problems.push(format!(
+                "{state}: TimeoutSeconds {t} leaves less than {CALLER_OVER_LAMBDA} s over {function}'s \
+                 Timeout {lambda} s"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (id, resource) in template["Resources"].as_object().expect("Resources") {
+        let Some(function) = resource["Properties"]["ServiceToken"]["Fn::GetAtt"][0].as_str()
+        else {
+            continue;
+        };
+        let Some(lambda) = lambdas.get(function) else {
+            continue;
+        };
+        waited_on.insert(function.to_string());
+        // Without ServiceTimeout CloudFormation waits an hour; with it, that many seconds.
+        if let Some(service_timeout) = resource["Properties"]["ServiceTimeout"].as_u64() {
+            if lambda + CALLER_OVER_LAMBDA > service_timeout {
+                problems.push(format!(
+                    "{id}: ServiceTimeout {service_timeout} leaves less than {CALLER_OVER_LAMBDA} s over \
+                     {function}'s Timeout {lambda} s"
+                ));
+            }
+        }
+    }
+    for id in lambdas.keys().filter(|id| !waited_on.contains(*id)) {
+        problems.push(format!(
+            "{id}: no Task or custom resource waits for it, so nothing is checked"
+        ));
+    }
+    problems
+}
+
+fn asl() -> serde_json::Value {
+    let text = std::fs::read_to_string(workspace_root().join(STATE_MACHINE)).expect("the ASL");
+    serde_json::from_str(&text).expect("the ASL is JSON")
+}
+
+#[test]
+fn sdk_lambda_and_state_timeouts_line_up_for_every_function() {
+    let problems = timeout_violations(
+        &load(&template_path()),
+        &asl(),
+        core_lib::aws::OPERATION_TIMEOUT.as_secs(),
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_timeout_check_sees_a_state_shorter_than_its_lambda_and_a_lambda_shorter_than_the_sdk() {
+    let mut template = load(&template_path());
+    let mut asl = asl();
+    template["Resources"]["NotifyFunction"]["Properties"]["Timeout"] = 30.into();
+    asl["States"]["SgAutofix"]["TimeoutSeconds"] = 120.into();
+    let problems = timeout_violations(&template, &asl, 60);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("NotifyFunction: Timeout 30 s")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("SgAutofix: TimeoutSeconds 120")),
+        "{problems:#?}"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.starts_with("NotifyStarted: TimeoutSeconds")),
+        "a notify Task still waits long enough for a 30 s function: {problems:#?}"
+    );
+}
