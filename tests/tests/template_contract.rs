@@ -77,6 +77,492 @@ fn the_template_uses_cores_tag_key_where_the_code_relies_on_it() {
     );
 }
 
+// ------------------------------------------------------------------------------------------------------
+// DMS engine versions: the parameter offers exactly the versions of cloudformation/dms-engine-versions.json,
+// and none of them is past the date after which DMS refuses new replication instances of it.
+// ------------------------------------------------------------------------------------------------------
+
+const ENGINE_VERSIONS: &str = "cloudformation/dms-engine-versions.json";
+
+fn engine_versions_file() -> serde_json::Value {
+    let path = workspace_root().join(ENGINE_VERSIONS);
+    let text = std::fs::read_to_string(&path).expect("the engine versions file");
+    serde_json::from_str(&text).expect("the engine versions file is JSON")
+}
+
+/// "3.6.1" → [3, 6, 1], so versions compare numerically (3.10 after 3.9).
+fn version_key(version: &str) -> Vec<u32> {
+    version
+        .split('.')
+        .map(|part| {
+            part.parse()
+                .unwrap_or_else(|_| panic!("{version}: not a dotted number"))
+        })
+        .collect()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the civil-from-days inverse of H. Hinnant).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// "2027-01-31" → days since the epoch.
+fn parse_day(date: &str) -> i64 {
+    let parts: Vec<i64> = date
+        .split('-')
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| panic!("{date}: not YYYY-MM-DD"))
+        })
+        .collect();
+    let [year, month, day] = parts[..] else {
+        panic!("{date}: not YYYY-MM-DD")
+    };
+    assert!(
+        (1..=12).contains(&month) && (1..=31).contains(&day),
+        "{date}: not a date"
+    );
+    days_from_civil(year, month, day)
+}
+
+fn today() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    (secs / 86_400) as i64
+}
+
+/// The listed versions whose "no new instance" date is before `today` (on the date itself DMS still
+/// creates them: it is "the date after which you can't create new instances with the version").
+fn versions_past_cutoff(file: &serde_json::Value, today: i64) -> Vec<String> {
+    file["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| {
+            let cutoff = v["noNewInstancesAfter"].as_str()?;
+            let version = v["version"].as_str().unwrap_or("?");
+            (today > parse_day(cutoff)).then(|| format!("{version} (after {cutoff})"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_engine_version_parameter_offers_exactly_the_listed_versions_and_defaults_to_the_newest() {
+    let file = engine_versions_file();
+    let listed: BTreeSet<String> = file["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| v["version"].as_str().expect("version").to_string())
+        .collect();
+    assert!(!listed.is_empty(), "{ENGINE_VERSIONS} lists no version");
+    let template = load(&template_path());
+    let parameter = &template["Parameters"]["DMSEngineVersion"];
+    let allowed: BTreeSet<String> = parameter["AllowedValues"]
+        .as_array()
+        .expect("DMSEngineVersion.AllowedValues")
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => panic!("AllowedValues entry {other} is not a string"),
+        })
+        .collect();
+    assert_eq!(
+        allowed, listed,
+        "DMSEngineVersion's AllowedValues must be exactly the versions of {ENGINE_VERSIONS}"
+    );
+    let newest = listed
+        .iter()
+        .max_by_key(|v| version_key(v))
+        .expect("a version");
+    assert_eq!(
+        parameter["Default"].as_str(),
+        Some(newest.as_str()),
+        "DMSEngineVersion must default to the newest listed version"
+    );
+}
+
+#[test]
+fn no_listed_engine_version_is_past_its_last_date_for_new_instances() {
+    let file = engine_versions_file();
+    let read = file["source"]["read"].as_str().expect("source.read");
+    assert!(
+        parse_day(read) <= today(),
+        "source.read {read} is in the future"
+    );
+    assert!(
+        file["source"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://docs.aws.amazon.com/")),
+        "source.url must be the AWS page the dates were read from"
+    );
+    let expired = versions_past_cutoff(&file, today());
+    assert!(
+        expired.is_empty(),
+        "DMS no longer creates replication instances of {expired:?}: choosing one rolls the stack back. \
+         Refresh {ENGINE_VERSIONS} from the release notes ({}) or from \
+         `aws dms describe-engine-versions --query 'EngineVersions[].[Version,Lifecycle,DeprecationDate]'`: \
+         drop the expired versions, add newer ones with their dates, set source.read, and make the template's \
+         DMSEngineVersion AllowedValues and Default (the newest) match.",
+        file["source"]["url"]
+    );
+}
+
+#[test]
+fn a_version_counts_as_expired_from_the_day_after_its_cutoff() {
+    let file = serde_json::json!({"versions": [
+        {"version": "3.5.4", "noNewInstancesAfter": "2027-01-31"},
+        {"version": "3.6.1", "noNewInstancesAfter": null}
+    ]});
+    assert_eq!(days_from_civil(1970, 1, 1), 0);
+    assert_eq!(
+        parse_day("2000-03-01") - parse_day("2000-02-28"),
+        2,
+        "leap year"
+    );
+    assert!(versions_past_cutoff(&file, parse_day("2027-01-31")).is_empty());
+    assert_eq!(
+        versions_past_cutoff(&file, parse_day("2027-02-01")),
+        vec!["3.5.4 (after 2027-01-31)".to_string()]
+    );
+}
+
+// ------------------------------------------------------------------------------------------------------
+// IAM names are account-wide ("Names of users, groups, roles, and instance profiles must be unique within
+// the account", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html; RoleName is "up
+// to 64 characters in length",
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-iam-role.html): the same
+// stack name deployed in two regions of one account must not collide, and the longest stack name the
+// template's Description allows must fit in the longest region code.
+// ------------------------------------------------------------------------------------------------------
+
+/// The template's Description: "Use a stack name of at most 40 characters".
+const LONGEST_STACK_NAME: usize = 40;
+const IAM_NAME_LIMIT: usize = 64;
+/// The longest region codes of each partition (aws, aws-cn, aws-us-gov), from
+/// https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-region-billing-codes.html, and a
+/// short one: 14 characters is the longest code of these partitions.
+const REGIONS: [&str; 5] = [
+    "us-east-1",
+    "ap-southeast-7",
+    "ap-northeast-3",
+    "cn-northwest-1",
+    "us-gov-west-1",
+];
+/// Names DMS itself requires, account-wide by design (kept on stack delete; never derived from the stack).
+const DMS_FIXED_ROLE_NAMES: [&str; 2] = ["dms-vpc-role", "dms-cloudwatch-logs-role"];
+
+/// IAM resource types whose name is account-wide, and the property that names them.
+const IAM_NAMED_TYPES: [(&str, &str); 5] = [
+    ("AWS::IAM::Role", "RoleName"),
+    ("AWS::IAM::ManagedPolicy", "ManagedPolicyName"),
+    ("AWS::IAM::InstanceProfile", "InstanceProfileName"),
+    ("AWS::IAM::User", "UserName"),
+    ("AWS::IAM::Group", "GroupName"),
+];
+
+/// A `!Sub` text with the pseudo parameters a name may use replaced; any other `${...}` is refused (a name
+/// must be computable from the stack name and region alone).
+fn substitute_name(text: &str, stack: &str, region: &str) -> String {
+    let name = text
+        .replace("${AWS::StackName}", stack)
+        .replace("${AWS::Region}", region);
+    assert!(
+        !name.contains("${"),
+        "{text}: an IAM name may use only ${{AWS::StackName}} and ${{AWS::Region}}"
+    );
+    name
+}
+
+/// Every account-wide IAM name the template sets: (logical id, the name's `!Sub` text or literal, is_sub).
+fn iam_names(template: &serde_json::Value) -> Vec<(String, String, bool)> {
+    let mut names = Vec::new();
+    for (logical_id, resource) in template["Resources"].as_object().expect("Resources") {
+        let Some((_, property)) = IAM_NAMED_TYPES
+            .iter()
+            .find(|(kind, _)| resource["Type"] == *kind)
+        else {
+            continue;
+        };
+        match &resource["Properties"][*property] {
+            // No name: CloudFormation generates a unique one.
+            serde_json::Value::Null => {}
+            serde_json::Value::String(literal) => {
+                names.push((logical_id.clone(), literal.clone(), false))
+            }
+            other => {
+                let text = other["Fn::Sub"].as_str().unwrap_or_else(|| {
+                    panic!("{logical_id}.{property} is neither a literal nor a !Sub text: {other}")
+                });
+                names.push((logical_id.clone(), text.to_string(), true));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_iam_name_is_unique_per_region_and_fits_for_the_longest_stack_and_region() {
+    let template = load(&template_path());
+    let names = iam_names(&template);
+    assert!(
+        names.iter().filter(|(_, _, is_sub)| *is_sub).count() >= 10,
+        "the template names its ten stack roles: {names:?}"
+    );
+    let stack = "a".repeat(LONGEST_STACK_NAME);
+    let mut seen: std::collections::BTreeMap<String, (String, &str)> = Default::default();
+    let mut problems = Vec::new();
+    for region in REGIONS {
+        for (logical_id, text, is_sub) in &names {
+            if !is_sub {
+                if !DMS_FIXED_ROLE_NAMES.contains(&text.as_str()) {
+                    problems.push(format!(
+                        "{logical_id}: the fixed name {text} collides with any other stack in the account"
+                    ));
+                }
+                continue;
+            }
+            let name = substitute_name(text, &stack, region);
+            if name.len() > IAM_NAME_LIMIT {
+                problems.push(format!(
+                    "{logical_id}: {name} is {} characters (limit {IAM_NAME_LIMIT})",
+                    name.len()
+                ));
+            }
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+            {
+                problems.push(format!("{logical_id}: {name} has a character IAM refuses"));
+            }
+            // IAM names are case-insensitive.
+            if let Some((other, other_region)) =
+                seen.insert(name.to_lowercase(), (logical_id.clone(), region))
+            {
+                problems.push(format!(
+                    "{logical_id} in {region} and {other} in {other_region} are both named {name}"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn every_role_arn_the_template_spells_out_names_one_of_its_roles() {
+    // A policy may name a role by ARN (the KMS key policy names the notify role that way, since a
+    // !GetAtt would make the key and the role depend on each other): it must follow the role's name.
+    let template = load(&template_path());
+    let role_names: BTreeSet<String> = iam_names(&template)
+        .into_iter()
+        .filter(|(_, _, is_sub)| *is_sub)
+        .map(|(_, text, _)| text)
+        .collect();
+    let mut spelled = Vec::new();
+    collect_subs(&template["Resources"], &mut spelled);
+    let role_arns: Vec<&String> = spelled.iter().filter(|t| t.contains(":role/")).collect();
+    assert!(
+        !role_arns.is_empty(),
+        "the key policy names the notify role"
+    );
+    for text in role_arns {
+        let (_, role) = text.split_once(":role/").expect(":role/");
+        assert!(
+            role_names.contains(role),
+            "{text} names a role the template does not create under that name ({role_names:?})"
+        );
+    }
+}
+
+fn collect_subs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(text)) = map.get("Fn::Sub") {
+                out.push(text.clone());
+            }
+            map.values().for_each(|v| collect_subs(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_subs(v, out)),
+        _ => {}
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Timeouts line up: SDK operation timeout + margin <= Lambda Timeout, and Lambda Timeout + margin <= the
+// timeout of whatever waits for it (the Task's TimeoutSeconds, the custom resource's ServiceTimeout).
+// ------------------------------------------------------------------------------------------------------
+
+/// Over one SDK call's operation timeout (retried attempts included), a Lambda needs time for the rest of
+/// its work and its answer. Less, and a slow call ends as `Sandbox.Timedout` (Lambda's timeout error,
+/// https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html#troubleshooting-timeouts),
+/// which the state machine does not retry, instead of the `Aws.Transient` it does.
+const LAMBDA_OVER_SDK: u64 = 30;
+/// Over the Lambda's own timeout, its caller also waits for the Init phase, which is not counted in the
+/// function timeout and may take up to 10 s
+/// (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html), and for the Invoke
+/// request and its answer. Less, and the state ends as `States.Timeout`
+/// (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html) while the
+/// function may still be running and about to answer.
+const CALLER_OVER_LAMBDA: u64 = 30;
+
+fn lambda_timeouts(template: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Lambda::Function")
+        .map(|(id, r)| {
+            let timeout = r["Properties"]["Timeout"].as_u64().unwrap_or_else(|| {
+                panic!("{id}: no numeric Timeout (the default 3 s is too short)")
+            });
+            (id.clone(), timeout)
+        })
+        .collect()
+}
+
+/// Every Task state, nested ones included: (state name, the `${Substitution}` it invokes, TimeoutSeconds).
+fn task_states(states: &serde_json::Value, out: &mut Vec<(String, String, Option<u64>)>) {
+    for (name, state) in states.as_object().expect("States") {
+        if state["Type"] == "Task" {
+            let target = state["Resource"]
+                .as_str()
+                .filter(|r| r.starts_with("${"))
+                .or_else(|| state["Parameters"]["FunctionName"].as_str())
+                .unwrap_or_else(|| panic!("{name}: invokes no ${{...FunctionArn}}"));
+            let substitution = target
+                .trim_start_matches("${")
+                .trim_end_matches('}')
+                .to_string();
+            out.push((name.clone(), substitution, state["TimeoutSeconds"].as_u64()));
+        }
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            task_states(&branch["States"], out);
+        }
+        for key in ["ItemProcessor", "Iterator"] {
+            if state[key].is_object() {
+                task_states(&state[key]["States"], out);
+            }
+        }
+    }
+}
+
+/// The timeouts that must line up, as violations (empty when they do).
+fn timeout_violations(
+    template: &serde_json::Value,
+    asl: &serde_json::Value,
+    sdk_operation_timeout: u64,
+) -> Vec<String> {
+    let lambdas = lambda_timeouts(template);
+    let substitutions =
+        &template["Resources"]["MigrationStateMachine"]["Properties"]["DefinitionSubstitutions"];
+    let mut problems = Vec::new();
+    let mut waited_on = BTreeSet::new();
+    for (id, timeout) in &lambdas {
+        if sdk_operation_timeout + LAMBDA_OVER_SDK > *timeout {
+            problems.push(format!(
+                "{id}: Timeout {timeout} s leaves less than {LAMBDA_OVER_SDK} s over the SDK's \
+                 {sdk_operation_timeout} s operation timeout"
+            ));
+        }
+    }
+    let mut tasks = Vec::new();
+    task_states(&asl["States"], &mut tasks);
+    for (state, substitution, timeout_seconds) in tasks {
+        let function = substitutions[&substitution]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("{state}: ${{{substitution}}} is not !GetAtt <Function>.Arn")
+            });
+        let lambda = lambdas[function];
+        waited_on.insert(function.to_string());
+        match timeout_seconds {
+            None => problems.push(format!(
+                "{state}: no TimeoutSeconds (the default is 99999999 s)"
+            )),
+            Some(t) if lambda + CALLER_OVER_LAMBDA > t => problems.push(format!(
+                "{state}: TimeoutSeconds {t} leaves less than {CALLER_OVER_LAMBDA} s over {function}'s \
+                 Timeout {lambda} s"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (id, resource) in template["Resources"].as_object().expect("Resources") {
+        let Some(function) = resource["Properties"]["ServiceToken"]["Fn::GetAtt"][0].as_str()
+        else {
+            continue;
+        };
+        let Some(lambda) = lambdas.get(function) else {
+            continue;
+        };
+        waited_on.insert(function.to_string());
+        // Without ServiceTimeout CloudFormation waits an hour; with it, that many seconds.
+        if let Some(service_timeout) = resource["Properties"]["ServiceTimeout"].as_u64() {
+            if lambda + CALLER_OVER_LAMBDA > service_timeout {
+                problems.push(format!(
+                    "{id}: ServiceTimeout {service_timeout} leaves less than {CALLER_OVER_LAMBDA} s over \
+                     {function}'s Timeout {lambda} s"
+                ));
+            }
+        }
+    }
+    for id in lambdas.keys().filter(|id| !waited_on.contains(*id)) {
+        problems.push(format!(
+            "{id}: no Task or custom resource waits for it, so nothing is checked"
+        ));
+    }
+    problems
+}
+
+fn asl() -> serde_json::Value {
+    let text = std::fs::read_to_string(workspace_root().join(STATE_MACHINE)).expect("the ASL");
+    serde_json::from_str(&text).expect("the ASL is JSON")
+}
+
+#[test]
+fn sdk_lambda_and_state_timeouts_line_up_for_every_function() {
+    let problems = timeout_violations(
+        &load(&template_path()),
+        &asl(),
+        core_lib::aws::OPERATION_TIMEOUT.as_secs(),
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_timeout_check_sees_a_state_shorter_than_its_lambda_and_a_lambda_shorter_than_the_sdk() {
+    let mut template = load(&template_path());
+    let mut asl = asl();
+    template["Resources"]["NotifyFunction"]["Properties"]["Timeout"] = 30.into();
+    asl["States"]["SgAutofix"]["TimeoutSeconds"] = 120.into();
+    let problems = timeout_violations(&template, &asl, 60);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("NotifyFunction: Timeout 30 s")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("SgAutofix: TimeoutSeconds 120")),
+        "{problems:#?}"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.starts_with("NotifyStarted: TimeoutSeconds")),
+        "a notify Task still waits long enough for a 30 s function: {problems:#?}"
+    );
+}
+
 /// The crates under `crates/` that are Lambdas: a binary (`src/main.rs`) depending on `lambda_runtime`
 /// (core depends on it too, for the error type, but has no binary).
 fn lambda_crates() -> BTreeSet<String> {

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use core_lib::aws::OPERATION_TIMEOUT;
 use core_lib::connectivity::{classify_failure, FailureClass};
 use core_lib::dms::{ConnectionInfo, Dms};
 use core_lib::envelope::{read_state, write_state};
@@ -18,9 +19,14 @@ use tokio::time::Instant;
 /// to about a minute when the connect times out.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Kept back from the Lambda's deadline for the last DescribeConnections round and the answer: one SDK
-/// attempt may take up to 20 s (core::aws) before it gives up.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+/// Kept back from the Lambda's deadline for the last DescribeConnections round and the answer: the round
+/// makes up to two calls, one per endpoint, and each may take the whole SDK operation timeout (its retried
+/// attempts included) before it gives up; 10 s more answer. Past the deadline Lambda ends the invocation
+/// with `Sandbox.Timedout`, which the state machine does not retry.
+const DEADLINE_MARGIN: Duration =
+    Duration::from_secs(2 * OPERATION_TIMEOUT.as_secs() + ANSWER_TIME.as_secs());
+/// Building and returning the answer after the last call.
+const ANSWER_TIME: Duration = Duration::from_secs(10);
 
 /// Lambda sends the deadline as epoch milliseconds; `cargo lambda watch` (the local emulator the lab
 /// tests run the binary under) sends the function timeout itself (`Lambda-Runtime-Deadline-Ms: 600000`).
@@ -470,7 +476,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(
             time_budget(now + Duration::from_secs(900), now),
-            Duration::from_secs(870)
+            Duration::from_secs(770)
         );
         assert_eq!(
             time_budget(now + Duration::from_secs(20), now),
@@ -480,5 +486,23 @@ mod tests {
             time_budget(now - Duration::from_secs(5), now),
             Duration::ZERO
         );
+    }
+
+    /// The last round starts before the budget runs out (the loop checks the budget before it sleeps) and
+    /// makes one DescribeConnections call per endpoint, each of which may take the whole SDK operation
+    /// timeout: the answer must still leave before the deadline.
+    #[test]
+    fn a_last_round_of_slowest_calls_still_answers_before_the_deadline() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let last_round = 2 * OPERATION_TIMEOUT;
+        for timeout_secs in [300, 400, 900] {
+            let left = Duration::from_secs(timeout_secs);
+            let budget = time_budget(now + left, now);
+            assert!(
+                budget + last_round + ANSWER_TIME <= left,
+                "a {timeout_secs} s Lambda polls for {budget:?}: a last round of {last_round:?} and the answer \
+                 would end after its deadline (Sandbox.Timedout)"
+            );
+        }
     }
 }

@@ -23,9 +23,14 @@ use rustls::pki_types::{pem::PemObject, CertificateDer};
 use crate::errors::StepError;
 
 /// One attempt may not hang for the whole Lambda timeout: a stuck call becomes `Aws.Transient`, which the
-/// state machine retries, instead of a Lambda timeout, which it does not.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// state machine retries, instead of a Lambda timeout (`Sandbox.Timedout`,
+/// https://docs.aws.amazon.com/lambda/latest/dg/troubleshooting-invocation.html#troubleshooting-timeouts),
+/// which it does not.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest one SDK call may take, its retried attempts included. Every Lambda's `Timeout` in the
+/// template is at least this plus a margin, and every Task's `TimeoutSeconds` is at least that `Timeout`
+/// plus a margin (tests/tests/template_contract.rs checks both).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The platform's whole trust store as one PEM file, first match wins.
 const PLATFORM_CA_BUNDLES: [&str; 2] = [
