@@ -82,7 +82,9 @@ moto_up() {
   if curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then return; fi
   mkdir -p "$ROOT/.lab"
   # moto's Step Functions interpreter calls Lambda at localhost:$MOTO_PORT: point it at the router.
-  MOTO_PORT=$ROUTER_PORT nohup "$ROOT/.tools/py/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$ROOT/.lab/moto.log" 2>&1 &
+  # AWS managed IAM policies exist in every real account; moto loads them only when asked (attaching
+  # service-role/AmazonDMSVPCManagementRole to dms-vpc-role needs them).
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_PORT=$ROUTER_PORT nohup "$ROOT/.tools/py/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$ROOT/.lab/moto.log" 2>&1 &
   echo $! >"$ROOT/.lab/moto.pid"
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1 && return

@@ -4,88 +4,18 @@
 //! would receive.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use aws_sdk_ec2::types::{
     IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair,
 };
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::routing::put;
-use axum::Router;
 use core_lib::tags::SG_RULE_TAG_KEY;
+use integration_tests::cfn::ResponseServer;
 use integration_tests::lab::{binary, Lab};
 use integration_tests::lambda::LocalLambda;
 use integration_tests::unique_name;
 use serde_json::{json, Value};
-
-/// One PUT the response server received.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    content_type: Option<String>,
-    body: Value,
-}
-
-/// The pre-signed ResponseURL stand-in: records every PUT and answers 200 like S3.
-struct ResponseServer {
-    port: u16,
-    received: Arc<Mutex<Vec<Received>>>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl ResponseServer {
-    async fn start() -> ResponseServer {
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let app = Router::new()
-            .route("/responses/{id}", put(record))
-            .with_state(received.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the response server");
-        let port = listener.local_addr().expect("address").port();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("response server");
-        });
-        ResponseServer {
-            port,
-            received,
-            _task: task,
-        }
-    }
-
-    /// A URL shaped like a pre-signed S3 URL (the query string is a signature the function must not log).
-    fn url(&self, id: &str) -> String {
-        format!(
-            "http://127.0.0.1:{}/responses/{id}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=secret{id}",
-            self.port
-        )
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("lock").clone()
-    }
-}
-
-async fn record(
-    State(received): State<Arc<Mutex<Vec<Received>>>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> &'static str {
-    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    received.lock().expect("lock").push(Received {
-        path: id,
-        content_type: headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        body,
-    });
-    ""
-}
 
 fn request(kind: &str, response_url: &str, bucket: &str, stack: &str) -> Value {
     let mut event = json!({

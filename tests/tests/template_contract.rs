@@ -77,6 +77,107 @@ fn the_template_uses_cores_tag_key_where_the_code_relies_on_it() {
     );
 }
 
+/// `DependsOn` as a list (CloudFormation accepts a string or a list).
+fn depends_on(resource: &serde_json::Value) -> Vec<String> {
+    match &resource["DependsOn"] {
+        serde_json::Value::String(one) => vec![one.clone()],
+        serde_json::Value::Array(many) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn the_dms_account_roles_are_not_stack_resources_and_dms_waits_for_them() {
+    let template = load(&template_path());
+    let resources = template["Resources"].as_object().expect("Resources");
+    // An AWS::IAM::Role with a fixed account-wide name fails with EntityAlreadyExists wherever it exists.
+    for (name, resource) in resources {
+        if resource["Type"] == "AWS::IAM::Role" {
+            let role_name = resource["Properties"]["RoleName"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                role_name != "dms-vpc-role" && role_name != "dms-cloudwatch-logs-role",
+                "{name} creates the account role {role_name} as a stack resource"
+            );
+        }
+    }
+    assert!(
+        template["Parameters"].get("CreateDMSRoles").is_none(),
+        "no parameter decides whether the DMS roles exist"
+    );
+    let text = std::fs::read_to_string(template_path()).expect("template");
+    assert!(
+        !text.contains("CreateDMSRoles"),
+        "CreateDMSRoles is gone everywhere"
+    );
+
+    let roles: Vec<&String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "Custom::DmsServiceRoles")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(roles.len(), 1, "one Custom::DmsServiceRoles: {roles:?}");
+    let roles_resource = &resources[roles[0].as_str()];
+    assert_eq!(
+        roles_resource["Properties"]["ServiceToken"]["Fn::GetAtt"][0], "StackCleanupFunction",
+        "served by the stack-cleanup function"
+    );
+    assert_eq!(
+        roles_resource["Properties"]["SubnetIds"]["Ref"], "SubnetIds",
+        "the probe uses the stack's subnets"
+    );
+    assert!(
+        depends_on(&resources["DMSReplicationSubnetGroup"]).contains(roles[0]),
+        "the replication subnet group (the first resource DMS checks dms-vpc-role for) waits for {}",
+        roles[0]
+    );
+}
+
+#[test]
+fn the_task_and_the_bucket_wait_for_the_update_guard_which_names_them_by_value() {
+    let template = load(&template_path());
+    let resources = template["Resources"].as_object().expect("Resources");
+    let guards: Vec<&String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "Custom::UpdateGuard")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(guards.len(), 1, "one Custom::UpdateGuard: {guards:?}");
+    let guard = &resources[guards[0].as_str()]["Properties"];
+    assert_eq!(
+        guard["ServiceToken"]["Fn::GetAtt"][0],
+        "StackCleanupFunction"
+    );
+    for dependent in ["ReplicationTask", "PreMigrationAssessmentBucket"] {
+        assert!(
+            depends_on(&resources[dependent]).contains(guards[0]),
+            "{dependent} is updated only after the guard accepted the update"
+        );
+    }
+    assert_eq!(guard["MigrationType"]["Ref"], "MigrationType");
+    assert_eq!(guard["LobMaxSizeKb"]["Ref"], "LobMaxSizeKb");
+    let task = &resources["ReplicationTask"]["Properties"];
+    assert_eq!(task["MigrationType"]["Ref"], "MigrationType");
+    assert!(
+        task["ReplicationTaskSettings"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|s| s.contains("\"LobMaxSize\": ${LobMaxSizeKb}")),
+        "the task's LobMaxSize is the parameter the guard carries"
+    );
+    assert_eq!(
+        guard["TaskIdentifier"], task["ReplicationTaskIdentifier"],
+        "the guard reads the task the template names"
+    );
+    assert_eq!(
+        guard["BucketName"], resources["PreMigrationAssessmentBucket"]["Properties"]["BucketName"],
+        "the guard checks the bucket the template names"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------------
 // DMS engine versions: the parameter offers exactly the versions of cloudformation/dms-engine-versions.json,
 // and none of them is past the date after which DMS refuses new replication instances of it.

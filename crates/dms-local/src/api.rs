@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::ids::now_epoch_seconds;
 use crate::model::{task_status, Connection, PendingAction};
 use crate::protocol::{self, filter_matches, filters, page, required_str, DmsError};
-use crate::{assessments, connection_test, task_rules, wire, App};
+use crate::{assessments, connection_test, subnet_groups, task_rules, wire, App};
 
 pub async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
@@ -21,6 +21,9 @@ pub async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         let input = protocol::parse_body(&body)?;
         if app.registry.lock().take_throttle(&operation) {
             return Err(DmsError::throttled());
+        }
+        if app.registry.lock().take_access_denial(&operation) {
+            return Err(subnet_groups::vpc_role_not_ready());
         }
         tracing::debug!(%operation, "request");
         dispatch(&app, &operation, &input)
@@ -51,6 +54,8 @@ fn dispatch(app: &Arc<App>, operation: &str, input: &Value) -> Result<Value, Dms
             assessments::describe_individual(app, input)
         }
         "DescribeApplicableIndividualAssessments" => assessments::describe_applicable(app, input),
+        "CreateReplicationSubnetGroup" => subnet_groups::create(app, input),
+        "DeleteReplicationSubnetGroup" => subnet_groups::delete(app, input),
         other => Err(DmsError {
             code: "InvalidAction",
             message: format!(

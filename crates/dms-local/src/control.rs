@@ -126,6 +126,8 @@ pub struct TaskSpec {
     target_endpoint_arn: String,
     migration_type: String,
     table_mappings: Value,
+    /// The settings' `TargetMetadata.LobMaxSize` (KB); 32 when absent.
+    lob_max_size_kb: Option<u32>,
 }
 
 pub async fn register_task(
@@ -187,6 +189,9 @@ pub async fn register_task(
         pending: None,
         subscription_exists: false,
         subscription_enabled: false,
+        lob_max_size_kb: spec
+            .lob_max_size_kb
+            .unwrap_or(crate::model::DEFAULT_LOB_MAX_SIZE_KB),
     });
     Ok(Json(json!({"arn": arn})))
 }
@@ -201,6 +206,12 @@ pub async fn fault(State(app): State<Arc<App>>, Json(body): Json<Value>) -> Cont
                 .insert(operation.to_string(), count.min(u32::MAX as u64) as u32);
             return Ok(Json(json!({"ok": true})));
         }
+        if let Some(count) = body["accessDenied"].as_u64() {
+            inner
+                .access_denials
+                .insert(operation.to_string(), count.min(u32::MAX as u64) as u32);
+            return Ok(Json(json!({"ok": true})));
+        }
         if body["assessmentError"].as_bool() == Some(true)
             && operation == "StartReplicationTaskAssessmentRun"
         {
@@ -208,7 +219,7 @@ pub async fn fault(State(app): State<Arc<App>>, Json(body): Json<Value>) -> Cont
             return Ok(Json(json!({"ok": true})));
         }
         return Err(ControlError(
-            "an operation fault needs `throttle` (a count) or `assessmentError: true` on StartReplicationTaskAssessmentRun".into(),
+            "an operation fault needs `throttle` or `accessDenied` (a count), or `assessmentError: true` on StartReplicationTaskAssessmentRun".into(),
         ));
     }
     let task_arn = body["taskArn"]

@@ -178,7 +178,12 @@ pub struct Task {
     /// Whether a subscription exists on the target / is enabled (the engine's view).
     pub subscription_exists: bool,
     pub subscription_enabled: bool,
+    /// `TargetMetadata.LobMaxSize` of the task's settings, in KB (what DescribeReplicationTasks reports).
+    pub lob_max_size_kb: u32,
 }
+
+/// The LobMaxSize a task registered without one reports.
+pub const DEFAULT_LOB_MAX_SIZE_KB: u32 = 32;
 
 impl Task {
     pub fn reported_status(&self) -> &str {
@@ -242,6 +247,15 @@ pub struct AssessmentRun {
     pub fail_execution: bool,
 }
 
+/// A replication subnet group (CreateReplicationSubnetGroup). dms-local knows no subnet's VPC or zone.
+#[derive(Debug, Clone)]
+pub struct SubnetGroup {
+    /// Stored lowercase, as DMS stores it.
+    pub identifier: String,
+    pub description: String,
+    pub subnet_ids: Vec<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct Inner {
     pub instances: Vec<Instance>,
@@ -251,6 +265,10 @@ pub struct Inner {
     pub assessment_runs: Vec<AssessmentRun>,
     /// Operation name → how many more calls answer ThrottlingException.
     pub throttles: HashMap<String, u32>,
+    /// Operation name → how many more calls answer AccessDeniedFault (what DMS answers while it cannot
+    /// use `dms-vpc-role`, e.g. just after the role was created).
+    pub access_denials: HashMap<String, u32>,
+    pub subnet_groups: Vec<SubnetGroup>,
     pub next_assessment_run_errors: bool,
 }
 
@@ -272,6 +290,16 @@ impl Inner {
     }
 
     /// Consumes one throttle of `operation`; true when this call must be throttled.
+    pub fn take_access_denial(&mut self, operation: &str) -> bool {
+        match self.access_denials.get_mut(operation) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn take_throttle(&mut self, operation: &str) -> bool {
         match self.throttles.get_mut(operation) {
             Some(left) if *left > 0 => {

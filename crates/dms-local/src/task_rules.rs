@@ -87,6 +87,7 @@ mod tests {
             pending: None,
             subscription_exists: false,
             subscription_enabled: false,
+            lob_max_size_kb: crate::model::DEFAULT_LOB_MAX_SIZE_KB,
         }
     }
 

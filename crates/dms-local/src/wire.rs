@@ -79,8 +79,16 @@ pub fn connection(c: &Connection, endpoint_id: &str, instance_id: &str) -> Value
     }))
 }
 
-/// What the engine models of a task's settings: the target is never prepared (DO_NOTHING).
-const TASK_SETTINGS: &str = r#"{"TargetMetadata":{"SupportLobs":true,"LimitedSizeLobMode":true,"LobMaxSize":32},"FullLoadSettings":{"TargetTablePrepMode":"DO_NOTHING"},"Logging":{"EnableLogging":false}}"#;
+/// What the engine models of a task's settings: the target is never prepared (DO_NOTHING); LobMaxSize is
+/// the task's own. DMS answers the settings as one JSON string.
+fn task_settings(t: &Task) -> String {
+    json!({
+        "TargetMetadata": {"SupportLobs": true, "LimitedSizeLobMode": true, "LobMaxSize": t.lob_max_size_kb},
+        "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING"},
+        "Logging": {"EnableLogging": false}
+    })
+    .to_string()
+}
 
 pub fn task(t: &Task, with_settings: bool, now: f64) -> Value {
     let loaded = t
@@ -129,7 +137,7 @@ pub fn task(t: &Task, with_settings: bool, now: f64) -> Value {
         "ReplicationInstanceArn": t.instance_arn,
         "MigrationType": t.migration_type.as_str(),
         "TableMappings": t.table_mappings,
-        "ReplicationTaskSettings": with_settings.then_some(TASK_SETTINGS),
+        "ReplicationTaskSettings": with_settings.then(|| task_settings(t)),
         "Status": t.reported_status(),
         "LastFailureMessage": t.last_failure_message,
         "StopReason": t.stop_reason,

@@ -1,3 +1,7 @@
+//! The CloudFormation custom resources of the stack, one function: `Custom::DmsServiceRoles` (dms_roles.rs),
+//! `Custom::UpdateGuard` (update_guard.rs), and `Custom::StackCleanup` (this file), told apart by the
+//! request's `ResourceType`.
+//!
 //! `Custom::StackCleanup`: on stack Delete, empties the versioned assessment bucket (every object version
 //! and delete marker) and revokes the ingress rules `sg-autofix` tagged with this stack's name, so the
 //! bucket and the DMS security group can be deleted after it. Create and Update do nothing.
@@ -15,6 +19,7 @@
 //! rule, rule already revoked) is SUCCESS.
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +30,9 @@ use core_lib::{ErrorName, StepError};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
 
+use crate::dms_roles::{self, AccountRoles, SubnetGroups};
 use crate::response::{CfnRequest, CfnResponse, RequestType, Responder, Status};
+use crate::update_guard::{self, TaskReader};
 
 /// Time kept free before the Lambda's deadline to answer CloudFormation (the PUT's attempts fit in it).
 pub const RESPONSE_MARGIN: Duration = Duration::from_secs(20);
@@ -42,6 +49,108 @@ pub struct Cleaners<B, R> {
     pub rules: R,
     /// The function's STACK_NAME, used when the resource has no StackName property.
     pub default_stack_name: String,
+}
+
+/// Answers one custom resource request (whatever happens: it never fails to produce an answer).
+pub trait Provider {
+    fn respond(
+        &self,
+        request: &CfnRequest,
+        budget: Duration,
+    ) -> impl Future<Output = CfnResponse> + Send;
+}
+
+impl<B, R> Provider for Cleaners<B, R>
+where
+    B: VersionedBucket + Sync,
+    R: SecurityGroupRules + Sync,
+{
+    async fn respond(&self, request: &CfnRequest, budget: Duration) -> CfnResponse {
+        respond_to(request, self, budget).await
+    }
+}
+
+/// Every resource type this function serves, with the clients each needs.
+pub struct Resources<B, R, I, D> {
+    pub cleaners: Cleaners<B, R>,
+    pub roles: I,
+    pub dms: D,
+}
+
+impl<B, R, I, D> Provider for Resources<B, R, I, D>
+where
+    B: VersionedBucket + Sync,
+    R: SecurityGroupRules + Sync,
+    I: AccountRoles + Sync,
+    D: SubnetGroups + TaskReader + Sync,
+{
+    async fn respond(&self, request: &CfnRequest, budget: Duration) -> CfnResponse {
+        let stack = self.cleaners.default_stack_name.as_str();
+        let (physical_id, work) = match request.resource_type.as_str() {
+            dms_roles::RESOURCE_TYPE => (
+                dms_roles::physical_resource_id(request, stack),
+                dms_roles::respond(
+                    request,
+                    &self.roles,
+                    &self.dms,
+                    stack,
+                    budget,
+                    &dms_roles::PROBE_BACKOFF,
+                )
+                .boxed(),
+            ),
+            update_guard::RESOURCE_TYPE => (
+                update_guard::physical_resource_id(request, stack),
+                update_guard::respond(request, &self.dms, &self.cleaners.bucket, stack).boxed(),
+            ),
+            // Custom::StackCleanup has its own time and panic guard.
+            _ => return respond_to(request, &self.cleaners, budget).await,
+        };
+        match tokio::time::timeout(budget, AssertUnwindSafe(work).catch_unwind()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(panic)) => answer(
+                request,
+                physical_id,
+                Status::Failed,
+                format!(
+                    "{} stopped on an internal error ({})",
+                    request.resource_type,
+                    panic_text(panic.as_ref())
+                ),
+                BTreeMap::new(),
+            ),
+            Err(_) => answer(
+                request,
+                physical_id,
+                Status::Failed,
+                format!(
+                    "{} ran out of time (it stops {} ms before the Lambda's deadline)",
+                    request.resource_type,
+                    RESPONSE_MARGIN.as_millis()
+                ),
+                BTreeMap::new(),
+            ),
+        }
+    }
+}
+
+/// The response to `request` with the given outcome.
+pub fn answer(
+    request: &CfnRequest,
+    physical_resource_id: String,
+    status: Status,
+    reason: String,
+    data: BTreeMap<String, String>,
+) -> CfnResponse {
+    CfnResponse {
+        status,
+        reason,
+        physical_resource_id,
+        stack_id: request.stack_id.clone(),
+        request_id: request.request_id.clone(),
+        logical_resource_id: request.logical_resource_id.clone(),
+        data,
+    }
 }
 
 pub fn now_epoch_millis() -> u64 {
@@ -149,21 +258,20 @@ fn list_suffix(items: &[String]) -> String {
 /// Handles one custom resource request: always answers CloudFormation, then returns what it answered.
 /// Returns an error only when the answer could not be delivered (or there is nowhere to deliver it), so
 /// the asynchronous invocation is retried by Lambda.
-pub async fn handle<B, R, P>(
+pub async fn handle<V, P>(
     event: Value,
-    cleaners: &Cleaners<B, R>,
+    provider: &V,
     responder: &P,
     budget: Duration,
 ) -> Result<Value, StepError>
 where
-    B: VersionedBucket + Sync,
-    R: SecurityGroupRules + Sync,
+    V: Provider + Sync,
     P: Responder + Sync,
 {
     let response = match serde_json::from_value::<CfnRequest>(event.clone()) {
         Ok(request) => {
             let response_url = request.response_url.clone();
-            let response = respond_to(&request, cleaners, budget).await;
+            let response = provider.respond(&request, budget).await;
             (response_url, response)
         }
         Err(e) => {

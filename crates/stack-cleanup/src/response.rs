@@ -32,21 +32,53 @@ pub struct CfnRequest {
     pub stack_id: String,
     pub request_id: String,
     pub logical_resource_id: String,
+    /// `Custom::StackCleanup`, `Custom::DmsServiceRoles` or `Custom::UpdateGuard`: which resource of this
+    /// function the request is for.
+    #[serde(default)]
+    pub resource_type: String,
     /// Absent on Create.
     pub physical_resource_id: Option<String>,
     #[serde(default)]
     pub resource_properties: Value,
+    /// On Update only: the properties before the update
+    /// (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requesttypes-update.html).
+    #[serde(default)]
+    pub old_resource_properties: Value,
 }
 
 impl CfnRequest {
     /// A string property, None when absent or blank.
     pub fn property(&self, name: &str) -> Option<&str> {
+        string_property(&self.resource_properties, name)
+    }
+
+    /// A string property of the properties before an Update, None when absent or blank.
+    pub fn old_property(&self, name: &str) -> Option<&str> {
+        string_property(&self.old_resource_properties, name)
+    }
+
+    /// A list-of-strings property (CloudFormation passes a `List<...>` parameter as a JSON array).
+    pub fn list_property(&self, name: &str) -> Vec<String> {
         self.resource_properties
             .get(name)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
+}
+
+fn string_property<'a>(properties: &'a Value, name: &str) -> Option<&'a str> {
+    properties
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
