@@ -87,6 +87,7 @@ mod tests {
             pending: None,
             subscription_exists: false,
             subscription_enabled: false,
+            restart_at: None,
         }
     }
 
