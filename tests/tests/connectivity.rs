@@ -25,8 +25,9 @@ async fn setup(lab: &Lab, dbs: &TestDatabases) -> Setup {
         .await;
     let mut env = lab.aws_env();
     env.extend(dms.env());
-    // Poll dms-local every 200 ms instead of DMS's 5 s.
+    // Poll dms-local every 200 ms instead of DMS's 5 s, and answer within 20 s (not the emulator's 600).
     env.push(("CONNECTION_POLL_INTERVAL_MS".into(), "200".into()));
+    env.push(("CONNECTION_TIME_LIMIT_SECONDS".into(), "20".into()));
     let lambda = LocalLambda::start(
         &PathBuf::from(lab.var("CARGO_LAMBDA")),
         "connectivity-check",
@@ -181,4 +182,125 @@ async fn a_connect_that_times_out_is_security_group_and_eligible_for_autofix() {
         json!(true),
         "source timed out, autofix on, not tried yet: {result}"
     );
+}
+
+/// Runs the Lambda for these endpoints and returns `results.connectivity`.
+async fn run_check(setup: &Setup, source_arn: &str) -> Value {
+    let out = setup
+        .lambda
+        .invoke(
+            &json!({"state": state(&setup.instance_arn, source_arn, &setup.target_endpoint_arn)}),
+        )
+        .await
+        .expect("connectivity-check answers");
+    out["results"]["connectivity"].clone()
+}
+
+/// DMS keeps the pair's last verdict: a refused TestConnection (the instance is `modifying`) leaves a
+/// `successful` from an earlier run in DescribeConnections. The step must not accept it, and must name
+/// the instance and its status instead.
+#[tokio::test]
+async fn a_modifying_instance_is_named_and_the_last_saved_success_is_not_accepted() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("conn_held_instance").await;
+    let setup = setup(&lab, &dbs).await;
+    let source_arn = setup
+        ._dms
+        .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "source"))
+        .await;
+    let first = run_check(&setup, &source_arn).await;
+    assert_eq!(first["ok"], json!(true), "{first}");
+
+    setup
+        ._dms
+        .fault(json!({"instanceArn": setup.instance_arn, "holdStatus": "modifying"}))
+        .await;
+    let result = run_check(&setup, &source_arn).await;
+    assert_eq!(
+        result["ok"],
+        json!(false),
+        "a stale verdict was accepted: {result}"
+    );
+    for role in ["source", "target"] {
+        let check = &result[role];
+        assert_eq!(check["status"], json!("not-tested"), "{result}");
+        assert_eq!(
+            check["classification"],
+            json!("dms-unavailable"),
+            "{result}"
+        );
+        let message = check["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("`lab-connectivity` is `modifying`"),
+            "{message}"
+        );
+        assert!(!check["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security group"));
+    }
+    assert_eq!(result["autofixEligible"], json!(false));
+}
+
+/// An endpoint that never had a verdict and is held `modifying`: today's code waited and blamed a
+/// security group; the step names the endpoint and its status.
+#[tokio::test]
+async fn a_modifying_endpoint_without_a_verdict_is_not_a_security_group() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("conn_held_endpoint").await;
+    let setup = setup(&lab, &dbs).await;
+    let mut spec = DmsLocal::lab_endpoint_spec(&lab, &dbs, "source");
+    spec["identifier"] = json!("held-source");
+    let source_arn = setup._dms.register_endpoint(&spec).await;
+    setup
+        ._dms
+        .fault(json!({"endpointArn": source_arn, "holdStatus": "modifying"}))
+        .await;
+    let result = run_check(&setup, &source_arn).await;
+    let source = &result["source"];
+    assert_eq!(source["status"], json!("not-tested"), "{result}");
+    assert!(
+        source["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("endpoint `held-source` is `modifying`"),
+        "{result}"
+    );
+    assert_eq!(result["target"]["status"], json!("successful"), "{result}");
+}
+
+/// The instance becomes available while the step waits: the step starts its own test then and reports
+/// that test's verdict (a wrong password, which only a test run after the release can see).
+#[tokio::test]
+async fn the_step_waits_for_the_instance_then_reports_its_own_test() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("conn_held_then_released").await;
+    let setup = setup(&lab, &dbs).await;
+    let mut bad = DmsLocal::lab_endpoint_spec(&lab, &dbs, "source");
+    bad["password"] = json!("not-the-password");
+    let bad_arn = setup._dms.register_endpoint(&bad).await;
+    setup
+        ._dms
+        .fault(json!({"instanceArn": setup.instance_arn, "holdStatus": "rebooting"}))
+        .await;
+    let dms_url = setup._dms.endpoint_url();
+    let instance_arn = setup.instance_arn.clone();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        reqwest::Client::new()
+            .post(format!("{dms_url}/control/faults"))
+            .json(&json!({"instanceArn": instance_arn, "holdStatus": null}))
+            .send()
+            .await
+            .expect("release the instance");
+    });
+    let result = run_check(&setup, &bad_arn).await;
+    release.await.expect("the release ran");
+    assert_eq!(result["source"]["status"], json!("failed"), "{result}");
+    assert_eq!(
+        result["source"]["classification"],
+        json!("auth"),
+        "{result}"
+    );
+    assert_eq!(result["target"]["status"], json!("successful"), "{result}");
 }

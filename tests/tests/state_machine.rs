@@ -14,7 +14,9 @@
 //!   NotifyAssessmentSkipped (a_second_execution_skips_the_assessment_and_resumes_the_task); failed →
 //!   NotifyAssessmentFailed (a_blocking_assessment_stops_before_the_task_starts); missing and unknown →
 //!   UnexpectedAssessmentStatus (assessment_step_failures_are_caught).
-//! - ProgressPhase: loading / catching-up → WaitBeforePoll, full-load-complete → NotifyFullLoadComplete,
+//! - ProgressPhase: recovering → NotifyTaskRecovering
+//!   (a_recoverable_error_sends_one_email_and_the_run_continues_to_cutover);
+//!   loading / catching-up → WaitBeforePoll, full-load-complete → NotifyFullLoadComplete,
 //!   ready-for-cutover → NotifyReadyForCutover (full_load_and_cdc_runs_to_ready_for_cutover); succeeded →
 //!   NotifySucceeded (full_load_only_succeeds_...); failed → NotifyTaskFailed
 //!   (a_table_error_during_the_load_fails_naming_the_table); monitoring-ended → NotifyMonitoringEnded
@@ -32,8 +34,8 @@
 //! - NotifyAssessmentWarnings: full_load_only_succeeds_and_its_email_failures_are_caught
 //! - NotifyAssessmentFailed: a_blocking_assessment_stops_before_the_task_starts
 //! - StartTask: throttling_past_the_retry_budget_sends_one_failure_email
-//! - NotifyAssessmentSkipped, NotifyTaskStarted, PollProgress, NotifyFullLoadComplete, NotifyReadyForCutover:
-//!   running_task_failures_are_caught
+//! - NotifyAssessmentSkipped, NotifyTaskStarted, PollProgress, NotifyFullLoadComplete, NotifyReadyForCutover,
+//!   NotifyTaskRecovering: running_task_failures_are_caught
 //! - NotifySucceeded: a_failing_succeeded_email_is_caught_once
 //! - NotifyTaskFailed: a_failing_task_failed_email_is_caught_once
 //! - NotifyMonitoringEnded: max_polls_three_ends_monitoring_with_one_email
@@ -951,6 +953,78 @@ async fn running_task_failures_are_caught() {
         );
     }
     assert_eq!(task_status(&rig).await, "running");
+
+    // A failing `task-recovering` email (poll-progress made to answer `recovering`) is caught once.
+    rig.clear_faults();
+    rig.inject(
+        "poll-progress",
+        None,
+        Fault::Rewrite(|state| state["results"]["progress"]["phase"] = json!("recovering")),
+    );
+    rig.inject("notify", Some("task-recovering"), denied.clone());
+    let (finished, emails) = rig.run(&input, RUN_LIMIT).await;
+    assert_one_failure_email(
+        &finished,
+        &emails,
+        "CaughtNotifyTaskRecovering",
+        "NotifyTaskRecovering",
+        "Aws.AccessDenied",
+    );
+}
+
+/// DMS stops the running task with `RECOVERABLE_ERROR` (dms-local's fault) and restarts it itself 3 s later:
+/// ProgressPhase `recovering` → NotifyTaskRecovering → WaitBeforePoll, one `task-recovering` email, and the
+/// run still ends ReadyForCutover.
+#[tokio::test]
+async fn a_recoverable_error_sends_one_email_and_the_run_continues_to_cutover() {
+    let Some(rig) = MigrationRig::start(RigSpec::new("sfn_recover", "full-load-and-cdc")).await
+    else {
+        return;
+    };
+    // Six ready polls a second apart leave time to inject the error after the full load.
+    let input = rig.payload(options(json!({"readyAfterConsecutivePolls": 6})));
+    let inject = async {
+        let dms = rig.dms.dms_client().await;
+        wait_for("the full load to finish", RUN_LIMIT, || async {
+            let task = core_lib::dms::Dms::describe_task(&dms, &rig.task.task_arn)
+                .await
+                .ok()?;
+            (task.status == "running"
+                && task
+                    .stats
+                    .is_some_and(|s| s.full_load_finish_epoch_seconds.is_some()))
+            .then_some(())
+        })
+        .await;
+        rig.dms
+            .fault(json!({"taskArn": rig.task.task_arn,
+                          "recoverableError": "Error in replication: the connection to the target was lost",
+                          "restartAfterSeconds": 3}))
+            .await;
+    };
+    let ((finished, emails), ()) = tokio::join!(rig.run(&input, RUN_LIMIT), inject);
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(
+        finished.entered.last().map(String::as_str),
+        Some("ReadyForCutover")
+    );
+    assert_eq!(
+        finished.count_entered("NotifyTaskRecovering"),
+        1,
+        "{:?}",
+        finished.entered
+    );
+    let events = events(&emails);
+    assert_eq!(
+        events.iter().filter(|e| *e == "task-recovering").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(events.last().map(String::as_str), Some("ready-for-cutover"));
+    assert!(
+        !events.iter().any(|e| e == "failed" || e == "task-failed"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

@@ -653,3 +653,96 @@ async fn another_running_execution_for_the_task_is_refused() {
         .await
         .expect("stopped");
 }
+
+/// DMS stops a task on an environmental error with RECOVERABLE_ERROR and restarts it itself. The first
+/// poll that sees it says `recovering` (one email), monitoring goes on, and once DMS has restarted the
+/// task the run continues to cutover readiness with every row there once.
+#[tokio::test]
+async fn a_recoverable_error_is_reported_once_and_the_run_continues_after_dms_restarts_the_task() {
+    let Some(rig) = rig("lc_recover", "full-load-and-cdc", SCHEMA).await else {
+        return;
+    };
+    let state = rig
+        .start_task(&rig.state(options(json!({}))))
+        .await
+        .expect("started");
+    let (state, _) = rig.poll_until(state, &["full-load-complete"]).await;
+    assert_eq!(
+        state["results"]["progress"]["phase"],
+        json!("full-load-complete")
+    );
+    let message = "Error in replication: the connection to the source was lost (server closed the connection unexpectedly)";
+    rig.dms
+        .fault(json!({"taskArn": rig.task.task_arn, "recoverableError": message, "restartAfterSeconds": 4}))
+        .await;
+    let (state, phases) = rig.poll_until(state, &["recovering"]).await;
+    let progress = &state["results"]["progress"];
+    assert_eq!(progress["phase"], json!("recovering"), "{phases:?}");
+    assert_eq!(
+        progress["stopReason"],
+        json!("Stop Reason RECOVERABLE_ERROR")
+    );
+    assert_eq!(progress["lastFailureMessage"], json!(message));
+    assert!(progress["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains(message));
+
+    sql(
+        &rig.dbs.source_url,
+        "INSERT INTO public.customers VALUES (1001, 'after-recovery');",
+    )
+    .await;
+    let (state, phases) = rig.poll_until(state, &[]).await;
+    assert_eq!(
+        state["results"]["progress"]["phase"],
+        json!("ready-for-cutover"),
+        "{phases:?}"
+    );
+    assert!(
+        !phases.iter().any(|p| p == "recovering"),
+        "announced once: {phases:?}"
+    );
+    assert_eq!(state["monitor"].get("recoveringSinceEpochSeconds"), None);
+    rig.target_count_reaches("public.customers", 41).await;
+}
+
+/// DMS never restarts the task (it gave up): once the stop has lasted longer than all of DMS's restart
+/// attempts can (the bound from the stack's settings), monitoring fails with DMS's own message.
+#[tokio::test]
+async fn a_recoverable_stop_past_dms_retry_bound_fails_with_dms_message() {
+    let Some(rig) = rig("lc_recover_gave_up", "full-load-and-cdc", SCHEMA).await else {
+        return;
+    };
+    let state = rig
+        .start_task(&rig.state(options(json!({}))))
+        .await
+        .expect("started");
+    let (state, _) = rig.poll_until(state, &["full-load-complete"]).await;
+    let message =
+        "Error in replication: could not connect to the target: password authentication failed";
+    rig.dms
+        .fault(json!({"taskArn": rig.task.task_arn, "recoverableError": message}))
+        .await;
+    let (mut state, _) = rig.poll_until(state, &["recovering"]).await;
+    let since = state["monitor"]["recoveringSinceEpochSeconds"]
+        .as_i64()
+        .expect("the stop is timed");
+    // As if the polls had gone on past the bound (the stack's settings allow DMS about an hour and a half).
+    let bound = core_lib::recoverable_errors::STACK_SETTINGS.give_up_after_seconds() as i64;
+    state["monitor"]["recoveringSinceEpochSeconds"] = json!(since - bound - 1);
+    let state = rig.poll_once(&state).await.expect("poll-progress answers");
+    let progress = &state["results"]["progress"];
+    assert_eq!(progress["phase"], json!("failed"), "{progress}");
+    let reason = progress["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(message) && reason.contains("given up"),
+        "{reason}"
+    );
+    assert_eq!(progress["lastFailureMessage"], json!(message));
+    assert_eq!(
+        rig.status().await,
+        "stopped",
+        "DMS's task is left as DMS left it"
+    );
+}

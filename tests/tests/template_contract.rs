@@ -77,6 +77,53 @@ fn the_template_uses_cores_tag_key_where_the_code_relies_on_it() {
     );
 }
 
+/// poll-progress bounds its wait for DMS's own restart of a task with the recoverable-error settings it
+/// believes the task has (`core_lib::recoverable_errors::STACK_SETTINGS`): they must be the template's.
+#[test]
+fn the_tasks_recoverable_error_settings_are_the_ones_core_bounds_its_wait_with() {
+    let template = load(&template_path());
+    let settings =
+        &template["Resources"]["ReplicationTask"]["Properties"]["ReplicationTaskSettings"];
+    let text = settings["Fn::Sub"]
+        .as_str()
+        .or_else(|| settings.as_str())
+        .expect("ReplicationTaskSettings is a JSON text");
+    // The only substitution is a number (LobMaxSizeKb); any number keeps the JSON valid.
+    let mut json_text = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        json_text.push_str(&rest[..start]);
+        json_text.push('0');
+        let end = rest[start..].find('}').expect("a closed ${...}");
+        rest = &rest[start + end + 1..];
+    }
+    json_text.push_str(rest);
+    let parsed: serde_json::Value = serde_json::from_str(&json_text).expect("the settings parse");
+    let behavior = &parsed["ErrorBehavior"];
+    let core = core_lib::recoverable_errors::STACK_SETTINGS;
+    assert_eq!(
+        behavior["RecoverableErrorCount"],
+        serde_json::json!(core.count)
+    );
+    assert_eq!(
+        behavior["RecoverableErrorInterval"],
+        serde_json::json!(core.interval_seconds)
+    );
+    assert_eq!(
+        behavior["RecoverableErrorThrottling"],
+        serde_json::json!(core.throttling)
+    );
+    assert_eq!(
+        behavior["RecoverableErrorThrottlingMax"],
+        serde_json::json!(core.throttling_max_seconds)
+    );
+    assert_eq!(
+        behavior["RecoverableErrorStopRetryAfterThrottlingMax"],
+        serde_json::json!(core.stop_retry_after_throttling_max),
+        "set deliberately, not left to DMS's default"
+    );
+}
+
 /// `DependsOn` as a list (CloudFormation accepts a string or a list).
 fn depends_on(resource: &serde_json::Value) -> Vec<String> {
     match &resource["DependsOn"] {

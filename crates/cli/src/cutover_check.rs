@@ -177,6 +177,8 @@ fn task_lines(
         consecutive_ready_polls: 0,
         full_load_announced: true,
         next_poll_seconds: 0,
+        recovering_since_epoch_seconds: None,
+        recovery_announced: false,
     };
     let reading = Reading {
         task,

@@ -11,7 +11,7 @@ use core_lib::dms::{ConnectionInfo, Dms};
 use core_lib::envelope::{read_state, write_state};
 use core_lib::redact::redact_secrets;
 use core_lib::state::{ConnectivityResult, EndpointCheck};
-use core_lib::{ExecutionState, StepError};
+use core_lib::{ErrorName, ExecutionState, StepError};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -50,6 +50,17 @@ pub fn time_budget(deadline: SystemTime, now: SystemTime) -> Duration {
 const SUCCESSFUL: &str = "successful";
 const FAILED: &str = "failed";
 const TESTING: &str = "testing";
+const NOT_TESTED: &str = "not-tested";
+
+/// `ReplicationInstanceStatus` of an instance that runs tests; every other listed value (creating,
+/// modifying, upgrading, rebooting, maintenance, storage-full, incompatible-network, ...) makes DMS refuse
+/// TestConnection with `InvalidResourceStateFault` ("The resource is in a state that prevents it from being
+/// used for database migration"). <https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationInstance.html>,
+/// <https://docs.aws.amazon.com/dms/latest/APIReference/API_TestConnection.html>
+const INSTANCE_AVAILABLE: &str = "available";
+/// `Endpoint.Status` of a usable endpoint. The API reference lists no values for it
+/// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_Endpoint.html>); DMS reports `active`.
+const ENDPOINT_ACTIVE: &str = "active";
 
 /// `successful` and `failed` are verdicts; `testing` (or no record yet) means wait. `deleting` means the
 /// endpoint is going away: no verdict will come, so it counts as a failure.
@@ -57,44 +68,151 @@ fn is_final(connection: Option<&ConnectionInfo>) -> bool {
     connection.is_some_and(|c| c.status != TESTING)
 }
 
-/// Starts both tests, then polls until both have a verdict or the budget is spent.
+/// Why DMS refused to start our test (`InvalidResourceStateFault` from TestConnection), read from the
+/// resources themselves: the fault's message is not a contract.
+#[derive(Debug, Clone, PartialEq)]
+enum Blocked {
+    Instance {
+        identifier: String,
+        status: String,
+    },
+    Endpoint {
+        identifier: String,
+        status: String,
+    },
+    /// A test of the same pair that this step did not start is still running.
+    TestRunning,
+    /// The instance and endpoint read usable and no test runs, yet DMS refused: its message.
+    Refused(String),
+}
+
+/// Where one endpoint's test stands.
+///
+/// A result counts only once DMS has accepted a TestConnection of this step. The `Connection` that
+/// DescribeConnections returns has no timestamp and no test id (Status, LastFailureMessage and the two
+/// identifiers: <https://docs.aws.amazon.com/dms/latest/APIReference/API_Connection.html>), and after a
+/// refused TestConnection it still holds the last saved verdict, possibly days old. DMS refuses a test
+/// while one of the same pair runs, and an accepted TestConnection answers the record as `testing`
+/// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_TestConnection.html>), so after our own
+/// accepted call the record's next verdict is this test's — and before it, no verdict is ours.
+#[derive(Debug, Clone, PartialEq)]
+enum Progress {
+    NotStarted(Option<Blocked>),
+    Started(Option<ConnectionInfo>),
+}
+
+impl Progress {
+    fn is_final(&self) -> bool {
+        matches!(self, Progress::Started(c) if is_final(c.as_ref()))
+    }
+}
+
+/// Reads why TestConnection was refused: the instance's status, the endpoint's, then a running test.
+async fn diagnose<D: Dms>(
+    dms: &D,
+    instance_arn: &str,
+    endpoint_arn: &str,
+    refusal: String,
+) -> Result<Blocked, StepError> {
+    let instance = dms.describe_instance(instance_arn).await?;
+    if instance.status != INSTANCE_AVAILABLE {
+        return Ok(Blocked::Instance {
+            identifier: instance.identifier,
+            status: instance.status,
+        });
+    }
+    let endpoint = dms.describe_endpoint(endpoint_arn).await?;
+    if endpoint.status != ENDPOINT_ACTIVE {
+        return Ok(Blocked::Endpoint {
+            identifier: endpoint.identifier,
+            status: endpoint.status,
+        });
+    }
+    let running = dms
+        .describe_connection(instance_arn, endpoint_arn)
+        .await?
+        .is_some_and(|c| c.status == TESTING);
+    Ok(if running {
+        Blocked::TestRunning
+    } else {
+        Blocked::Refused(refusal)
+    })
+}
+
+/// Starts a test of each endpoint (again, each round, while DMS refuses because a resource is not
+/// available), then polls until both of this step's tests have a verdict or the budget is spent.
 async fn run_tests<D: Dms>(
     dms: &D,
     instance_arn: &str,
     endpoint_arns: [&str; 2],
     interval: Duration,
     budget: Duration,
-) -> Result<[Option<ConnectionInfo>; 2], StepError> {
+) -> Result<[Progress; 2], StepError> {
     let started = Instant::now();
-    for endpoint_arn in endpoint_arns {
-        dms.test_connection(instance_arn, endpoint_arn).await?;
-    }
-    let mut connections: [Option<ConnectionInfo>; 2] = [None, None];
+    let mut progress = [Progress::NotStarted(None), Progress::NotStarted(None)];
+    // Bounded by the budget below; every round makes at most four DMS calls per endpoint.
     loop {
-        for (slot, endpoint_arn) in connections.iter_mut().zip(endpoint_arns) {
-            if !is_final(slot.as_ref()) {
-                *slot = dms.describe_connection(instance_arn, endpoint_arn).await?;
+        for (slot, endpoint_arn) in progress.iter_mut().zip(endpoint_arns) {
+            if let Progress::NotStarted(_) = slot {
+                match dms.test_connection(instance_arn, endpoint_arn).await {
+                    Ok(()) => *slot = Progress::Started(None),
+                    Err(refused) if refused.name == ErrorName::DmsInvalidState => {
+                        let why =
+                            diagnose(dms, instance_arn, endpoint_arn, refused.message).await?;
+                        tracing::info!(endpoint = %endpoint_arn, blocked = ?why, "DMS started no connection test");
+                        *slot = Progress::NotStarted(Some(why));
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            if let Progress::Started(connection) = slot {
+                if !is_final(connection.as_ref()) {
+                    *connection = dms.describe_connection(instance_arn, endpoint_arn).await?;
+                }
             }
         }
-        if connections.iter().all(|c| is_final(c.as_ref())) {
-            return Ok(connections);
+        if progress.iter().all(Progress::is_final) {
+            return Ok(progress);
         }
         if started.elapsed() + interval >= budget {
-            tracing::warn!(waited_ms = %started.elapsed().as_millis(), "connection tests still running at the deadline");
-            return Ok(connections);
+            tracing::warn!(waited_ms = %started.elapsed().as_millis(), "connection tests not finished at the deadline");
+            return Ok(progress);
         }
         tokio::time::sleep(interval).await;
     }
 }
 
-fn endpoint_check(
-    endpoint_arn: &str,
-    connection: Option<&ConnectionInfo>,
-    waited: Duration,
-) -> EndpointCheck {
+fn endpoint_check(endpoint_arn: &str, progress: &Progress, waited: Duration) -> EndpointCheck {
     let mut check = EndpointCheck {
         endpoint_arn: endpoint_arn.to_string(),
         ..EndpointCheck::default()
+    };
+    let connection = match progress {
+        Progress::Started(connection) => connection.as_ref(),
+        Progress::NotStarted(blocked) => {
+            let waited = waited.as_secs();
+            let message = match blocked {
+                Some(Blocked::Instance { identifier, status }) => format!(
+                    "DMS started no connection test: the replication instance `{identifier}` is `{status}`, not `available`, and stayed so for the {waited} s this step waited"
+                ),
+                Some(Blocked::Endpoint { identifier, status }) => format!(
+                    "DMS started no connection test: the endpoint `{identifier}` is `{status}`, not `active`, and stayed so for the {waited} s this step waited"
+                ),
+                Some(Blocked::TestRunning) => format!(
+                    "DMS started no connection test: a test of this endpoint from this instance that this step did not start was still running after {waited} s, and its result cannot be told apart from an older one"
+                ),
+                Some(Blocked::Refused(refusal)) => format!(
+                    "DMS refused to start a connection test although the instance is available and the endpoint active: {refusal}"
+                ),
+                None => "DMS started no connection test".to_string(),
+            };
+            let class = FailureClass::DmsUnavailable;
+            check.status = NOT_TESTED.to_string();
+            check.classification = Some(class.as_str().to_string());
+            check.message = Some(redact_secrets(&message));
+            check.fix = Some(class.fix().to_string());
+            return check;
+        }
     };
     match connection {
         Some(c) if c.status == SUCCESSFUL => check.status = SUCCESSFUL.to_string(),
@@ -148,8 +266,8 @@ pub async fn handle<D: Dms>(
     )
     .await?;
     let waited = started.elapsed();
-    let source = endpoint_check(&state.source_endpoint_arn, source.as_ref(), waited);
-    let target = endpoint_check(&state.target_endpoint_arn, target.as_ref(), waited);
+    let source = endpoint_check(&state.source_endpoint_arn, &source, waited);
+    let target = endpoint_check(&state.target_endpoint_arn, &target, waited);
     for (role, check) in [("source", &source), ("target", &target)] {
         tracing::info!(endpoint = role, status = %check.status, classification = ?check.classification, "connection test");
     }
@@ -186,13 +304,28 @@ mod tests {
     const TARGET: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1";
     const TIMEOUT_TEXT: &str = "Test Endpoint failed: Application-Status: 1020912, Application-Message: Failed to connect Network error has occurred, Application-Detailed-Message: RetCode: SQL_ERROR SqlState: 08001 NativeError: 101 Message: [unixODBC]timeout expired";
 
-    /// Answers DescribeConnections from a script per endpoint (the last answer repeats).
+    /// Answers DescribeConnections from a script per endpoint (the last answer repeats). TestConnection
+    /// answers `Dms.InvalidState` for the first `refusals` calls per endpoint, as DMS does while the
+    /// instance or endpoint is not available; the instance's status follows its own script.
     #[derive(Default)]
     struct ScriptedDms {
         answers: Mutex<HashMap<String, VecDeque<Option<ConnectionInfo>>>>,
         tests_started: Mutex<Vec<String>>,
+        test_calls: Mutex<u32>,
         describes: Mutex<u32>,
         fail_test_with: Option<StepError>,
+        refusals: Mutex<HashMap<String, u32>>,
+        instance_status: Mutex<VecDeque<String>>,
+        endpoint_status: Option<String>,
+    }
+
+    /// The shape classify_sdk_error gives DMS's fault: the text names dms:TestConnection, so it always
+    /// contains "test" whatever the cause.
+    fn refusal() -> StepError {
+        StepError::new(
+            ErrorName::DmsInvalidState,
+            format!("dms:TestConnection on {SOURCE} failed: InvalidResourceStateFault (HTTP 400): Replication Instance is in MODIFYING state and cannot be used for a test connection"),
+        )
     }
 
     fn connection(status: &str, message: Option<&str>) -> Option<ConnectionInfo> {
@@ -228,14 +361,39 @@ mod tests {
             unreachable!("connectivity-check starts no task")
         }
         async fn describe_instance(&self, _: &str) -> Result<InstanceInfo, StepError> {
-            unreachable!("connectivity-check reads no instance")
+            let mut script = self.instance_status.lock().unwrap();
+            let status = if script.len() > 1 {
+                script.pop_front()
+            } else {
+                script.front().cloned()
+            };
+            Ok(InstanceInfo {
+                identifier: "lab-instance".into(),
+                status: status.unwrap_or_else(|| "available".into()),
+                ..InstanceInfo::default()
+            })
         }
-        async fn describe_endpoint(&self, _: &str) -> Result<EndpointInfo, StepError> {
-            unreachable!("connectivity-check reads no endpoint")
+        async fn describe_endpoint(&self, endpoint_arn: &str) -> Result<EndpointInfo, StepError> {
+            Ok(EndpointInfo {
+                arn: endpoint_arn.into(),
+                identifier: "lab-source".into(),
+                status: self
+                    .endpoint_status
+                    .clone()
+                    .unwrap_or_else(|| "active".into()),
+                ..EndpointInfo::default()
+            })
         }
         async fn test_connection(&self, _: &str, endpoint_arn: &str) -> Result<(), StepError> {
+            *self.test_calls.lock().unwrap() += 1;
             if let Some(err) = &self.fail_test_with {
                 return Err(err.clone());
+            }
+            if let Some(left) = self.refusals.lock().unwrap().get_mut(endpoint_arn) {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(refusal());
+                }
             }
             self.tests_started
                 .lock()
@@ -469,6 +627,134 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err.name, ErrorName::PayloadInvalid);
+    }
+
+    fn refused(dms: ScriptedDms, endpoint: &str, times: u32) -> ScriptedDms {
+        dms.refusals.lock().unwrap().insert(endpoint.into(), times);
+        dms
+    }
+
+    #[tokio::test]
+    async fn a_refused_test_never_accepts_the_last_saved_verdict() {
+        // DMS keeps the last verdict of the pair: `successful`, from a test long ago.
+        let dms = refused(
+            ScriptedDms::with(
+                vec![connection("successful", None)],
+                vec![connection("successful", None)],
+            ),
+            SOURCE,
+            u32::MAX,
+        );
+        dms.instance_status
+            .lock()
+            .unwrap()
+            .push_back("modifying".into());
+        let out = run(&dms, state(), Duration::from_millis(20)).await.unwrap();
+        let result = &out["results"]["connectivity"];
+        assert_eq!(result["ok"], json!(false), "{result}");
+        assert_eq!(result["source"]["status"], json!("not-tested"));
+        assert_eq!(result["source"]["classification"], json!("dms-unavailable"));
+        let message = result["source"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`lab-instance` is `modifying`"),
+            "{message}"
+        );
+        assert!(!result["source"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("security group"));
+        assert_eq!(result["autofixEligible"], json!(false));
+        assert!(
+            *dms.test_calls.lock().unwrap() >= 3,
+            "TestConnection is tried again while the instance is unavailable"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_verdict_while_the_endpoint_is_unavailable_names_it_not_a_security_group() {
+        let dms = ScriptedDms {
+            endpoint_status: Some("modifying".into()),
+            ..refused(
+                ScriptedDms::with(vec![None], vec![connection("successful", None)]),
+                SOURCE,
+                u32::MAX,
+            )
+        };
+        let out = run(&dms, state(), Duration::from_millis(20)).await.unwrap();
+        let source = &out["results"]["connectivity"]["source"];
+        assert_eq!(source["status"], json!("not-tested"), "{source}");
+        assert!(source["message"]
+            .as_str()
+            .unwrap()
+            .contains("endpoint `lab-source` is `modifying`"));
+        assert!(!source["fix"].as_str().unwrap().contains("security group"));
+        assert_eq!(
+            out["results"]["connectivity"]["target"]["status"],
+            json!("successful")
+        );
+    }
+
+    #[tokio::test]
+    async fn once_the_instance_is_available_our_own_test_gives_the_verdict() {
+        let dms = refused(
+            ScriptedDms::with(
+                vec![
+                    connection("testing", None),
+                    connection("failed", Some(TIMEOUT_TEXT)),
+                ],
+                vec![connection("successful", None)],
+            ),
+            SOURCE,
+            2,
+        );
+        dms.instance_status.lock().unwrap().extend([
+            "modifying".to_string(),
+            "modifying".to_string(),
+            "available".to_string(),
+        ]);
+        let out = run(&dms, state(), LONG).await.unwrap();
+        let source = &out["results"]["connectivity"]["source"];
+        assert_eq!(source["status"], json!("failed"), "{source}");
+        assert_eq!(source["classification"], json!("security-group"));
+        assert_eq!(
+            *dms.tests_started.lock().unwrap(),
+            vec![TARGET.to_string(), SOURCE.to_string()],
+            "the source's test starts once DMS accepts it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_test_this_step_did_not_start_is_waited_out_then_ours_runs() {
+        // Round 1: refused, the pair reads `testing` (someone else's test); round 2: ours is accepted.
+        let dms = refused(
+            ScriptedDms::with(
+                vec![connection("testing", None), connection("successful", None)],
+                vec![connection("successful", None)],
+            ),
+            SOURCE,
+            1,
+        );
+        let out = run(&dms, state(), LONG).await.unwrap();
+        let result = &out["results"]["connectivity"];
+        assert_eq!(result["source"]["status"], json!("successful"), "{result}");
+        assert_eq!(*dms.test_calls.lock().unwrap(), 3);
+
+        // Still running at the deadline: no verdict of ours, and it says so.
+        let dms = refused(
+            ScriptedDms::with(
+                vec![connection("testing", None)],
+                vec![connection("successful", None)],
+            ),
+            SOURCE,
+            u32::MAX,
+        );
+        let out = run(&dms, state(), Duration::ZERO).await.unwrap();
+        let source = &out["results"]["connectivity"]["source"];
+        assert_eq!(source["status"], json!("not-tested"));
+        assert!(source["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not start"));
     }
 
     #[test]

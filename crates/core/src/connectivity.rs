@@ -32,10 +32,14 @@ pub enum FailureClass {
     DatabaseMissing,
     /// None of the above; the raw message is reported as it is.
     Unknown,
+    /// No test ran: DMS refused TestConnection because the replication instance or the endpoint was not
+    /// available (or another test of the pair was running) for as long as the step could wait. Never the
+    /// result of `classify_failure`: connectivity-check sets it from the resources' status.
+    DmsUnavailable,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 8] = [
+    pub const ALL: [FailureClass; 9] = [
         FailureClass::SecurityGroup,
         FailureClass::NoListener,
         FailureClass::Auth,
@@ -44,6 +48,7 @@ impl FailureClass {
         FailureClass::PgHba,
         FailureClass::DatabaseMissing,
         FailureClass::Unknown,
+        FailureClass::DmsUnavailable,
     ];
 
     /// The name in `results.connectivity.<endpoint>.classification`.
@@ -57,6 +62,7 @@ impl FailureClass {
             FailureClass::PgHba => "pg-hba",
             FailureClass::DatabaseMissing => "database-missing",
             FailureClass::Unknown => "unknown",
+            FailureClass::DmsUnavailable => "dms-unavailable",
         }
     }
 
@@ -90,6 +96,9 @@ impl FailureClass {
             }
             FailureClass::Unknown => {
                 "DMS reported a failure this tool does not recognise: read the message, correct the endpoint or the network, and run the execution again."
+            }
+            FailureClass::DmsUnavailable => {
+                "DMS did not run the test, so nothing is known about the network or the database yet: wait until the DMS console shows the replication instance Available and both endpoints Active (a modification, reboot or maintenance ends by itself), then run the execution again."
             }
         }
     }
@@ -132,6 +141,8 @@ fn signals(class: FailureClass, text: &str) -> bool {
         // DMS could not read the endpoint's secret: not a database connection at all, and its
         // "Timeout was reached" must not read as a blocked database port.
         FailureClass::Unknown => any_of(text, &["secrets manager", "secretsmanager"]),
+        // Set from the resources' status, never read from a failure message.
+        FailureClass::DmsUnavailable => false,
         // libpq: `no pg_hba.conf entry for host "...", user "...", database "...", no encryption` (PG 15+)
         // or `..., SSL off` (older); `pg_hba.conf rejects connection for host ...`.
         FailureClass::PgHba => any_of(

@@ -108,6 +108,10 @@ pub struct EndpointInfo {
     pub ssl_mode: Option<String>,
     /// The Secrets Manager secret holding host, port, username, password and dbname.
     pub secret_id: Option<String>,
+    /// `Endpoint.Status` as DMS reports it. The API reference lists no values ("The status of the
+    /// endpoint", <https://docs.aws.amazon.com/dms/latest/APIReference/API_Endpoint.html>); a usable endpoint
+    /// reads `active`.
+    pub status: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,7 +143,10 @@ pub trait Dms {
         &self,
         endpoint_arn: &str,
     ) -> impl Future<Output = Result<EndpointInfo, StepError>> + Send;
-    /// Starts a connection test; one already running is not an error.
+    /// Starts a connection test. DMS answers `InvalidResourceStateFault` (here `Dms.InvalidState`) when it
+    /// starts none: the instance or the endpoint is in a state that forbids a test, or a test of the same
+    /// pair is still running. The fault's message does not reliably say which, so the caller reads the
+    /// resources' status to tell (connectivity-check).
     fn test_connection(
         &self,
         instance_arn: &str,
@@ -381,6 +388,7 @@ impl Dms for DmsClient {
                 .postgre_sql_settings()
                 .and_then(|s| s.secrets_manager_secret_id())
                 .map(str::to_string),
+            status: endpoint.status().unwrap_or_default().to_string(),
         })
     }
 
@@ -389,27 +397,14 @@ impl Dms for DmsClient {
         instance_arn: &str,
         endpoint_arn: &str,
     ) -> Result<(), StepError> {
-        match self
-            .client
+        self.client
             .test_connection()
             .replication_instance_arn(instance_arn)
             .endpoint_arn(endpoint_arn)
             .send()
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let named = classify_sdk_error("dms:TestConnection", endpoint_arn, &err);
-                // DMS answers InvalidResourceStateFault while a test of the same pair is still running.
-                if named.name == ErrorName::DmsInvalidState
-                    && named.message.to_lowercase().contains("test")
-                {
-                    Ok(())
-                } else {
-                    Err(named)
-                }
-            }
-        }
+            .map_err(|e| classify_sdk_error("dms:TestConnection", endpoint_arn, &e))?;
+        Ok(())
     }
 
     async fn task_table_mappings(&self, task_arn: &str) -> Result<Option<String>, StepError> {

@@ -17,8 +17,12 @@ pub enum ErrorName {
     AwsThrottled,
     /// 5xx, timeouts, dispatch failures: retried a few times.
     AwsTransient,
-    /// IAM does not allow the call; the message names the action.
+    /// IAM does not allow the Lambda's own call; the message names the action.
     AwsAccessDenied,
+    /// DMS itself was refused while acting for us: one of the roles DMS assumes (the secrets-access role,
+    /// the assessment role, `dms-vpc-role`) or a KMS key it needs. The message names the role and what to
+    /// check; the Lambda's role is not at fault.
+    DmsAccessDenied,
     /// An ARN or resource that does not exist.
     AwsNotFound,
     /// AWS refused the request as invalid (a 4xx that is none of the above): retrying cannot help.
@@ -39,11 +43,12 @@ pub enum ErrorName {
 }
 
 impl ErrorName {
-    pub const ALL: [ErrorName; 12] = [
+    pub const ALL: [ErrorName; 13] = [
         ErrorName::PayloadInvalid,
         ErrorName::AwsThrottled,
         ErrorName::AwsTransient,
         ErrorName::AwsAccessDenied,
+        ErrorName::DmsAccessDenied,
         ErrorName::AwsNotFound,
         ErrorName::AwsRejected,
         ErrorName::DmsInvalidState,
@@ -61,6 +66,7 @@ impl ErrorName {
             ErrorName::AwsThrottled => "Aws.Throttled",
             ErrorName::AwsTransient => "Aws.Transient",
             ErrorName::AwsAccessDenied => "Aws.AccessDenied",
+            ErrorName::DmsAccessDenied => "Dms.AccessDenied",
             ErrorName::AwsNotFound => "Aws.NotFound",
             ErrorName::AwsRejected => "Aws.Rejected",
             ErrorName::DmsInvalidState => "Dms.InvalidState",
@@ -247,14 +253,8 @@ where
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = err.code().unwrap_or("");
-            let name = classify_code(code).unwrap_or_else(|| classify_status(status));
             let message = err.message().unwrap_or("no message");
-            let code_text = if code.is_empty() {
-                "no error code"
-            } else {
-                code
-            };
-            (name, format!("{code_text} (HTTP {status}): {message}"))
+            return classify_service_error(action, resource, status, code, message);
         }
         // SdkError is non-exhaustive; an unknown shape is not worth retrying blindly.
         _ => (
@@ -262,6 +262,10 @@ where
             "an unrecognised SDK error".to_string(),
         ),
     };
+    with_hint(name, action, resource, &detail)
+}
+
+fn with_hint(name: ErrorName, action: &str, resource: &str, detail: &str) -> StepError {
     let hint = match name {
         ErrorName::AwsAccessDenied => {
             format!(" — the Lambda's IAM role must allow `{action}` on {resource}")
@@ -275,6 +279,117 @@ where
         name,
         format!("{action} on {resource} failed: {detail}{hint}"),
     )
+}
+
+/// A service's error answer (code and message as the service sent them) as a stable name and a message
+/// that says what to fix.
+pub fn classify_service_error(
+    action: &str,
+    resource: &str,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> StepError {
+    let code_text = if code.is_empty() {
+        "no error code"
+    } else {
+        code
+    };
+    let detail = format!("{code_text} (HTTP {status}): {message}");
+    if let Some(role) = dms_role_at_fault(action, code, message) {
+        return StepError::new(
+            ErrorName::DmsAccessDenied,
+            format!(
+                "{action} on {resource} failed: {detail} — DMS itself was refused, not this Lambda: {}",
+                role.what_to_check()
+            ),
+        );
+    }
+    let name = classify_code(code).unwrap_or_else(|| classify_status(status));
+    with_hint(name, action, resource, &detail)
+}
+
+/// What DMS was using when it was refused. The stack creates each of these (logical IDs in
+/// `cloudformation/aurora-to-ps-dms.yaml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmsRole {
+    /// `dms-vpc-role`: DMS manages the replication instance's network interfaces with it.
+    VpcRole,
+    /// `DMSSecretsAccessRole`: the endpoints' `SecretsManagerAccessRoleArn`, with which DMS reads the
+    /// database secrets (and decrypts them with their KMS key).
+    SecretsAccess,
+    /// `DMSAssessmentRole`: the assessment run's `ServiceAccessRoleArn`, with which DMS writes the
+    /// results to the migration bucket.
+    Assessment,
+    /// A KMS key DMS needs (the endpoint's, the instance's or the one encrypting a secret).
+    KmsKey,
+    /// One of DMS's roles, the message does not say which.
+    Unnamed,
+}
+
+impl DmsRole {
+    pub fn what_to_check(self) -> &'static str {
+        match self {
+            DmsRole::VpcRole => "the IAM role `dms-vpc-role` is missing, was edited, or was created moments ago and IAM has not propagated it yet. It must trust dms.amazonaws.com and carry the AWS managed policy AmazonDMSVPCManagementRole; the stack creates it when it is absent. Wait a few minutes and run the execution again; if it persists, check the role in the IAM console.",
+            DmsRole::SecretsAccess => "the stack's DMS secrets-access role (logical ID DMSSecretsAccessRole, the endpoints' SecretsManagerAccessRoleArn) could not read the database secret. It must trust dms.<region>.amazonaws.com and allow Secrets Manager's GetSecretValue on the secret (and kms:Decrypt on the secret's KMS key, if it is not the AWS managed key). Check that the secret ARN in the stack parameters is the one the endpoint uses and that the role was not edited.",
+            DmsRole::Assessment => "the stack's DMS assessment role (logical ID DMSAssessmentRole, the assessment run's ServiceAccessRoleArn) could not write the premigration assessment results. It must trust dms.amazonaws.com and allow s3:PutObject, s3:GetObject, s3:ListBucket and s3:GetBucketLocation on the migration bucket (stack parameter MigrationBucketName), and the bucket policy must not deny it. Check that the bucket exists and that neither the role nor the bucket policy was edited.",
+            DmsRole::KmsKey => "DMS could not use a KMS key it needs (the key encrypting the endpoint or the replication instance, or the database secret's key). The key must be enabled and its key policy must let the account's IAM policies (and so DMS's roles) use it.",
+            DmsRole::Unnamed => "one of the roles DMS assumes for this stack was refused (dms-vpc-role, the secrets-access role DMSSecretsAccessRole, or the assessment role DMSAssessmentRole). The message above names what DMS tried; check that role in the IAM console against the stack template.",
+        }
+    }
+}
+
+/// The faults DMS answers when DMS itself, acting with one of its roles, was refused (each operation's
+/// `Errors` in the DMS API reference: `AccessDeniedFault` "AWS DMS was denied access to the endpoint.
+/// Check that the role is correctly configured", `KMSKeyNotAccessibleFault` "AWS DMS cannot access the AWS
+/// KMS key" — <https://docs.aws.amazon.com/dms/latest/APIReference/API_TestConnection.html>;
+/// `S3AccessDeniedFault` and `KMSAccessDeniedFault` on
+/// <https://docs.aws.amazon.com/dms/latest/APIReference/API_StartReplicationTaskAssessmentRun.html>).
+/// The caller's own IAM refusal is the common error `AccessDeniedException`
+/// (<https://docs.aws.amazon.com/dms/latest/APIReference/CommonErrors.html>), which stays `Aws.AccessDenied`.
+const DMS_SERVICE_FAULTS: &[&str] = &[
+    "AccessDeniedFault",
+    "KMSAccessDeniedFault",
+    "S3AccessDeniedFault",
+    "KMSKeyNotAccessibleFault",
+];
+
+/// Which of DMS's roles was refused, from the operation and DMS's message; `None` when the fault is not
+/// DMS's own or the message says the caller itself is not authorized (IAM's `User: ... is not authorized
+/// to perform: iam:PassRole` wording, which names the Lambda's role as the principal).
+pub fn dms_role_at_fault(action: &str, code: &str, message: &str) -> Option<DmsRole> {
+    if !action.starts_with("dms:") || !DMS_SERVICE_FAULTS.contains(&code) {
+        return None;
+    }
+    let text = message.to_ascii_lowercase();
+    if text.contains("is not authorized to perform") {
+        return None;
+    }
+    // Checked before the operation: DMS's message for an unusable `dms-vpc-role` names it
+    // ("The IAM Role arn:aws:iam::...:role/dms-vpc-role is not configured properly"; terraform-provider-aws
+    // #11025, aws-cdk #7632), whatever the operation.
+    if text.contains("dms-vpc-role") {
+        return Some(DmsRole::VpcRole);
+    }
+    if code == "S3AccessDeniedFault"
+        || text.contains("s3:")
+        || text.contains("amazon s3")
+        || text.contains("bucket")
+    {
+        return Some(DmsRole::Assessment);
+    }
+    if text.contains("secret") {
+        return Some(DmsRole::SecretsAccess);
+    }
+    let kms = code.starts_with("KMS") || text.contains("kms");
+    match action {
+        "dms:StartReplicationTaskAssessmentRun" if !kms => Some(DmsRole::Assessment),
+        // TestConnection and StartReplicationTask read the endpoints' secrets with the secrets-access
+        // role: an AccessDeniedFault there is that role unless the message says otherwise.
+        "dms:TestConnection" | "dms:StartReplicationTask" if !kms => Some(DmsRole::SecretsAccess),
+        _ if kms => Some(DmsRole::KmsKey),
+        _ => Some(DmsRole::Unnamed),
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +450,108 @@ mod tests {
         assert_eq!(classify_status(400), ErrorName::AwsRejected);
         assert_eq!(classify_status(429), ErrorName::AwsThrottled);
         assert_eq!(classify_status(200), ErrorName::AwsTransient);
+    }
+
+    const TASK: &str = "arn:aws:dms:us-east-1:123456789012:task:T1";
+
+    #[test]
+    fn dms_own_faults_name_the_dms_role_not_the_lambda_role() {
+        let cases = [
+            (
+                "dms:TestConnection",
+                "AccessDeniedFault",
+                "The IAM Role arn:aws:iam::123456789012:role/dms-vpc-role is not configured properly.",
+                "dms-vpc-role",
+            ),
+            (
+                "dms:TestConnection",
+                "AccessDeniedFault",
+                "DMS could not retrieve the secret of endpoint src-endpoint",
+                "DMSSecretsAccessRole",
+            ),
+            (
+                "dms:StartReplicationTask",
+                "AccessDeniedFault",
+                "Access denied",
+                "DMSSecretsAccessRole",
+            ),
+            (
+                "dms:StartReplicationTaskAssessmentRun",
+                "S3AccessDeniedFault",
+                "Insufficient privileges to access the S3 bucket",
+                "DMSAssessmentRole",
+            ),
+            (
+                "dms:StartReplicationTaskAssessmentRun",
+                "AccessDeniedFault",
+                "Access denied",
+                "DMSAssessmentRole",
+            ),
+            (
+                "dms:StartReplicationTaskAssessmentRun",
+                "KMSAccessDeniedFault",
+                "The ciphertext references a key that doesn't exist",
+                "KMS key",
+            ),
+            (
+                "dms:TestConnection",
+                "KMSKeyNotAccessibleFault",
+                "AWS DMS cannot access the AWS KMS key",
+                "KMS key",
+            ),
+        ];
+        for (action, code, message, role) in cases {
+            let err = classify_service_error(action, TASK, 400, code, message);
+            assert_eq!(err.name, ErrorName::DmsAccessDenied, "{action} {code}");
+            assert!(
+                err.message.contains(role),
+                "{action} {code}: {}",
+                err.message
+            );
+            assert!(
+                !err.message.contains("the Lambda's IAM role must allow"),
+                "{action} {code}: {}",
+                err.message
+            );
+            assert!(err.message.contains(message), "DMS's own words are kept");
+        }
+    }
+
+    #[test]
+    fn the_lambdas_own_denial_stays_the_lambdas_role() {
+        // IAM's refusal of the caller: the common error, or a DMS fault whose message names the caller.
+        for (code, message) in [
+            (
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/stack-start-task/fn is not authorized to perform: dms:StartReplicationTask",
+            ),
+            (
+                "AccessDeniedFault",
+                "User: arn:aws:sts::123456789012:assumed-role/stack-premigration-assessment/fn is not authorized to perform: iam:PassRole",
+            ),
+        ] {
+            let err = classify_service_error(
+                "dms:StartReplicationTaskAssessmentRun",
+                TASK,
+                400,
+                code,
+                message,
+            );
+            assert_eq!(err.name, ErrorName::AwsAccessDenied, "{code}");
+            assert!(err.message.contains("the Lambda's IAM role must allow"));
+        }
+        // Another service's AccessDenied is never DMS's.
+        let err = classify_service_error("sns:Publish", "topic", 403, "AuthorizationError", "no");
+        assert_eq!(err.name, ErrorName::AwsAccessDenied);
+        assert_eq!(
+            dms_role_at_fault("s3:PutObject", "AccessDeniedFault", "x"),
+            None
+        );
+        assert_eq!(
+            ErrorName::parse("Dms.AccessDenied"),
+            Some(ErrorName::DmsAccessDenied)
+        );
+        assert!(!ErrorName::DmsAccessDenied.is_retried());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum Event {
     AssessmentSkipped,
     TaskStarted,
     FullLoadComplete,
+    /// DMS stopped the task on a recoverable error and restarts it itself (once per execution).
+    TaskRecovering,
     ReadyForCutover,
     /// A full-load-only task finished.
     Succeeded,
@@ -25,7 +27,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 13] = [
+    pub const ALL: [Event; 14] = [
         Event::Started,
         Event::ConnectivityFailed,
         Event::SgFixed,
@@ -34,6 +36,7 @@ impl Event {
         Event::AssessmentSkipped,
         Event::TaskStarted,
         Event::FullLoadComplete,
+        Event::TaskRecovering,
         Event::ReadyForCutover,
         Event::Succeeded,
         Event::TaskFailed,
@@ -51,6 +54,7 @@ impl Event {
             Event::AssessmentSkipped => "assessment-skipped",
             Event::TaskStarted => "task-started",
             Event::FullLoadComplete => "full-load-complete",
+            Event::TaskRecovering => "task-recovering",
             Event::ReadyForCutover => "ready-for-cutover",
             Event::Succeeded => "succeeded",
             Event::TaskFailed => "task-failed",

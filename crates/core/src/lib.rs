@@ -20,6 +20,7 @@ pub mod payload;
 pub mod pg;
 pub mod pgpass;
 pub mod rds;
+pub mod recoverable_errors;
 pub mod redact;
 pub mod s3;
 pub mod schema_objects;

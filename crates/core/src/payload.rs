@@ -168,6 +168,8 @@ pub fn parse_payload(
         consecutive_ready_polls: 0,
         full_load_announced: false,
         next_poll_seconds: options.poll_interval_seconds,
+        recovering_since_epoch_seconds: None,
+        recovery_announced: false,
     };
     Ok(ExecutionState {
         replication_instance_arn: instance.to_string(),

@@ -94,6 +94,13 @@ pub struct Monitor {
     pub full_load_announced: bool,
     /// Read by the ASL Wait state's `SecondsPath`.
     pub next_poll_seconds: u32,
+    /// When a poll first saw the task stopped with `RECOVERABLE_ERROR` in the current stop (DMS restarts
+    /// such a task itself); cleared once it runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovering_since_epoch_seconds: Option<i64>,
+    /// The `recovering` phase (and its one email) was reported in this execution.
+    #[serde(default)]
+    pub recovery_announced: bool,
 }
 
 /// What each step found, keyed by step. Every field is optional: a step that has not run leaves it out.
@@ -128,7 +135,9 @@ pub struct ConnectivityResult {
 #[serde(rename_all = "camelCase", default)]
 pub struct EndpointCheck {
     pub endpoint_arn: String,
-    /// `successful`, `failed` or `testing` (still running when the Lambda had to answer).
+    /// `successful`, `failed`, `testing` (our test still running when the Lambda had to answer) or
+    /// `not-tested` (DMS refused to start a test for as long as the step could wait; classification
+    /// `dms-unavailable`, the message names the resource and its status).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<String>,

@@ -8,12 +8,16 @@
 //! A value this module does not know fails monitoring with the raw value: guessing could loop forever.
 
 use crate::dms::{TableStat, TaskInfo, TaskStats};
+use crate::recoverable_errors::STACK_SETTINGS;
 use crate::state::{capped, Monitor, Options, ProgressResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
     Loading,
     FullLoadComplete,
+    /// The first poll of this execution that sees DMS restarting the task after a recoverable error
+    /// (one email); later polls of a recovery read `loading` / `catching-up`.
+    Recovering,
     CatchingUp,
     ReadyForCutover,
     Succeeded,
@@ -22,9 +26,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Loading,
         Phase::FullLoadComplete,
+        Phase::Recovering,
         Phase::CatchingUp,
         Phase::ReadyForCutover,
         Phase::Succeeded,
@@ -37,6 +42,7 @@ impl Phase {
         match self {
             Phase::Loading => "loading",
             Phase::FullLoadComplete => "full-load-complete",
+            Phase::Recovering => "recovering",
             Phase::CatchingUp => "catching-up",
             Phase::ReadyForCutover => "ready-for-cutover",
             Phase::Succeeded => "succeeded",
@@ -274,6 +280,8 @@ enum Verdict {
     CatchingUp(String),
     /// The first poll that sees the full load finished.
     FullLoadComplete(String),
+    /// The first poll of the execution that sees DMS restarting the task.
+    Recovering(String),
     Ready(String),
     Succeeded(String),
     Failed(String),
@@ -284,11 +292,12 @@ pub fn assess(reading: &Reading<'_>, monitor: &Monitor, options: &Options, now: 
     let tables = TableSummary::of(reading);
     let mut next_monitor = monitor.clone();
     next_monitor.polls = monitor.polls.saturating_add(1);
-    let verdict = verdict(reading, &tables, &mut next_monitor, options);
+    let verdict = verdict(reading, &tables, &mut next_monitor, options, now);
     let (mut phase, reason) = match verdict {
         Verdict::Loading(r) => (Phase::Loading, r),
         Verdict::CatchingUp(r) => (Phase::CatchingUp, r),
         Verdict::FullLoadComplete(r) => (Phase::FullLoadComplete, r),
+        Verdict::Recovering(r) => (Phase::Recovering, r),
         Verdict::Ready(r) => (Phase::ReadyForCutover, r),
         Verdict::Succeeded(r) => (Phase::Succeeded, r),
         Verdict::Failed(r) => (Phase::Failed, r),
@@ -314,8 +323,16 @@ fn verdict(
     tables: &TableSummary,
     monitor: &mut Monitor,
     options: &Options,
+    now: i64,
 ) -> Verdict {
     let task = reading.task;
+    let recovering = task.status == TaskStatus::Stopped.as_str()
+        && task.stop_reason.as_deref().and_then(StopReason::parse)
+            == Some(StopReason::RecoverableError);
+    if !recovering {
+        // The recovery (if any) is over: a later one is timed from its own start.
+        monitor.recovering_since_epoch_seconds = None;
+    }
     let Some(status) = TaskStatus::parse(&task.status) else {
         return Verdict::Failed(format!(
             "DMS reports task status `{}`, which this tool does not know; monitoring stops rather than guess",
@@ -347,6 +364,9 @@ fn verdict(
     let load_finished = full_load_finished(task.stats.as_ref(), reading.tables);
     match status {
         TaskStatus::Running => running(reading, tables, migration, load_finished, monitor, options),
+        TaskStatus::Stopped if recovering => {
+            recovering_verdict(task, tables, migration, load_finished, monitor, now)
+        }
         TaskStatus::Stopped => stopped(task, tables, migration, load_finished, monitor),
         TaskStatus::Creating
         | TaskStatus::Ready
@@ -386,6 +406,49 @@ fn failed_reason(task: &TaskInfo) -> String {
         reason.push_str("; DMS gave no failure message (see the task's CloudWatch log)");
     }
     reason
+}
+
+/// A stop with `RECOVERABLE_ERROR`: DMS restarts the task by itself, after waits its error-handling
+/// settings fix (`recoverable_errors`). Report it once per execution, keep polling, and call it a failure
+/// (with DMS's message) only once the stop has lasted longer than all of DMS's restart attempts can.
+fn recovering_verdict(
+    task: &TaskInfo,
+    tables: &TableSummary,
+    migration: MigrationType,
+    load_finished: bool,
+    monitor: &mut Monitor,
+    now: i64,
+) -> Verdict {
+    let since = *monitor.recovering_since_epoch_seconds.get_or_insert(now);
+    let stopped_for = now.saturating_sub(since).max(0);
+    let bound = STACK_SETTINGS.give_up_after_seconds();
+    let said = task
+        .last_failure_message
+        .as_deref()
+        .filter(|m| !m.trim().is_empty())
+        .map_or_else(
+            || "DMS gave no failure message (see the task's CloudWatch log)".to_string(),
+            |m| format!("DMS said: {m}"),
+        );
+    if u64::try_from(stopped_for).unwrap_or(0) > bound {
+        return Verdict::Failed(format!(
+            "DMS stopped the task on a recoverable error ({}) and had not restarted it {stopped_for} s later, longer than its error-handling settings allow for all its restart attempts ({bound} s for RecoverableErrorCount {} with waits from {} s doubling up to {} s): DMS has given up. {said}",
+            StopReason::RecoverableError.dms_text(),
+            STACK_SETTINGS.count,
+            STACK_SETTINGS.interval_seconds,
+            STACK_SETTINGS.throttling_max_seconds,
+        ));
+    }
+    let what = format!(
+        "DMS stopped the task on a recoverable error ({}) and restarts it by itself: stopped for {stopped_for} s so far; this execution keeps watching and reports a failure if the task is still stopped after {bound} s. {said}",
+        StopReason::RecoverableError.dms_text()
+    );
+    if !monitor.recovery_announced {
+        monitor.recovery_announced = true;
+        monitor.consecutive_ready_polls = 0;
+        return Verdict::Recovering(what);
+    }
+    waiting(&what, migration, load_finished, tables, monitor)
 }
 
 /// A transient status (or a stop DMS restarts by itself): keep polling; the ready streak starts over.
@@ -538,6 +601,7 @@ fn stopped(
             reason.meaning(),
             reason.dms_text()
         )),
+        // Handled by `recovering_verdict` before this function is called.
         StopReason::RecoverableError
         | StopReason::FatalError
         | StopReason::ExpressLicenseLimitsReached

@@ -32,7 +32,11 @@ fn every_fixture_message_gets_its_expected_class() {
 fn the_fixtures_cover_every_class_and_real_dms_text() {
     let fixtures: Value = serde_json::from_str(FIXTURES).expect("the fixture file is JSON");
     let messages = fixtures["messages"].as_array().expect("a messages array");
-    for class in FailureClass::ALL {
+    // `dms-unavailable` is set from the resources' status when DMS ran no test: no message to classify.
+    for class in FailureClass::ALL
+        .into_iter()
+        .filter(|c| *c != FailureClass::DmsUnavailable)
+    {
         assert!(
             messages.iter().any(|m| m["expected"] == class.as_str()),
             "no fixture for {class}"

@@ -175,6 +175,7 @@ mod tests {
             password: Password("not-in-any-message".into()),
             ssl_mode: "none".into(),
             secret_id: None,
+            held_status: None,
         }
     }
 
@@ -186,6 +187,7 @@ mod tests {
             vpc_id: "vpc-1".into(),
             publicly_accessible: false,
             created: 0.0,
+            held_status: None,
         }
     }
 

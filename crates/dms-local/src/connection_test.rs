@@ -23,6 +23,25 @@ pub fn start(app: &Arc<App>, input: &Value) -> Result<Value, DmsError> {
         .endpoint(endpoint_arn)
         .cloned()
         .ok_or_else(|| DmsError::not_found(format!("Endpoint {endpoint_arn} not found")))?;
+    // DMS starts no test while the instance or the endpoint is in a state that forbids one
+    // (InvalidResourceStateFault, "The resource is in a state that prevents it from being used for database
+    // migration": https://docs.aws.amazon.com/dms/latest/APIReference/API_TestConnection.html). The API
+    // reference gives no message text; this one is modelled on DMS's other state refusals ("... is in
+    // MODIFYING state and cannot start"). The saved record of the pair is left as it was.
+    if instance.status() != "available" {
+        return Err(DmsError::invalid_state(format!(
+            "Test connection cannot be performed: Replication Instance {} is in {} state",
+            instance.identifier,
+            instance.status().to_ascii_uppercase()
+        )));
+    }
+    if endpoint.status() != "active" {
+        return Err(DmsError::invalid_state(format!(
+            "Test connection cannot be performed: Endpoint {} is in {} state",
+            endpoint.identifier,
+            endpoint.status().to_ascii_uppercase()
+        )));
+    }
     let existing = inner
         .connections
         .iter_mut()

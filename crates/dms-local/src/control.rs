@@ -56,6 +56,7 @@ pub async fn register_instance(
         vpc_id: spec.vpc_id,
         publicly_accessible: spec.publicly_accessible,
         created: now_epoch_seconds(),
+        held_status: None,
     });
     Ok(Json(json!({"arn": arn})))
 }
@@ -113,6 +114,7 @@ pub async fn register_endpoint(
         password: Password(spec.password),
         ssl_mode: spec.ssl_mode,
         secret_id: spec.secret_id,
+        held_status: None,
     });
     Ok(Json(json!({"arn": arn})))
 }
@@ -192,6 +194,7 @@ pub async fn register_task(
         lob_max_size_kb: spec
             .lob_max_size_kb
             .unwrap_or(crate::model::DEFAULT_LOB_MAX_SIZE_KB),
+        restart_at: None,
     });
     Ok(Json(json!({"arn": arn})))
 }
@@ -222,9 +225,31 @@ pub async fn fault(State(app): State<Arc<App>>, Json(body): Json<Value>) -> Cont
             "an operation fault needs `throttle` or `accessDenied` (a count), or `assessmentError: true` on StartReplicationTaskAssessmentRun".into(),
         ));
     }
-    let task_arn = body["taskArn"]
-        .as_str()
-        .ok_or_else(|| ControlError("a fault needs `operation` or `taskArn`".into()))?;
+    // A replication instance or endpoint held in a status (e.g. `modifying`): Describe reports it and
+    // TestConnection refuses, until `holdStatus: null` releases it.
+    if let Some(instance_arn) = body["instanceArn"].as_str() {
+        let status = held_status(&body)?;
+        let instance = inner
+            .instances
+            .iter_mut()
+            .find(|i| i.arn == instance_arn)
+            .ok_or_else(|| ControlError(format!("instance {instance_arn} is not registered")))?;
+        instance.held_status = status;
+        return Ok(Json(json!({"ok": true})));
+    }
+    if let Some(endpoint_arn) = body["endpointArn"].as_str() {
+        let status = held_status(&body)?;
+        let endpoint = inner
+            .endpoints
+            .iter_mut()
+            .find(|e| e.arn == endpoint_arn)
+            .ok_or_else(|| ControlError(format!("endpoint {endpoint_arn} is not registered")))?;
+        endpoint.held_status = status;
+        return Ok(Json(json!({"ok": true})));
+    }
+    let task_arn = body["taskArn"].as_str().ok_or_else(|| {
+        ControlError("a fault needs `operation`, `taskArn`, `instanceArn` or `endpointArn`".into())
+    })?;
     let task = inner
         .task_mut(task_arn)
         .ok_or_else(|| ControlError(format!("task {task_arn} is not registered")))?;
@@ -235,14 +260,46 @@ pub async fn fault(State(app): State<Arc<App>>, Json(body): Json<Value>) -> Cont
         task.last_failure_message = Some(message.to_string());
         task.stop_date = Some(now_epoch_seconds());
         task.pending = Some(PendingAction::Fail);
+    } else if let Some(message) = body["recoverableError"].as_str() {
+        // DMS stops a task on an environmental error with RECOVERABLE_ERROR and restarts it itself after
+        // the waits its error-handling settings give; `restartAfterSeconds` absent = DMS gave up.
+        if !matches!(
+            task.status.as_str(),
+            task_status::RUNNING | task_status::STARTING
+        ) {
+            return Err(ControlError(format!(
+                "a recoverable error stops a running task; this one is {}",
+                task.status
+            )));
+        }
+        task.status = task_status::STOPPED.to_string();
+        task.stop_reason = Some(stop_reason::RECOVERABLE_ERROR.to_string());
+        task.last_failure_message = Some(message.to_string());
+        task.stop_date = Some(now_epoch_seconds());
+        task.pending = Some(PendingAction::RecoverableStop);
+        task.restart_at = body["restartAfterSeconds"].as_f64().map(|s| {
+            std::time::Instant::now() + std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0))
+        });
     } else if object.contains_key("holdStatus") {
         task.held_status = body["holdStatus"].as_str().map(str::to_string);
     } else if let Some(pause) = body["pauseTableSync"].as_bool() {
         task.pause_table_sync = pause;
     } else {
         return Err(ControlError(
-            "a task fault needs failTask, holdStatus or pauseTableSync".into(),
+            "a task fault needs failTask, recoverableError, holdStatus or pauseTableSync".into(),
         ));
     }
     Ok(Json(json!({"ok": true})))
+}
+
+/// `holdStatus`: a status string to hold, or `null` to release.
+fn held_status(body: &Value) -> Result<Option<String>, ControlError> {
+    match body.get("holdStatus") {
+        Some(Value::String(status)) if !status.is_empty() => Ok(Some(status.clone())),
+        Some(Value::Null) => Ok(None),
+        _ => Err(ControlError(
+            "an instance or endpoint fault needs `holdStatus` (a status, or null to release)"
+                .into(),
+        )),
+    }
 }

@@ -15,6 +15,15 @@ pub struct Instance {
     pub vpc_id: String,
     pub publicly_accessible: bool,
     pub created: f64,
+    /// A `ReplicationInstanceStatus` held by the `holdStatus` fault (e.g. `modifying`); `None` reads
+    /// `available`.
+    pub held_status: Option<String>,
+}
+
+impl Instance {
+    pub fn status(&self) -> &str {
+        self.held_status.as_deref().unwrap_or("available")
+    }
 }
 
 /// A password that never reaches a `Debug`, a log line or a Describe answer.
@@ -42,6 +51,14 @@ pub struct Endpoint {
     /// DMS's spelling: none, require, verify-ca, verify-full.
     pub ssl_mode: String,
     pub secret_id: Option<String>,
+    /// An `Endpoint.Status` held by the `holdStatus` fault (e.g. `modifying`); `None` reads `active`.
+    pub held_status: Option<String>,
+}
+
+impl Endpoint {
+    pub fn status(&self) -> &str {
+        self.held_status.as_deref().unwrap_or("active")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +113,9 @@ pub enum PendingAction {
     Stop,
     /// The `failTask` fault: the task is already reported failed; the engine disables the subscription.
     Fail,
+    /// The `recoverableError` fault: the task is already reported stopped with RECOVERABLE_ERROR; the
+    /// engine disables the subscription (and restarts the task at `Task::restart_at`, if set).
+    RecoverableStop,
 }
 
 /// DescribeTableStatistics `TableState` values (DMS spelling).
@@ -180,6 +200,8 @@ pub struct Task {
     pub subscription_enabled: bool,
     /// `TargetMetadata.LobMaxSize` of the task's settings, in KB (what DescribeReplicationTasks reports).
     pub lob_max_size_kb: u32,
+    /// The `recoverableError` fault's `restartAfterSeconds`: when DMS restarts the stopped task by itself.
+    pub restart_at: Option<Instant>,
 }
 
 /// The LobMaxSize a task registered without one reports.
@@ -216,6 +238,7 @@ pub mod stop_reason {
     pub const NORMAL: &str = "Stop Reason NORMAL";
     pub const FULL_LOAD_ONLY_FINISHED: &str = "Stop Reason FULL_LOAD_ONLY_FINISHED";
     pub const FATAL_ERROR: &str = "Stop Reason FATAL_ERROR";
+    pub const RECOVERABLE_ERROR: &str = "Stop Reason RECOVERABLE_ERROR";
 }
 
 #[derive(Debug, Clone)]

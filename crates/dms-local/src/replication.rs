@@ -141,7 +141,9 @@ pub async fn tick(app: &Arc<App>) {
         .lock()
         .tasks
         .iter()
-        .filter(|t| t.pending.is_some() || t.status == task_status::RUNNING)
+        .filter(|t| {
+            t.pending.is_some() || t.status == task_status::RUNNING || t.restart_at.is_some()
+        })
         .map(|t| t.arn.clone())
         .collect();
     let mut steps = JoinSet::new();
@@ -160,12 +162,27 @@ async fn step(app: &App, arn: &str) {
     let Some(snap) = snapshot(app, arn) else {
         return;
     };
+    if pending.is_none() {
+        if let Some(at) = snap.task.restart_at {
+            if std::time::Instant::now() < at {
+                return;
+            }
+            // DMS's own restart after a recoverable error: the task resumes where it stopped.
+            update(app, arn, |t| t.restart_at = None);
+            if let Err(err) = resume(app, &snap).await {
+                tracing::warn!(task = %snap.task.identifier, error = %err, "restart after a recoverable error failed");
+            }
+            return;
+        }
+    }
     let result = match pending {
         Some(PendingAction::StartReplication) => start(app, &snap, true, false).await,
         Some(PendingAction::ReloadTarget) => start(app, &snap, true, true).await,
         Some(PendingAction::ResumeProcessing) => resume(app, &snap).await,
         Some(PendingAction::Stop) => stop(app, &snap).await,
-        Some(PendingAction::Fail) => set_enabled(app, &snap, false).await,
+        Some(PendingAction::Fail | PendingAction::RecoverableStop) => {
+            set_enabled(app, &snap, false).await
+        }
         None => observe(app, &snap).await,
     };
     if let Err(err) = result {

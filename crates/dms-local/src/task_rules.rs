@@ -88,6 +88,7 @@ mod tests {
             subscription_exists: false,
             subscription_enabled: false,
             lob_max_size_kb: crate::model::DEFAULT_LOB_MAX_SIZE_KB,
+            restart_at: None,
         }
     }
 

@@ -21,7 +21,7 @@ pub fn instance(i: &Instance) -> Value {
     compact(json!({
         "ReplicationInstanceIdentifier": i.identifier,
         "ReplicationInstanceClass": "dms.c6i.xlarge",
-        "ReplicationInstanceStatus": "available",
+        "ReplicationInstanceStatus": i.status(),
         "AllocatedStorage": 50,
         "InstanceCreateTime": i.created,
         "VpcSecurityGroups": i.security_group_ids.iter()
@@ -61,7 +61,7 @@ pub fn endpoint(e: &Endpoint) -> Value {
         "ServerName": e.host,
         "Port": e.port,
         "DatabaseName": e.database,
-        "Status": "active",
+        "Status": e.status(),
         "EndpointArn": e.arn,
         "SslMode": e.ssl_mode,
         "PostgreSQLSettings": compact(postgres_settings),

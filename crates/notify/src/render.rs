@@ -9,6 +9,7 @@ use core_lib::state::{
     AssessmentResult, CheckSummary, ConnectivityResult, EndpointCheck, Failure, Links,
     ProgressResult, SgAutofixResult, StartTaskResult,
 };
+use core_lib::task_phase::StopReason;
 use core_lib::Event;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -124,6 +125,7 @@ pub fn render(event: Event, view: &StateView) -> Email {
         Event::AssessmentSkipped => assessment_skipped(view),
         Event::TaskStarted => task_started(view),
         Event::FullLoadComplete => full_load_complete(view),
+        Event::TaskRecovering => task_recovering(view),
         Event::ReadyForCutover => ready_for_cutover(view),
         Event::Succeeded => succeeded(view),
         Event::TaskFailed => task_failed(view),
@@ -459,6 +461,31 @@ fn full_load_complete(_view: &StateView) -> Message {
     m
 }
 
+fn task_recovering(view: &StateView) -> Message {
+    let p = view.progress.clone().unwrap_or_default();
+    let settings = core_lib::recoverable_errors::STACK_SETTINGS;
+    let mut m = Message::new(
+        "DMS is restarting the task after a recoverable error",
+        "DMS stopped the replication task on an error it classes as recoverable (a lost connection, a database restart or failover) and restarts it by itself. Nothing is lost: it resumes where it stopped.",
+    );
+    m.step = Some("PollProgress".to_string());
+    let mut why = p
+        .reason
+        .clone()
+        .unwrap_or_else(|| "the task is stopped with Stop Reason RECOVERABLE_ERROR".to_string());
+    if let Some(last) = &p.last_failure_message {
+        if !why.contains(last.as_str()) {
+            let _ = write!(why, ". DMS said: {last}");
+        }
+    }
+    m.why = Some(why);
+    m.fix = Some(format!(
+        "No action is needed now, and do not reload the task. DMS tries up to {} restarts, {} s apart and doubling up to {} s; this execution keeps watching and sends a failure email only if DMS gives up. If the message points at a database you control (stopped, rebooting, out of connections), bring it back.",
+        settings.count, settings.interval_seconds, settings.throttling_max_seconds
+    ));
+    m
+}
+
 fn ready_for_cutover(view: &StateView) -> Message {
     let target = view
         .cdc_latency_target_seconds
@@ -514,10 +541,16 @@ fn task_failed(view: &StateView) -> Message {
         let _ = write!(why, ". DMS said: {last}");
     }
     m.why = Some(why);
-    m.fix = Some(
+    let recoverable =
+        p.stop_reason.as_deref().and_then(StopReason::parse) == Some(StopReason::RecoverableError);
+    m.fix = Some(if recoverable {
+        // DMS gave up restarting after environmental errors: the task's position is intact, so resuming
+        // it is right and a reload (which re-copies everything) is not.
+        "DMS gave up restarting the task after recoverable errors: fix the cause above (usually a source or target that stayed unreachable: stopped, failed over, a changed security group or password), then start a new execution with the same input; it resumes the task where it stopped. Do not reload: the data loaded so far is intact.".to_string()
+    } else {
         "Fix the cause above (the task's CloudWatch log has the detail). A reload does not empty target tables: start a new execution with options startMode \"reload\" and truncateTarget true to load again from scratch."
-            .to_string(),
-    );
+            .to_string()
+    });
     if !p.error_tables.is_empty() {
         m.details.push(format!(
             "Tables in error: {}",
@@ -570,6 +603,7 @@ fn error_fix(error: &str) -> &'static str {
         "Aws.Throttled" => "AWS kept throttling the calls through every retry. Wait a few minutes and start a new execution; every step is safe to re-run.",
         "Aws.Transient" => "An AWS service kept failing through every retry. Check the AWS Health Dashboard for the region, then start a new execution; every step is safe to re-run.",
         "Aws.AccessDenied" => "The Lambda's IAM role lacks the permission named above. The stack creates these roles: if they were edited, update the stack to restore them.",
+        "Dms.AccessDenied" => "DMS itself was refused while working for this migration; the Lambda's own permissions are fine. The message above names the DMS role (or KMS key) and what it must allow. The stack creates these roles: if one was edited or deleted, update the stack to restore it, then start a new execution.",
         "Aws.NotFound" => "A resource named in the input does not exist (deleted, or in another region or account). Use the payload from the same stack's outputs.",
         "Aws.Rejected" => "AWS refused the request; the message above says why. Correct it and start a new execution.",
         "Dms.InvalidState" => "The DMS task stayed in a transitional state (creating, modifying, stopping...) through every retry. Wait until the DMS console shows it Ready, Running or Stopped, then start a new execution.",
@@ -720,6 +754,64 @@ mod golden {
             }
         }
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    /// DMS gave up restarting after recoverable errors: the email carries DMS's message and never the
+    /// reload advice (which would re-copy a task whose position is intact).
+    #[test]
+    fn a_task_dms_gave_up_restarting_gets_dms_message_and_no_reload_advice() {
+        let mut state = full_state("x");
+        state["results"]["progress"]["status"] = json!("stopped");
+        state["results"]["progress"]["stopReason"] = json!("Stop Reason RECOVERABLE_ERROR");
+        state["results"]["progress"]["lastFailureMessage"] =
+            json!("Error in replication: connection to the source was lost");
+        state["results"]["progress"]["reason"] = json!("DMS has given up");
+        let view = StateView::read(&state, EXEC);
+        let email = render(Event::TaskFailed, &view);
+        assert!(
+            email.body.contains("connection to the source was lost"),
+            "{}",
+            email.body
+        );
+        assert!(
+            !email.body.contains("startMode \"reload\""),
+            "{}",
+            email.body
+        );
+        assert!(email.body.contains("Do not reload"), "{}", email.body);
+        // Any other failure keeps the reload advice.
+        let view = StateView::read(&full_state("x"), EXEC);
+        assert!(render(Event::TaskFailed, &view)
+            .body
+            .contains("startMode \"reload\""));
+    }
+
+    /// A DMS service-role refusal names that role, never the Lambda's.
+    #[test]
+    fn a_dms_role_refusal_matches_its_golden_file() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/failed-dms-access-denied.txt");
+        let err = core_lib::errors::classify_service_error(
+            "dms:StartReplicationTaskAssessmentRun",
+            "arn:aws:dms:us-east-1:123456789012:task:SHOPTASK",
+            400,
+            "S3AccessDeniedFault",
+            "Insufficient privileges to write to the S3 bucket",
+        );
+        let mut state = full_state("hunter2");
+        state["error"] = json!({"step": "PremigrationAssessmentStart", "Error": err.name.as_str(),
+            "Cause": json!({"errorType": err.name.as_str(), "errorMessage": err.message}).to_string()});
+        let view = StateView::read(&state, EXEC);
+        let email = render(Event::Failed, &view);
+        let text = format!("Subject: {}\n\n{}", email.subject, email.body);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).expect("write golden");
+            return;
+        }
+        assert!(text.contains("DMSAssessmentRole"), "{text}");
+        assert!(!text.contains("The Lambda's IAM role lacks"), "{text}");
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(expected, text, "differs from {}", path.display());
     }
 
     #[test]

@@ -11,6 +11,8 @@ fn monitor() -> Monitor {
         consecutive_ready_polls: 0,
         full_load_announced: false,
         next_poll_seconds: 60,
+        recovering_since_epoch_seconds: None,
+        recovery_announced: false,
     }
 }
 
@@ -164,6 +166,8 @@ fn expected(
         S::Stopped => match (stop, migration) {
             (None, _) | (Some(None), _) => Phase::Failed,
             (Some(Some(R::RecycleTask | R::ReconfigurationRestart)), _) => transient,
+            // DMS restarts the task itself: announced once (a fresh monitor has not announced it).
+            (Some(Some(R::RecoverableError)), _) => Phase::Recovering,
             (
                 Some(Some(
                     R::FullLoadOnlyFinished | R::StoppedAfterFullLoad | R::StoppedAfterCachedEvents,
@@ -239,7 +243,6 @@ fn stop_reasons_that_fail_say_why() {
         (StopReason::StoppedDueToLowMemory, "out of memory"),
         (StopReason::StoppedDueToLowDisk, "out of storage"),
         (StopReason::FatalError, "fatal"),
-        (StopReason::RecoverableError, "recoverable"),
         (StopReason::Normal, "was stopped"),
     ] {
         let t = task("stopped", Some(&reason.dms_text()), "full-load-and-cdc");
@@ -489,4 +492,88 @@ fn transient_restarts_keep_polling_and_reset_the_streak() {
     assert_eq!(out.phase, Phase::CatchingUp);
     assert_eq!(out.monitor.consecutive_ready_polls, 0);
     assert!(out.progress.reason.unwrap().contains("RECYCLE_TASK"));
+}
+
+fn recoverable_stop(message: &str) -> TaskInfo {
+    let mut t = task(
+        "stopped",
+        Some(&StopReason::RecoverableError.dms_text()),
+        "full-load-and-cdc",
+    );
+    t.last_failure_message = Some(message.into());
+    t
+}
+
+fn at(task: &TaskInfo, monitor: &Monitor, now: i64) -> Assessment {
+    assess(
+        &Reading {
+            task,
+            tables: &[table("a", TABLE_COMPLETED)],
+            latency: CdcLatency::default(),
+        },
+        monitor,
+        &options(),
+        now,
+    )
+}
+
+#[test]
+fn a_recoverable_stop_is_announced_once_then_watched_then_fails_with_dms_message_past_the_bound() {
+    let message = "Error in replication: connection to the source was lost";
+    let t = recoverable_stop(message);
+    let first = at(&t, &monitor(), NOW);
+    assert_eq!(first.phase, Phase::Recovering);
+    assert_eq!(first.monitor.recovering_since_epoch_seconds, Some(NOW));
+    assert!(first.monitor.recovery_announced);
+    let reason = first.progress.reason.clone().unwrap();
+    assert!(
+        reason.contains(message) && reason.contains("restarts it by itself"),
+        "{reason}"
+    );
+
+    // Still stopped a while later: no second announcement, monitoring goes on.
+    let bound =
+        i64::try_from(crate::recoverable_errors::STACK_SETTINGS.give_up_after_seconds()).unwrap();
+    let later = at(&t, &first.monitor, NOW + bound);
+    assert_eq!(
+        later.phase,
+        Phase::CatchingUp,
+        "{:?}",
+        later.progress.reason
+    );
+    assert_eq!(later.monitor.recovering_since_epoch_seconds, Some(NOW));
+
+    // Past the bound: DMS has given up; the reason carries DMS's message and no reload advice.
+    let given_up = at(&t, &later.monitor, NOW + bound + 1);
+    assert_eq!(given_up.phase, Phase::Failed);
+    let reason = given_up.progress.reason.unwrap();
+    assert!(
+        reason.contains(message) && reason.contains("given up"),
+        "{reason}"
+    );
+    assert!(!reason.contains("reload"), "{reason}");
+    assert_eq!(
+        given_up.progress.last_failure_message.as_deref(),
+        Some(message)
+    );
+}
+
+#[test]
+fn a_restarted_task_ends_the_recovery_and_a_later_one_is_timed_afresh() {
+    let t = recoverable_stop("lost");
+    let first = at(&t, &monitor(), NOW);
+    let running = task("running", None, "full-load-and-cdc");
+    let back = at(&running, &first.monitor, NOW + 60);
+    assert_ne!(back.phase, Phase::Recovering);
+    assert_eq!(back.monitor.recovering_since_epoch_seconds, None);
+    let again = at(&t, &back.monitor, NOW + 10_000);
+    assert_eq!(
+        again.phase,
+        Phase::CatchingUp,
+        "announced once per execution"
+    );
+    assert_eq!(
+        again.monitor.recovering_since_epoch_seconds,
+        Some(NOW + 10_000)
+    );
 }
