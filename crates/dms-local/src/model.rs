@@ -178,6 +178,10 @@ pub struct Task {
     /// Whether a subscription exists on the target / is enabled (the engine's view).
     pub subscription_exists: bool,
     pub subscription_enabled: bool,
+    /// The task settings JSON given at registration (DescribeReplicationTasks returns it), if any.
+    pub settings: Option<String>,
+    /// `TargetMetadata.BatchApplyEnabled` of those settings (DMS's default is false).
+    pub batch_apply: bool,
 }
 
 impl Task {

@@ -87,6 +87,8 @@ mod tests {
             pending: None,
             subscription_exists: false,
             subscription_enabled: false,
+            settings: None,
+            batch_apply: false,
         }
     }
 

@@ -129,7 +129,7 @@ pub fn task(t: &Task, with_settings: bool, now: f64) -> Value {
         "ReplicationInstanceArn": t.instance_arn,
         "MigrationType": t.migration_type.as_str(),
         "TableMappings": t.table_mappings,
-        "ReplicationTaskSettings": with_settings.then_some(TASK_SETTINGS),
+        "ReplicationTaskSettings": with_settings.then(|| t.settings.as_deref().unwrap_or(TASK_SETTINGS)),
         "Status": t.reported_status(),
         "LastFailureMessage": t.last_failure_message,
         "StopReason": t.stop_reason,
