@@ -192,11 +192,19 @@ def check_task(name, st, states):
     if not inv or inv.get("IntervalSeconds", 1) < 10 or not 0 < inv.get("MaxAttempts", 3) <= 60:
         problems.append(f"{name}: Dms.InvalidState needs a Retry with a long interval and bounded attempts")
 
-    catch = st.get("Catch")
-    if not catch or len(catch) != 1 or catch[0].get("ErrorEquals") != ["States.ALL"]:
-        problems.append(f"{name}: Task needs exactly one Catch on States.ALL")
+    # States.ALL cannot catch States.DataLimitExceeded (a state's output over 256 KiB): each Task lists it
+    # explicitly first, to the same Pass (a backstop; the Lambdas bound their output).
+    catch = st.get("Catch") or []
+    rest = [c for c in catch if c.get("ErrorEquals") != ["States.DataLimitExceeded"]]
+    if len(rest) != 1 or rest[0].get("ErrorEquals") != ["States.ALL"] or catch[-1] is not rest[0]:
+        problems.append(f"{name}: Task needs exactly one Catch on States.ALL, the last one")
         return problems
-    c = catch[0]
+    c = rest[0]
+    backstop = [b for b in catch if b is not c]
+    if len(backstop) != 1 or backstop[0].get("ResultPath") != c.get("ResultPath") or backstop[0].get("Next") != c.get("Next"):
+        problems.append(
+            f"{name}: needs one Catch on States.DataLimitExceeded before States.ALL, with the same ResultPath and Next"
+        )
     if name == FAILURE_NOTIFY:
         return problems  # checked as a whole in check()
     if c.get("ResultPath") != "$.error":

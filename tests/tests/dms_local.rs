@@ -604,3 +604,115 @@ print(json.dumps({
         ])
     );
 }
+
+/// What `dms-migrate constraints apply` adds during CDC (a unique constraint beside the key, a foreign key)
+/// fails tables when the task applies changes in batches, as the stack's task does; dms-local models it
+/// (stricter than DMS, see its README) so advice to do so is caught. A plain index is harmless, and without
+/// batch apply the same unique constraint leaves the table alone.
+#[tokio::test]
+async fn with_batch_apply_a_unique_constraint_or_foreign_key_added_during_cdc_fails_the_table() {
+    let Some(lab) = Lab::get().await else { return };
+    for batch_apply in [true, false] {
+        let dbs = lab
+            .fresh_databases(if batch_apply {
+                "dmsl_batch_on"
+            } else {
+                "dmsl_batch_off"
+            })
+            .await;
+        sql(&dbs.source_url, &format!("{SCHEMA}{ROWS}")).await;
+        sql(&dbs.target_url, SCHEMA).await;
+        let local = DmsLocal::start(&lab).await;
+        let instance_arn = local.register_instance("Lab-Instance").await;
+        let source = local
+            .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "source"))
+            .await;
+        let target = local
+            .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "target"))
+            .await;
+        let settings = json!({"TargetMetadata": {"BatchApplyEnabled": batch_apply}});
+        let task_arn = local
+            .try_control(
+                "tasks",
+                &json!({"identifier": format!("task-{}", dbs.name.replace('_', "-")),
+                    "instanceArn": instance_arn, "sourceEndpointArn": source, "targetEndpointArn": target,
+                    "migrationType": "full-load-and-cdc", "tableMappings": all_public_tables(),
+                    "settings": settings.to_string()}),
+            )
+            .await
+            .expect("the task registers")["arn"]
+            .as_str()
+            .expect("a task ARN")
+            .to_string();
+        let dms = local.dms_client().await;
+        dms.start_task(&task_arn, StartType::StartReplication)
+            .await
+            .expect("start");
+        wait_for_task(&dms, &task_arn, "the full load to finish", |t| {
+            t.stats
+                .as_ref()
+                .is_some_and(|s| s.full_load_progress_percent == 100)
+        })
+        .await;
+
+        // A plain (non-unique) index is safe under batch apply.
+        sql(
+            &dbs.target_url,
+            "CREATE INDEX orders_note ON public.orders (note);",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let tables = dms.table_statistics(&task_arn).await.expect("stats");
+        assert!(
+            tables.iter().all(|t| t.state == "Table completed"),
+            "batch apply {batch_apply}: {tables:?}"
+        );
+
+        sql(
+            &dbs.target_url,
+            "ALTER TABLE public.customers ADD CONSTRAINT customers_name_key UNIQUE (name);
+             ALTER TABLE public.orders ADD COLUMN customer_id int REFERENCES public.customers (id);",
+        )
+        .await;
+        if batch_apply {
+            let tables = wait_for("both tables in error", LIMIT, || async {
+                let tables = dms.table_statistics(&task_arn).await.expect("stats");
+                tables
+                    .iter()
+                    .all(|t| t.state == "Table error")
+                    .then_some(tables)
+            })
+            .await;
+            assert_eq!(tables.len(), 2, "{tables:?}");
+        } else {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let tables = dms.table_statistics(&task_arn).await.expect("stats");
+            assert!(
+                tables.iter().all(|t| t.state == "Table completed"),
+                "without batch apply nothing fails: {tables:?}"
+            );
+        }
+        let described = local
+            .sdk()
+            .await
+            .describe_replication_tasks()
+            .filters(
+                aws_sdk_databasemigration::types::Filter::builder()
+                    .name("replication-task-arn")
+                    .values(&task_arn)
+                    .build()
+                    .expect("a filter"),
+            )
+            .send()
+            .await
+            .expect("describe");
+        let text = described.replication_tasks()[0]
+            .replication_task_settings()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            text.contains("BatchApplyEnabled"),
+            "settings are returned: {text}"
+        );
+    }
+}

@@ -219,3 +219,86 @@ async fn a_task_that_already_started_is_skipped_not_blocked() {
     assert_eq!(a["status"], json!("skipped"), "{a}");
     assert!(a["reason"].as_str().unwrap().contains("startMode"), "{a}");
 }
+
+/// Step Functions' limit on a state's input or output (256 KiB of UTF-8), past which the execution dies with
+/// `States.DataLimitExceeded` and no Catch runs
+/// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+const STEP_FUNCTIONS_STATE_LIMIT: usize = 256 * 1024;
+/// SNS's limit on one message (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html).
+const SNS_MESSAGE_LIMIT: usize = 256 * 1024;
+
+#[tokio::test]
+async fn ten_thousand_loaded_target_tables_keep_the_output_and_the_email_bounded() {
+    let Some(rig) = rig("assess_10k_loaded").await else {
+        return;
+    };
+    // 10,000 non-empty target tables with realistic names (about 45 bytes each: a TRUNCATE naming all of
+    // them is ~470 KB). Batches of 500 per transaction: each CREATE holds a lock until commit, and the lock
+    // table holds max_locks_per_transaction × max_connections.
+    for batch in 0..20 {
+        sql(
+            &rig._dbs.target_url,
+            &format!(
+                "DO $$ BEGIN FOR i IN {}..{} LOOP
+                   EXECUTE format('CREATE TABLE public.already_loaded_customer_table_%s (id int PRIMARY KEY)', lpad(i::text, 5, '0'));
+                   EXECUTE format('INSERT INTO public.already_loaded_customer_table_%s VALUES (1)', lpad(i::text, 5, '0'));
+                 END LOOP; END $$;",
+                batch * 500 + 1,
+                batch * 500 + 500
+            ),
+        )
+        .await;
+    }
+    let state = rig.invoke(&rig.state(), "start").await;
+    let size = state.to_string().len();
+    assert!(
+        size < STEP_FUNCTIONS_STATE_LIMIT,
+        "the assessment step's output is {size} bytes"
+    );
+    let a = &state["results"]["assessment"];
+    let not_empty = a["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == json!("target.not_empty"))
+        .unwrap_or_else(|| panic!("target.not_empty is not reported: {a}"));
+    assert_eq!(not_empty["objectsTotal"], json!(10_000), "{not_empty}");
+    assert!(not_empty["objects"].as_array().unwrap().len() <= core_lib::state::MAX_NAMES);
+    assert!(
+        not_empty["fix"]
+            .as_str()
+            .unwrap()
+            .contains("dms-migrate preflight"),
+        "the cut fix says where the whole one is: {not_empty}"
+    );
+
+    // The email of that result, rendered and published by the built notify Lambda, read back from SNS.
+    let config = rig.lab.aws_config().await;
+    let topic = integration_tests::sns::TopicWithQueue::create(&config, "assess-10k").await;
+    let mut env = rig.lab.aws_env();
+    env.push(("TOPIC_ARN".into(), topic.topic_arn.clone()));
+    let notify = LocalLambda::start(
+        &PathBuf::from(rig.lab.var("CARGO_LAMBDA")),
+        "notify",
+        &binary("notify"),
+        &env,
+    )
+    .await;
+    notify
+        .invoke(&json!({"event": "assessment-warnings", "executionId": EXEC, "state": state}))
+        .await
+        .expect("notify publishes the assessment email");
+    let emails = topic.receive(1, Duration::from_secs(10)).await;
+    assert_eq!(emails.len(), 1, "exactly one email");
+    let body = &emails[0].message;
+    assert!(
+        body.len() < SNS_MESSAGE_LIMIT,
+        "the email is {} bytes",
+        body.len()
+    );
+    assert!(body.contains("target.not_empty"), "{body}");
+    assert!(
+        body.contains("9980 more"),
+        "the count of the rest is in the email: {body}"
+    );
+}

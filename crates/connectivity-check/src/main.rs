@@ -1,6 +1,7 @@
 use std::time::{Duration, SystemTime};
 
 use core_lib::aws::load_config;
+use core_lib::defect::catch_defects;
 use core_lib::dms::DmsClient;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
@@ -27,7 +28,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let budget = handler::time_budget(event.context.deadline(), SystemTime::now());
         let budget = time_limit.map_or(budget, |limit| budget.min(limit));
-        handler::handle(event.payload, dms, interval, budget).await
+        catch_defects(handler::handle(event.payload, dms, interval, budget)).await
     }))
     .await
 }

@@ -21,9 +21,13 @@ pub fn read_state(input: Value, lambda: &str) -> Result<ExecutionState, StepErro
     })
 }
 
-/// The whole updated state, as the Lambda's result.
+/// The whole updated state, as the Lambda's result, with every list and text cut to its bound
+/// (`ExecutionState::bound`): Step Functions fails an execution whose state exceeds 256 KiB without
+/// running any Catch.
 pub fn write_state(state: &ExecutionState) -> Result<Value, StepError> {
-    serde_json::to_value(state)
+    let mut state = state.clone();
+    state.bound();
+    serde_json::to_value(&state)
         .map_err(|e| StepError::payload(format!("the updated state could not be written: {e}")))
 }
 

@@ -40,6 +40,9 @@ pub enum ErrorName {
     /// start-task will not start the task as it stands (restarting would duplicate rows, the task failed,
     /// or another execution watches it): the user must act; the message says what to do. No retry.
     TaskRestartRefused,
+    /// A Lambda of this tool panicked: a bug in the tool, not in the user's setup. Never retried (the same
+    /// input panics again); the failure email asks for a report. See `crate::defect`.
+    ToolDefect,
 }
 
 impl ErrorName {
@@ -57,6 +60,7 @@ impl ErrorName {
         ErrorName::PostgresQueryFailed,
         ErrorName::ConfigInvalid,
         ErrorName::TaskRestartRefused,
+        ErrorName::ToolDefect,
     ];
 
     /// The `errorType` string Step Functions sees.
@@ -75,6 +79,7 @@ impl ErrorName {
             ErrorName::PostgresQueryFailed => "Postgres.QueryFailed",
             ErrorName::ConfigInvalid => "Config.Invalid",
             ErrorName::TaskRestartRefused => "Task.RestartRefused",
+            ErrorName::ToolDefect => "Tool.Defect",
         }
     }
 
@@ -105,10 +110,16 @@ pub struct StepError {
 }
 
 impl StepError {
+    /// The message is scrubbed of secrets and bounded: it becomes the state's `error.Cause` and the failure
+    /// email's "Why" (crate::bounds).
     pub fn new(name: ErrorName, message: impl Into<String>) -> Self {
         StepError {
             name,
-            message: redact_secrets(&message.into()),
+            message: crate::bounds::cap_text(
+                &redact_secrets(&message.into()),
+                crate::bounds::MAX_ERROR_BYTES,
+                crate::bounds::CUT,
+            ),
         }
     }
 

@@ -21,11 +21,18 @@ const REQUIRED: [&str; 6] = [
 /// Set by the state machine itself; a user pasting them has pasted an old execution's output.
 const MACHINE_FIELDS: [&str; 4] = ["context", "monitor", "results", "error"];
 
-/// Step Functions keeps at most 25,000 events per execution; one Wait → poll → Choice round is about 9.
+/// Step Functions keeps at most 25,000 events per execution; one Wait → poll → Choice round without retries
+/// is 9 (`crate::history`). tests/tests/history_budget.rs checks that the longest path before monitoring,
+/// this many rounds and the ending fit; retries beyond that are caught at run time by
+/// `history::may_poll_again`.
 pub const MAX_POLLS_LIMIT: u32 = 2500;
 
-/// A Standard execution may run for one year.
-pub const MAX_MONITOR_HOURS_LIMIT: u32 = 24 * 365;
+/// A Standard execution may run for one year
+/// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html); past it the execution times
+/// out with no email. Monitoring may last at most 90 days counted from the execution's start, which leaves
+/// months for everything before it (the assessment loop: at most 120 waits of at most an hour, retries)
+/// and after it (the last email).
+pub const MAX_MONITOR_HOURS_LIMIT: u32 = 24 * 90;
 
 struct Problems(Vec<String>);
 

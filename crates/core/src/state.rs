@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// At most this many names of any list travel in the state; the full list goes to the logs.
-pub const MAX_NAMES: usize = 20;
+pub use crate::bounds::MAX_NAMES;
+use crate::bounds::{cap_in_place, cap_names, MAX_FIX_BYTES, MAX_TEXT_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -249,8 +249,163 @@ pub struct Failure {
     pub cause: Option<String>,
 }
 
-/// Keeps the first `MAX_NAMES` entries and says how many there were.
-pub fn capped<T: Clone>(items: &[T]) -> (Vec<T>, u32) {
-    let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
-    (items.iter().take(MAX_NAMES).cloned().collect(), total)
+/// Keeps the first names (see `bounds::capped_names`) and says how many there were.
+pub fn capped(items: &[String]) -> (Vec<String>, u32) {
+    crate::bounds::capped_names(items)
+}
+
+impl ExecutionState {
+    /// Cuts every list and free text of every result to the bounds of `crate::bounds`, so the state a
+    /// Lambda returns stays under Step Functions' 256 KiB whatever the object counts and message lengths.
+    /// `envelope::write_state` applies it to every Lambda's answer; counts (`objectsTotal`,
+    /// `truncatedTotal`, `tablesErrored`...) keep the real numbers.
+    pub fn bound(&mut self) {
+        self.results.bound();
+    }
+}
+
+impl Results {
+    pub fn bound(&mut self) {
+        if let Some(c) = &mut self.connectivity {
+            for end in [&mut c.source, &mut c.target] {
+                for text in [&mut end.message, &mut end.fix, &mut end.classification]
+                    .into_iter()
+                    .flatten()
+                {
+                    cap_in_place(text, MAX_TEXT_BYTES);
+                }
+            }
+        }
+        if let Some(sg) = &mut self.sg_autofix {
+            for list in [
+                &mut sg.source_groups,
+                &mut sg.dms_groups,
+                &mut sg.added,
+                &mut sg.present,
+            ] {
+                cap_names(list);
+            }
+        }
+        if let Some(a) = &mut self.assessment {
+            if let Some(reason) = &mut a.reason {
+                cap_in_place(reason, MAX_TEXT_BYTES);
+            }
+            for list in [&mut a.failures, &mut a.warnings] {
+                list.truncate(MAX_NAMES);
+                list.iter_mut().for_each(CheckSummary::bound);
+            }
+        }
+        if let Some(s) = &mut self.start_task {
+            cap_in_place(&mut s.reason, MAX_TEXT_BYTES);
+            cap_names(&mut s.truncated_tables);
+        }
+        if let Some(p) = &mut self.progress {
+            for text in [
+                &mut p.stop_reason,
+                &mut p.last_failure_message,
+                &mut p.reason,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                cap_in_place(text, MAX_TEXT_BYTES);
+            }
+            cap_names(&mut p.error_tables);
+            cap_names(&mut p.warning_tables);
+        }
+    }
+}
+
+impl CheckSummary {
+    pub fn bound(&mut self) {
+        cap_in_place(&mut self.id, MAX_TEXT_BYTES);
+        cap_in_place(&mut self.summary, MAX_TEXT_BYTES);
+        if self.fix.len() > MAX_FIX_BYTES {
+            self.fix = crate::bounds::cap_text(
+                &self.fix,
+                MAX_FIX_BYTES,
+                "\n-- ... cut here: `dms-migrate preflight` prints the whole fix",
+            );
+        }
+        cap_names(&mut self.objects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounds::MAX_STATE_BYTES;
+
+    fn huge_names(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("\"{}{i}\"", "n".repeat(300)))
+            .collect()
+    }
+
+    /// Every list and text at its worst (names longer than PostgreSQL allows, messages of megabytes):
+    /// the bounded state still fits Step Functions' 256 KiB with the margin `MAX_STATE_BYTES` keeps.
+    #[test]
+    fn the_worst_case_state_fits_after_bounding() {
+        let text = "x".repeat(1_000_000);
+        let check = CheckSummary {
+            id: text.clone(),
+            summary: text.clone(),
+            fix: format!("TRUNCATE {};", huge_names(10_000).join(", ")),
+            objects: huge_names(10_000),
+            objects_total: 10_000,
+        };
+        let endpoint = EndpointCheck {
+            endpoint_arn: "arn:aws:dms:us-east-1:123456789012:endpoint:X".into(),
+            status: "failed".into(),
+            classification: Some(text.clone()),
+            message: Some(text.clone()),
+            fix: Some(text.clone()),
+        };
+        let mut results = Results {
+            connectivity: Some(ConnectivityResult {
+                source: endpoint.clone(),
+                target: endpoint,
+                ..Default::default()
+            }),
+            sg_autofix: Some(SgAutofixResult {
+                source_groups: huge_names(1000),
+                dms_groups: huge_names(1000),
+                added: huge_names(1000),
+                present: huge_names(1000),
+            }),
+            assessment: Some(AssessmentResult {
+                status: "failed".into(),
+                reason: Some(text.clone()),
+                failures: vec![check.clone(); 500],
+                warnings: vec![check; 500],
+                ..Default::default()
+            }),
+            start_task: Some(StartTaskResult {
+                reason: text.clone(),
+                truncated_tables: huge_names(10_000),
+                truncated_total: 10_000,
+                ..Default::default()
+            }),
+            progress: Some(ProgressResult {
+                stop_reason: Some(text.clone()),
+                last_failure_message: Some(text.clone()),
+                reason: Some(text),
+                error_tables: huge_names(10_000),
+                warning_tables: huge_names(10_000),
+                ..Default::default()
+            }),
+        };
+        results.bound();
+        let size = serde_json::to_string(&results).unwrap().len();
+        assert!(size < MAX_STATE_BYTES, "{size} bytes");
+        let a = results.assessment.unwrap();
+        assert_eq!(a.failures.len(), MAX_NAMES);
+        assert_eq!(a.failures[0].objects_total, 10_000, "counts stay exact");
+        assert!(
+            a.failures[0].fix.contains("dms-migrate preflight"),
+            "{}",
+            a.failures[0].fix
+        );
+        assert_eq!(results.start_task.unwrap().truncated_total, 10_000);
+    }
 }

@@ -130,6 +130,9 @@ pub struct TaskSpec {
     table_mappings: Value,
     /// The settings' `TargetMetadata.LobMaxSize` (KB); 32 when absent.
     lob_max_size_kb: Option<u32>,
+    /// ReplicationTaskSettings as a JSON object or text; `TargetMetadata.BatchApplyEnabled` is modelled.
+    #[serde(default)]
+    settings: Option<Value>,
 }
 
 pub async fn register_task(
@@ -141,6 +144,20 @@ pub async fn register_task(
     })?;
     let mappings_text = table_mappings::mapping_text(&spec.table_mappings);
     table_mappings::parse(&mappings_text).map_err(ControlError)?;
+    let settings: Option<Value> = match &spec.settings {
+        Some(Value::String(text)) => Some(
+            serde_json::from_str(text)
+                .map_err(|e| ControlError(format!("settings is not JSON: {e}")))?,
+        ),
+        other => other.clone(),
+    };
+    // https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.TargetMetadata.html:
+    // BatchApplyEnabled defaults to false.
+    let batch_apply = settings
+        .as_ref()
+        .and_then(|s| s.pointer("/TargetMetadata/BatchApplyEnabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut inner = app.registry.lock();
     if inner.instance(&spec.instance_arn).is_none() {
         return Err(ControlError(format!(
@@ -195,6 +212,8 @@ pub async fn register_task(
             .lob_max_size_kb
             .unwrap_or(crate::model::DEFAULT_LOB_MAX_SIZE_KB),
         restart_at: None,
+        settings: settings.map(|s| s.to_string()),
+        batch_apply,
     });
     Ok(Json(json!({"arn": arn})))
 }

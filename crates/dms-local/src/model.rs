@@ -202,6 +202,10 @@ pub struct Task {
     pub lob_max_size_kb: u32,
     /// The `recoverableError` fault's `restartAfterSeconds`: when DMS restarts the stopped task by itself.
     pub restart_at: Option<Instant>,
+    /// The task settings JSON given at registration (DescribeReplicationTasks returns it), if any.
+    pub settings: Option<String>,
+    /// `TargetMetadata.BatchApplyEnabled` of those settings (DMS's default is false).
+    pub batch_apply: bool,
 }
 
 /// The LobMaxSize a task registered without one reports.

@@ -41,6 +41,20 @@ const COUNTERS_SQL: &str = "
 SELECT schemaname::text, relname::text, n_tup_ins, n_tup_upd, n_tup_del
 FROM pg_stat_user_tables
 WHERE (schemaname, relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+/// Mapped target tables that batch apply cannot serve: a unique index or constraint besides the primary key,
+/// or a foreign key. DMS does not support batch apply on tables with a unique constraint beside the
+/// primary key (a batch's net changes can move a unique value between rows), and a batch does not keep the
+/// order foreign keys need (BatchApplyEnabled "can affect transactional integrity":
+/// https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.TargetMetadata.html).
+/// The model is stricter than DMS: such a table ends `Table error` as soon as its load is complete, while DMS
+/// fails only when a batch actually conflicts.
+const BATCH_APPLY_CONFLICTS_SQL: &str = "
+SELECT n.nspname::text, c.relname::text
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+  AND (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND NOT i.indisprimary)
+       OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'f'))";
 /// The subscription's apply worker connects with application_name = the subscription name.
 const LAG_SQL: &str = "
 SELECT EXTRACT(EPOCH FROM coalesce(write_lag, interval '0'))::float8,
@@ -396,6 +410,8 @@ struct Observed {
     rel_states: Vec<(String, String, String)>,
     sync_errors: i64,
     counters: Vec<(String, String, i64, i64, i64)>,
+    /// With batch apply on: the tables `BATCH_APPLY_CONFLICTS_SQL` names.
+    batch_apply_conflicts: Vec<(String, String)>,
 }
 
 async fn read_target(target: &tokio_postgres::Client, task: &Task) -> Result<Observed, StepError> {
@@ -422,10 +438,22 @@ async fn read_target(target: &tokio_postgres::Client, task: &Task) -> Result<Obs
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
+    let batch_apply_conflicts = if task.batch_apply {
+        target
+            .query(BATCH_APPLY_CONFLICTS_SQL, &[&schemas, &names])
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Observed {
         rel_states,
         sync_errors,
         counters,
+        batch_apply_conflicts,
     })
 }
 
@@ -535,6 +563,16 @@ async fn observe(app: &App, snap: &Snapshot) -> Result<(), StepError> {
                 .find(|c| c.0 == table.schema && c.1 == table.table)
                 .map(|c| c.2 - table.rows_before_load);
             next_table_state(table, rel_state, observed.sync_errors, now, counters, rows);
+            // Changes reach a table through batch apply once its load is complete.
+            if table.state == table_state::COMPLETED
+                && observed
+                    .batch_apply_conflicts
+                    .iter()
+                    .any(|(s, n)| s == &table.schema && n == &table.table)
+            {
+                table.state = table_state::ERROR;
+                table.last_update = now;
+            }
         }
         let all_done = !t.tables.is_empty()
             && t.tables

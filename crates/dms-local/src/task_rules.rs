@@ -89,6 +89,8 @@ mod tests {
             subscription_enabled: false,
             lob_max_size_kb: crate::model::DEFAULT_LOB_MAX_SIZE_KB,
             restart_at: None,
+            settings: None,
+            batch_apply: false,
         }
     }
 

@@ -137,7 +137,7 @@ pub fn task(t: &Task, with_settings: bool, now: f64) -> Value {
         "ReplicationInstanceArn": t.instance_arn,
         "MigrationType": t.migration_type.as_str(),
         "TableMappings": t.table_mappings,
-        "ReplicationTaskSettings": with_settings.then(|| task_settings(t)),
+        "ReplicationTaskSettings": with_settings.then(|| t.settings.clone().unwrap_or_else(|| task_settings(t))),
         "Status": t.reported_status(),
         "LastFailureMessage": t.last_failure_message,
         "StopReason": t.stop_reason,

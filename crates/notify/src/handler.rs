@@ -8,10 +8,13 @@ use serde_json::Value;
 
 use crate::render::{render, StateView};
 
-/// The envelope the ASL passes: `{"event": "...", "executionId": "$$.Execution.Id", "state": $}`.
+/// The envelope the ASL passes: `{"event": "...", "executionId": "$$.Execution.Id", "state": $}`, and for
+/// `started` also `"executionStartTime": "$$.Execution.StartTime"`.
 struct Envelope {
     event: Event,
     execution_id: String,
+    /// Epoch seconds the execution started, when the ASL passed it.
+    started_at: Option<i64>,
     state: Value,
 }
 
@@ -37,10 +40,15 @@ fn read_envelope(input: Value) -> Result<Envelope, StepError> {
         .and_then(Value::as_str)
         .unwrap_or("local")
         .to_string();
+    let started_at = object
+        .get("executionStartTime")
+        .and_then(Value::as_str)
+        .and_then(core_lib::clock::parse_iso8601);
     let state = object.remove("state").unwrap_or(Value::Null);
     Ok(Envelope {
         event,
         execution_id,
+        started_at,
         state,
     })
 }
@@ -49,7 +57,10 @@ pub async fn handle<N: Notifier>(input: Value, notifier: &N, now: i64) -> Result
     let envelope = read_envelope(input)?;
     let state = if envelope.event == Event::Started {
         // Invalid input fails here with Payload.Invalid; the Catch then sends the `failed` email.
-        let state = parse_payload(&envelope.state, &envelope.execution_id, now)?;
+        // The monitoring deadline counts from the execution's start (Step Functions' one-year limit does
+        // too), not from this first Task, which retries may have delayed.
+        let started = envelope.started_at.map_or(now, |at| at.min(now));
+        let state = parse_payload(&envelope.state, &envelope.execution_id, started)?;
         serde_json::to_value(&state).map_err(|e| {
             StepError::payload(format!("the normalised state could not be written: {e}"))
         })?
@@ -112,6 +123,29 @@ mod tests {
 
     fn lambda_event(payload: Value) -> LambdaEvent<Value> {
         LambdaEvent::new(payload, Context::default())
+    }
+
+    #[tokio::test]
+    async fn the_monitoring_deadline_counts_from_the_executions_start() {
+        let notifier = RecordingNotifier::default();
+        let now = 1_553_631_253 + 600;
+        let state = handle(
+            json!({"event": "started", "executionId": EXEC, "state": payload(),
+                   "executionStartTime": "2019-03-26T20:14:13.192Z"}),
+            &notifier,
+            now,
+        )
+        .await
+        .expect("valid input");
+        assert_eq!(
+            state["context"]["startedAtEpochSeconds"],
+            json!(1_553_631_253)
+        );
+        assert_eq!(
+            state["monitor"]["deadlineEpochSeconds"],
+            json!(1_553_631_253 + 72 * 3600),
+            "72 h from the execution's start, not from this step"
+        );
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
 use core_lib::aws::{load_config, required_env};
+use core_lib::defect::catch_defects;
 use core_lib::notifier::SnsNotifier;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
@@ -16,11 +17,11 @@ async fn main() -> Result<(), Error> {
     let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(&config), topic_arn);
     let notifier = &notifier;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler::handle(
+        catch_defects(handler::handle(
             event.payload,
             notifier,
             core_lib::clock::now_epoch_seconds(),
-        )
+        ))
         .await
     }))
     .await

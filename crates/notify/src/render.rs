@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use core_lib::bounds::{cap_text, CUT, MAX_EMAIL_BYTES, MAX_EMAIL_DETAILS_BYTES, MAX_TEXT_BYTES};
 use core_lib::redact::redact_secrets;
 use core_lib::state::{
     AssessmentResult, CheckSummary, ConnectivityResult, EndpointCheck, Failure, Links,
@@ -173,6 +174,8 @@ fn layout(event: Event, view: &StateView, message: &Message) -> String {
         let _ = writeln!(out, "Step: {step}");
     }
     if let Some(why) = &message.why {
+        // A Catch's Cause may hold up to 32,768 characters.
+        let why = cap_text(why, MAX_TEXT_BYTES * 4, CUT);
         let _ = writeln!(out, "Why: {why}");
     }
     if let Some(fix) = &message.fix {
@@ -181,9 +184,11 @@ fn layout(event: Event, view: &StateView, message: &Message) -> String {
     if message.step.is_some() || message.why.is_some() || message.fix.is_some() {
         out.push('\n');
     }
+    let mut details = String::new();
     for detail in &message.details {
-        let _ = writeln!(out, "{detail}");
+        let _ = writeln!(details, "{detail}");
     }
+    out.push_str(&cap_text(&details, MAX_EMAIL_DETAILS_BYTES, DETAILS_CUT));
     if !message.details.is_empty() {
         out.push('\n');
     }
@@ -204,8 +209,11 @@ fn layout(event: Event, view: &StateView, message: &Message) -> String {
     }
     let _ = writeln!(out, "Execution id: {}", view.execution_id);
     let _ = writeln!(out, "Event: {event}");
-    redact_secrets(&out)
+    cap_text(&redact_secrets(&out), MAX_EMAIL_BYTES, CUT)
 }
+
+/// Where a cut email's full lists are.
+const DETAILS_CUT: &str = "\n... (the rest is cut to keep the email short: `dms-migrate preflight` lists every check and object, the DMS assessment report in the stack's bucket has DMS's own findings, and the Lambda's log has every table)\n";
 
 fn numbers_so_far(view: &StateView) -> Vec<String> {
     let mut lines = Vec::new();
@@ -244,13 +252,14 @@ fn numbers_so_far(view: &StateView) -> Vec<String> {
 }
 
 fn names(list: &[String], total: usize) -> String {
+    names_from(list, total, "full list in the Lambda's log")
+}
+
+/// The names shown, and how many more there are and where to find them all.
+fn names_from(list: &[String], total: usize, where_all: &str) -> String {
     let mut text = list.join(", ");
     if total > list.len() {
-        let _ = write!(
-            text,
-            " and {} more (full list in the Lambda's log)",
-            total - list.len()
-        );
+        let _ = write!(text, " and {} more ({where_all})", total - list.len());
     }
     text
 }
@@ -351,7 +360,11 @@ fn check_lines(checks: &[CheckSummary], out: &mut Vec<String>) {
         if !check.objects.is_empty() {
             out.push(format!(
                 "  Objects: {}",
-                names(&check.objects, check.objects_total as usize)
+                names_from(
+                    &check.objects,
+                    check.objects_total as usize,
+                    "all of them: `dms-migrate preflight`, or the DMS assessment report in the stack's bucket"
+                )
             ));
         }
         if !check.fix.is_empty() {
@@ -450,6 +463,19 @@ fn task_started(view: &StateView) -> Message {
     m
 }
 
+/// What the user may do on the target while CDC runs, and what waits for cutover. The stack's task applies
+/// changes with BatchApplyEnabled: DMS does not support batch apply on tables with a unique constraint
+/// besides the primary key, and a batch does not keep the order foreign keys need
+/// (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.TargetMetadata.html);
+/// identity columns set back to GENERATED ALWAYS reject the explicit values DMS writes, whatever the
+/// settings. So `constraints apply` (foreign keys, unique constraints, identity) waits until the task is
+/// stopped at cutover; nothing that changes the target's schema is advised before it.
+const CDC_ADVICE: [&str; 3] = [
+    "Safe now: nothing needs to change on the target while DMS applies changes. `dms-migrate cutover-check` only reads, run it any time to see how far the target lags.",
+    "Waits for cutover: `dms-migrate constraints apply`. Run it only after the DMS task is stopped (cutover steps in the ready-for-cutover email). This task applies changes in batches (BatchApplyEnabled): DMS does not support batch apply on tables with a unique constraint besides the primary key, and batches do not keep the order foreign keys need, so adding them now can put tables in error and fail the task.",
+    "Also waiting for cutover: identity columns back to GENERATED ALWAYS (part of constraints apply), which would reject the explicit values DMS writes.",
+];
+
 fn full_load_complete(_view: &StateView) -> Message {
     let mut m = Message::new(
         "Full load complete",
@@ -457,7 +483,7 @@ fn full_load_complete(_view: &StateView) -> Message {
     );
     m.step = Some("PollProgress".to_string());
     m.details.push("Next: an email when CDC latency stays under the target and no table is in error (ready for cutover).".to_string());
-    m.details.push("Meanwhile you may run `dms-migrate constraints apply` to build foreign keys and indexes on the target.".to_string());
+    m.details.extend(CDC_ADVICE.map(str::to_string));
     m
 }
 
@@ -560,7 +586,7 @@ fn task_failed(view: &StateView) -> Message {
     if !p.warning_tables.is_empty() {
         m.details.push(format!(
             "Tables with validation warnings: {}",
-            p.warning_tables.join(", ")
+            names(&p.warning_tables, p.warning_tables_total as usize)
         ));
     }
     m
@@ -612,6 +638,7 @@ fn error_fix(error: &str) -> &'static str {
         "Postgres.QueryFailed" => "A SQL statement failed; the message above names it. Fix the privilege or object it names, then start a new execution.",
         "Config.Invalid" => "The Lambda is missing part of its configuration. Update or redeploy the stack.",
         "Task.RestartRefused" => "The task was not started, because starting it as it stands would duplicate rows or disturb another run; the message above says why. Do what it says (for a fresh load: start a new execution with options startMode \"reload\" and truncateTarget true, which empties the mapped target tables first).",
+        "Tool.Defect" => "This is a defect in the migration tool, not in your setup: the same input will most likely fail the same way. Report it to the tool's maintainers and send this email plus the failed step's Lambda log from CloudWatch (the stack's function for that step, the lines around the panic), with any secret removed. Read what the steps before it reported to know what was already done.",
         "States.Timeout" => "The step ran past its time limit. Start a new execution; if it happens again, read the step's Lambda log in CloudWatch.",
         // AWS reports a function that ran past its own timeout as Sandbox.Timedout.
         "Lambda.Unknown" | "Sandbox.Timedout" => "The Lambda crashed, ran out of memory or hit its timeout before answering. Read its log group in CloudWatch, then start a new execution.",
@@ -644,6 +671,9 @@ fn failed(view: &StateView) -> Message {
         None => error.clone(),
     });
     m.fix = Some(error_fix(&error).to_string());
+    if error == "Tool.Defect" {
+        m.headline = "The migration stopped because of a defect (a bug) in the migration tool: one of its Lambdas panicked. This is the only failure email for this execution.".to_string();
+    }
     m
 }
 
@@ -658,6 +688,122 @@ mod tests {
         assert!(s.len() < 100, "{}", s.len());
         assert!(s.is_ascii() && !s.contains('\n'), "{s}");
         assert!(s.starts_with("[DMS TTTT"), "{s}");
+    }
+
+    #[test]
+    fn a_panic_is_reported_as_a_defect_with_its_message_and_what_to_send() {
+        let state = serde_json::json!({
+            "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:ABC",
+            "error": {
+                "step": "PollProgress",
+                "Error": "Tool.Defect",
+                "Cause": r#"{"errorType":"Tool.Defect","errorMessage":"the Lambda panicked (a defect in the migration tool): index out of bounds: the len is 0 but the index is 0"}"#
+            }
+        });
+        let view = StateView::read(
+            &state,
+            "arn:aws:states:us-east-1:123456789012:execution:m:run-1",
+        );
+        let email = render(Event::Failed, &view);
+        assert!(email.subject.contains("Tool.Defect"), "{}", email.subject);
+        assert!(
+            email.body.contains("defect (a bug) in the migration tool"),
+            "{}",
+            email.body
+        );
+        assert!(
+            email.body.contains("index out of bounds: the len is 0"),
+            "{}",
+            email.body
+        );
+        assert!(
+            email.body.contains("Report it to the tool's maintainers"),
+            "{}",
+            email.body
+        );
+        assert!(email.body.contains("Lambda log"), "{}", email.body);
+        assert!(email.body.contains("Step: PollProgress"), "{}", email.body);
+    }
+
+    /// Every event rendered from a state whose lists and texts are at their bounds (and a 32 KB Cause)
+    /// stays within the email bound, far under SNS's 256 KB.
+    #[test]
+    fn every_email_of_a_worst_case_state_is_bounded() {
+        let mut results = core_lib::state::Results::default();
+        let name = |i: usize| format!("\"{}{i}\"", "n".repeat(300));
+        let names: Vec<String> = (0..10_000).map(name).collect();
+        let check = CheckSummary {
+            id: "target.not_empty".into(),
+            summary: "s".repeat(100_000),
+            fix: format!("TRUNCATE {};", names.join(", ")),
+            objects: names.clone(),
+            objects_total: 10_000,
+        };
+        results.assessment = Some(AssessmentResult {
+            status: "failed".into(),
+            failures: vec![check.clone(); 100],
+            warnings: vec![check; 100],
+            ..Default::default()
+        });
+        results.progress = Some(ProgressResult {
+            error_tables: names.clone(),
+            warning_tables: names.clone(),
+            last_failure_message: Some("m".repeat(100_000)),
+            ..Default::default()
+        });
+        results.start_task = Some(StartTaskResult {
+            truncated_tables: names,
+            truncated_total: 10_000,
+            ..Default::default()
+        });
+        results.bound();
+        let state = serde_json::json!({
+            "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:ABC",
+            "results": results,
+            "error": {"step": "PollProgress", "Error": "Aws.Rejected", "Cause": "c".repeat(32_768)}
+        });
+        let view = StateView::read(
+            &state,
+            "arn:aws:states:us-east-1:123456789012:execution:m:run-1",
+        );
+        for event in Event::ALL {
+            let email = render(event, &view);
+            assert!(
+                email.body.len() <= MAX_EMAIL_BYTES,
+                "{event}: {} bytes",
+                email.body.len()
+            );
+        }
+        let email = render(Event::AssessmentFailed, &view);
+        assert!(
+            email.body.contains("dms-migrate preflight"),
+            "says where the rest is"
+        );
+    }
+
+    /// Under the stack's batch apply, adding unique constraints or foreign keys during CDC fails tables
+    /// (dms-local models it: tests/tests/dms_local.rs). The full-load-complete email must not advise it.
+    #[test]
+    fn full_load_complete_keeps_constraints_for_cutover() {
+        let view = StateView::read(&serde_json::json!({}), "local");
+        let body = render(Event::FullLoadComplete, &view).body;
+        let advice_now = body
+            .lines()
+            .find(|l| l.starts_with("Safe now:"))
+            .unwrap_or_else(|| panic!("says what is safe now: {body}"));
+        assert!(!advice_now.contains("constraints apply"), "{advice_now}");
+        assert!(
+            !body.contains("Meanwhile you may run `dms-migrate constraints apply`"),
+            "{body}"
+        );
+        let waits = body
+            .lines()
+            .find(|l| l.starts_with("Waits for cutover:"))
+            .unwrap_or_else(|| panic!("says what waits: {body}"));
+        assert!(
+            waits.contains("constraints apply") && waits.contains("stopped"),
+            "{waits}"
+        );
     }
 
     #[test]

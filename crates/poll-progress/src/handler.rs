@@ -6,21 +6,30 @@
 use core_lib::arn::DmsArn;
 use core_lib::dms::{Dms, TableStat, TaskInfo};
 use core_lib::envelope::{read_state, write_state};
+use core_lib::history;
 use core_lib::metrics::{Metrics, TaskMetricsKey};
 use core_lib::state::ExecutionState;
 use core_lib::task_phase::{assess, CdcLatency, MigrationType, Reading, TaskStatus};
 use core_lib::{ErrorName, StepError};
 use serde_json::Value;
 
-pub struct Deps<D, M> {
+use crate::history::History;
+
+pub struct Deps<D, M, H> {
     pub dms: D,
     pub metrics: M,
+    pub history: H,
 }
 
-pub async fn handle<D, M>(input: Value, deps: &Deps<D, M>, now: i64) -> Result<Value, StepError>
+pub async fn handle<D, M, H>(
+    input: Value,
+    deps: &Deps<D, M, H>,
+    now: i64,
+) -> Result<Value, StepError>
 where
     D: Dms + Sync,
     M: Metrics + Sync,
+    H: History + Sync,
 {
     let mut state = read_state(input, "poll-progress")?;
     let task_arn = state.replication_task_arn.clone();
@@ -36,7 +45,16 @@ where
         tables: &tables,
         latency,
     };
-    let assessment = assess(&reading, &state.monitor, &state.options, now);
+    let mut assessment = assess(&reading, &state.monitor, &state.options, now);
+    // Retries spend history events the poll count cannot see: end monitoring (with its email) while the
+    // worst case of the rest still fits in the 25,000 events.
+    if let Some(events) = deps
+        .history
+        .events_so_far(&state.context.execution_id)
+        .await?
+    {
+        history::end_monitoring_if_history_runs_short(&mut assessment.progress, events);
+    }
     log_reading(&task, &tables, &assessment.progress);
     state.monitor = assessment.monitor;
     state.results.progress = Some(assessment.progress);
@@ -62,8 +80,8 @@ fn may_be_in_cdc(task: &TaskInfo) -> bool {
         && MigrationType::parse(&task.migration_type).is_some_and(|m| m != MigrationType::FullLoad)
 }
 
-async fn cdc_latency<D, M>(
-    deps: &Deps<D, M>,
+async fn cdc_latency<D, M, H>(
+    deps: &Deps<D, M, H>,
     state: &ExecutionState,
     task: &TaskInfo,
     now: i64,

@@ -1,10 +1,12 @@
 use core_lib::aws::load_config;
+use core_lib::defect::catch_defects;
 use core_lib::dms::DmsClient;
 use core_lib::metrics::CloudWatchMetrics;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 
 mod handler;
+mod history;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,10 +15,16 @@ async fn main() -> Result<(), Error> {
     let deps = handler::Deps {
         dms: DmsClient::new(aws_sdk_databasemigration::Client::new(&config)),
         metrics: CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&config)),
+        history: history::SfnHistory::new(aws_sdk_sfn::Client::new(&config)),
     };
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler::handle(event.payload, deps, core_lib::clock::now_epoch_seconds()).await
+        catch_defects(handler::handle(
+            event.payload,
+            deps,
+            core_lib::clock::now_epoch_seconds(),
+        ))
+        .await
     }))
     .await
 }

@@ -8,7 +8,7 @@ use core_lib::checks::{self, ids, Check, CheckConfig, CheckStatus, TableSelectio
 use core_lib::db_secret::{endpoint_connect_options, SecretStore};
 use core_lib::dms::{Dms, TaskInfo};
 use core_lib::envelope::{read_state, write_state};
-use core_lib::state::{capped, AssessmentResult, CheckCounts, CheckSummary, StartMode};
+use core_lib::state::{AssessmentResult, CheckCounts, CheckSummary, StartMode, MAX_NAMES};
 use core_lib::{ErrorName, StepError};
 use serde_json::Value;
 
@@ -390,7 +390,8 @@ fn add_checks(result: &mut AssessmentResult, found: &[Check]) {
                 .filter(|c| c.status == status)
                 .map(Check::to_summary),
         );
-        *kept = capped(&all).0;
+        all.truncate(MAX_NAMES);
+        *kept = all;
     };
     merge(&mut result.failures, CheckStatus::Fail);
     merge(&mut result.warnings, CheckStatus::Warn);

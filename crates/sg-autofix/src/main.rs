@@ -1,4 +1,5 @@
 use core_lib::aws::{load_config, required_env};
+use core_lib::defect::catch_defects;
 use core_lib::dms::DmsClient;
 use core_lib::ec2::Ec2Client;
 use core_lib::rds::RdsClient;
@@ -21,7 +22,7 @@ async fn main() -> Result<(), Error> {
     };
     let (clients, stack_name) = (&clients, stack_name.as_str());
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(event.payload, clients, stack_name).await
+        catch_defects(handle(event.payload, clients, stack_name)).await
     }))
     .await
 }

@@ -1,5 +1,6 @@
 use core_lib::aws::load_config;
 use core_lib::db_secret::SecretsManagerStore;
+use core_lib::defect::catch_defects;
 use core_lib::dms::DmsClient;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
@@ -28,7 +29,7 @@ async fn main() -> Result<(), Error> {
     };
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler::handle(event.payload, deps).await
+        catch_defects(handler::handle(event.payload, deps)).await
     }))
     .await
 }

@@ -148,8 +148,9 @@ impl Check {
         Check::new(id, CheckStatus::Pass, summary, Vec::new(), "")
     }
 
-    /// For Step Functions state: at most `MAX_NAMES` objects (`objectsTotal` keeps the count) and at most
-    /// `MAX_NAMES` lines of fix, the rest said in one line; the full check belongs in the log.
+    /// For Step Functions state: at most `MAX_NAMES` objects (`objectsTotal` keeps the count), at most
+    /// `MAX_NAMES` lines of fix, the rest said in one line, and every text within `crate::bounds`; the
+    /// full check belongs in the log and in `dms-migrate preflight`.
     pub fn to_summary(&self) -> CheckSummary {
         let (objects, objects_total) = crate::state::capped(&self.objects);
         let lines: Vec<&str> = self.fix.lines().collect();
@@ -162,13 +163,16 @@ impl Check {
         } else {
             self.fix.clone()
         };
-        CheckSummary {
+        let mut summary = CheckSummary {
             id: self.id.clone(),
             summary: self.summary.clone(),
             fix,
             objects,
             objects_total,
-        }
+        };
+        // A single line can be unbounded too (one TRUNCATE naming every non-empty table).
+        summary.bound();
+        summary
     }
 }
 

@@ -585,8 +585,10 @@ fn not_empty_check(tables: &[String], judged_by_size: usize, probes: u32) -> Che
             first_names(tables)
         ),
         tables.to_vec(),
+        // The alternative first: with thousands of tables the state carries only the start of the
+        // TRUNCATE line (`Check::to_summary`), and the reload option empties exactly the mapped tables.
         format!(
-            "TRUNCATE {};  -- or start the execution with \"startMode\": \"reload\" and \"truncateTarget\": true",
+            "-- either start the execution with \"startMode\": \"reload\" and \"truncateTarget\": true, or run:\nTRUNCATE {};",
             tables.join(", ")
         ),
     )

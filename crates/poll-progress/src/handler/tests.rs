@@ -79,6 +79,28 @@ impl Metrics for FakeMetrics {
     }
 }
 
+/// Outside Step Functions: no history to count.
+struct NoHistory;
+
+impl History for NoHistory {
+    async fn events_so_far(&self, _execution_arn: &str) -> Result<Option<u64>, StepError> {
+        Ok(None)
+    }
+}
+
+/// An execution whose history already holds this many events.
+struct SpentHistory(u64);
+
+impl History for SpentHistory {
+    async fn events_so_far(&self, execution_arn: &str) -> Result<Option<u64>, StepError> {
+        assert_eq!(
+            execution_arn, "exec-1",
+            "the execution's own history is read"
+        );
+        Ok(Some(self.0))
+    }
+}
+
 fn task(status: &str, stop: Option<&str>, migration: &str) -> TaskInfo {
     TaskInfo {
         arn: TASK_ARN.into(),
@@ -125,6 +147,7 @@ const GOOD: CdcLatency = CdcLatency {
 #[tokio::test]
 async fn a_full_load_only_task_that_finished_succeeds_without_reading_metrics() {
     let deps = Deps {
+        history: NoHistory,
         dms: FakeDms {
             task: Some(task(
                 "stopped",
@@ -148,6 +171,7 @@ async fn a_full_load_only_task_that_finished_succeeds_without_reading_metrics() 
 #[tokio::test]
 async fn cdc_readiness_takes_consecutive_polls_and_uses_the_instance_identifier() {
     let deps = Deps {
+        history: NoHistory,
         dms: FakeDms {
             task: Some(task("running", None, "cdc")),
             tables: vec![table("a", "Table completed")],
@@ -185,6 +209,7 @@ async fn cdc_readiness_takes_consecutive_polls_and_uses_the_instance_identifier(
 #[tokio::test]
 async fn full_load_complete_is_announced_once() {
     let deps = Deps {
+        history: NoHistory,
         dms: FakeDms {
             task: Some(task("running", None, "full-load-and-cdc")),
             tables: vec![table("a", "Table completed")],
@@ -210,6 +235,7 @@ async fn full_load_complete_is_announced_once() {
 #[tokio::test]
 async fn table_errors_and_task_failures_are_data_not_errors() {
     let deps = Deps {
+        history: NoHistory,
         dms: FakeDms {
             task: Some(task("running", None, "full-load-and-cdc")),
             tables: vec![
@@ -236,6 +262,7 @@ async fn table_errors_and_task_failures_are_data_not_errors() {
     );
     failed.last_failure_message = Some("ERROR: relation \"public.x\" does not exist".into());
     let deps = Deps {
+        history: NoHistory,
         dms: FakeDms {
             task: Some(failed),
             ..FakeDms::default()
@@ -255,6 +282,7 @@ async fn table_errors_and_task_failures_are_data_not_errors() {
 #[tokio::test]
 async fn the_poll_budget_ends_monitoring() {
     let deps = Deps {
+        history: NoHistory,
         dms: FakeDms {
             task: Some(task("running", None, "full-load-and-cdc")),
             tables: vec![table("a", "Full load")],
@@ -278,6 +306,7 @@ async fn the_poll_budget_ends_monitoring() {
 #[tokio::test]
 async fn statistics_not_ready_yet_are_no_tables_but_other_errors_keep_their_names() {
     let deps = Deps {
+        history: NoHistory,
         dms: FakeDms {
             task: Some(task("starting", None, "full-load-and-cdc")),
             tables_error: Some(StepError::new(ErrorName::DmsInvalidState, "not started")),
@@ -292,6 +321,7 @@ async fn statistics_not_ready_yet_are_no_tables_but_other_errors_keep_their_name
 
     for name in [ErrorName::AwsThrottled, ErrorName::AwsNotFound] {
         let deps = Deps {
+            history: NoHistory,
             dms: FakeDms {
                 describe_error: Some(StepError::new(name, format!("{TASK_ARN}: {name}"))),
                 ..FakeDms::default()
@@ -340,6 +370,7 @@ async fn unmappable_dms_answers_are_classified() {
             |c| c.retry_config(RetryConfig::disabled())
         );
         let deps = Deps {
+            history: NoHistory,
             dms: DmsClient::new(client),
             metrics: FakeMetrics::default(),
         };
@@ -354,4 +385,31 @@ async fn unmappable_dms_answers_are_classified() {
         );
         assert!(err.message.contains(TASK_ARN), "{}", err.message);
     }
+}
+
+/// Retries late in a long run spent history events the poll count does not see: monitoring ends with its
+/// email while the worst case of the rest still fits under 25,000 events, well before maxPolls.
+#[tokio::test]
+async fn a_history_near_its_limit_ends_monitoring_before_max_polls() {
+    let deps = |events| Deps {
+        history: SpentHistory(events),
+        dms: FakeDms {
+            task: Some(task("running", None, "full-load-and-cdc")),
+            tables: vec![table("a", "Full load")],
+            ..FakeDms::default()
+        },
+        metrics: FakeMetrics::default(),
+    };
+    let out = handle(envelope(state(json!({}))), &deps(20_000), NOW)
+        .await
+        .unwrap();
+    assert_eq!(out["results"]["progress"]["phase"], json!("loading"));
+    let out = handle(envelope(out), &deps(24_700), NOW).await.unwrap();
+    assert_eq!(
+        out["results"]["progress"]["phase"],
+        json!("monitoring-ended")
+    );
+    let reason = out["results"]["progress"]["reason"].as_str().unwrap();
+    assert!(reason.contains("24700 events"), "{reason}");
+    assert_eq!(out["monitor"]["polls"], json!(2), "far below maxPolls");
 }
