@@ -46,7 +46,7 @@ pub enum ErrorName {
 }
 
 impl ErrorName {
-    pub const ALL: [ErrorName; 13] = [
+    pub const ALL: [ErrorName; 14] = [
         ErrorName::PayloadInvalid,
         ErrorName::AwsThrottled,
         ErrorName::AwsTransient,
