@@ -16,7 +16,6 @@ use integration_tests::lambda::{FunctionError, LocalLambda};
 use integration_tests::unique_name;
 use serde_json::{json, Value};
 
-const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:lab-migration:lifecycle";
 const SCHEMA: &str = "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text NOT NULL);
                       CREATE TABLE public.customers (id bigint PRIMARY KEY, name text NOT NULL);";
 const SEED: &str = "INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 300) g;
@@ -29,6 +28,9 @@ struct Rig {
     task: LabTask,
     start: LocalLambda,
     poll: LocalLambda,
+    /// A real (finished) execution in moto: poll-progress reads its history to keep within the
+    /// 25,000-event budget, so the state must name one that exists.
+    execution_arn: String,
 }
 
 async fn sql(url: &str, statements: &str) {
@@ -116,6 +118,7 @@ async fn rig(name: &str, migration_type: &str, target_schema: &str) -> Option<Ri
     };
     let start = lambda(&lab, &dms, "start-task", &[]).await;
     let poll = lambda(&lab, &dms, "poll-progress", &[]).await;
+    let execution_arn = finished_execution(&lab).await;
     Some(Rig {
         lab,
         dbs,
@@ -123,7 +126,32 @@ async fn rig(name: &str, migration_type: &str, target_schema: &str) -> Option<Ri
         task,
         start,
         poll,
+        execution_arn,
     })
+}
+
+/// An execution of a one-state machine that ends at once: it has a history to read and never competes
+/// with the task (its input names none).
+async fn finished_execution(lab: &Lab) -> String {
+    let sfn = aws_sdk_sfn::Client::new(&lab.aws_config().await);
+    let definition = json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}});
+    let machine = sfn
+        .create_state_machine()
+        .name(unique_name("lifecycle-exec"))
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::123456789012:role/lab-sfn")
+        .send()
+        .await
+        .expect("moto creates the state machine");
+    sfn.start_execution()
+        .state_machine_arn(machine.state_machine_arn())
+        .name(unique_name("lifecycle"))
+        .input("{}")
+        .send()
+        .await
+        .expect("execution started")
+        .execution_arn()
+        .to_string()
 }
 
 impl Rig {
@@ -146,7 +174,10 @@ impl Rig {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        serde_json::to_value(parse_payload(&raw, EXEC, now).expect("a valid payload")).unwrap()
+        serde_json::to_value(
+            parse_payload(&raw, &self.execution_arn, now).expect("a valid payload"),
+        )
+        .unwrap()
     }
 
     async fn start_task(&self, state: &Value) -> Result<Value, FunctionError> {
