@@ -1,5 +1,9 @@
-//! `dms-migrate constraints apply`: the deferred file of `schema apply`, applied online so it can run
-//! while CDC still replicates: foreign keys and checks `NOT VALID` then `VALIDATE`, indexes and unique
+//! `dms-migrate constraints apply`: the deferred file of `schema apply`, applied online (it takes no lock
+//! that stops the application's writes). It belongs to the cutover, after the DMS task is stopped: with the
+//! stack's `BatchApplyEnabled`, DMS does not support target tables with a unique constraint besides the
+//! primary key, and batches do not keep the order foreign keys need
+//! (<https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.TargetMetadata.html>).
+//! Foreign keys and checks `NOT VALID` then `VALIDATE`, indexes and unique
 //! constraints built `CONCURRENTLY`, identity columns back to `GENERATED ALWAYS`. Resumable: one catalog
 //! read up front says what already exists (skipped), an INVALID index an interruption left is dropped
 //! and rebuilt, a NOT VALID constraint is validated. A violation fails its item, naming the constraint

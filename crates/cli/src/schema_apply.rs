@@ -458,7 +458,9 @@ fn print_report(report: &Report, format: Format, dry_run_plan: Option<&Plan>) {
         out.push_str(&deferred_file::render(&plan.deferred));
     } else {
         out.push_str(
-            "next: start the DMS task; after the full load (CDC may still run): dms-migrate constraints apply\n",
+            // Not during CDC: with the stack's BatchApplyEnabled, DMS does not support target tables with a
+            // unique constraint besides the primary key, and batches do not keep foreign-key order.
+            "next: start the DMS task; dms-migrate constraints apply waits for the cutover, after the task is stopped\n",
         );
     }
     print!("{out}");
