@@ -34,13 +34,18 @@ where
     }
 }
 
-/// The `Tool.Defect` error for a panic payload.
-pub fn defect_error(payload: &(dyn Any + Send)) -> StepError {
-    let message = payload
+/// The message a panic carries (`panic!` with a literal or with format arguments), or a placeholder.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string());
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// The `Tool.Defect` error for a panic payload.
+pub fn defect_error(payload: &(dyn Any + Send)) -> StepError {
+    let message = panic_message(payload);
     StepError::new(
         ErrorName::ToolDefect,
         cap_text(

@@ -115,7 +115,7 @@ where
                 format!(
                     "{} stopped on an internal error ({})",
                     request.resource_type,
-                    panic_text(panic.as_ref())
+                    core_lib::defect::panic_message(panic.as_ref())
                 ),
                 BTreeMap::new(),
             ),
@@ -369,7 +369,7 @@ where
         Ok(Ok(())) => None,
         Ok(Err(panic)) => Some(format!(
             "stack-cleanup stopped on an internal error ({})",
-            panic_text(panic.as_ref())
+            core_lib::defect::panic_message(panic.as_ref())
         )),
         Err(_) => Some(format!(
             "stack-cleanup ran out of time (it stops {} ms before the Lambda's deadline, after {} ms)",
@@ -394,14 +394,6 @@ where
         report.done_text()
     );
     answer(Status::Failed, reason, report.data())
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_string())
 }
 
 /// Both halves run even when the first fails: each leftover is reported on its own.
