@@ -96,7 +96,9 @@ impl Lab {
             .await
     }
 
-    /// A database of its own on both clusters (sqlx-style), dropped first if a previous run left it.
+    /// A database of its own on both clusters (sqlx-style), dropped when the returned value is dropped,
+    /// unless the test failed or `LAB_KEEP_DATABASES=1` (kept to look at). Databases of earlier runs whose process is gone
+    /// (a killed run never drops its own) are dropped first, so a day of runs does not fill the disk.
     pub async fn fresh_databases(&self, test: &str) -> TestDatabases {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
@@ -105,13 +107,27 @@ impl Lab {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
+        let admin_urls = [self.var("SOURCE_URL"), self.var("TARGET_URL")];
         let mut urls = Vec::new();
-        for key in ["SOURCE_URL", "TARGET_URL"] {
-            let admin_url = self.var(key);
-            let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        for admin_url in &admin_urls {
+            let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
                 .await
                 .expect("lab admin connect");
             tokio::spawn(conn);
+            let leftovers: Vec<String> = client
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'",
+                    &[],
+                )
+                .await
+                .expect("list test databases")
+                .iter()
+                .map(|row| row.get(0))
+                .filter(|db: &String| left_by_a_finished_run(db))
+                .collect();
+            for db in leftovers {
+                drop_database(admin_url, &db).await;
+            }
             client
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .await
@@ -126,14 +142,119 @@ impl Lab {
             name,
             source_url: urls[0].clone(),
             target_url: urls[1].clone(),
+            admin_urls,
         }
     }
+}
+
+/// `t_<test>_<pid>_<n>` whose process no longer runs. A database named otherwise, or whose process is
+/// alive (another test binary of the same run), is never touched.
+fn left_by_a_finished_run(database: &str) -> bool {
+    let mut parts = database.rsplitn(3, '_');
+    let (Some(_counter), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    pid.parse::<u32>()
+        .is_ok_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Drops `database` and what would keep PostgreSQL from dropping it: subscriptions (detached from their
+/// remote slot first, so the drop does not wait on the other cluster) and logical slots (their walsenders
+/// ended first). Best effort and bounded: a failure is reported, never a panic.
+async fn drop_database(admin_url: &str, database: &str) {
+    let Ok((admin, conn)) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await else {
+        eprintln!("could not connect to drop test database {database}");
+        return;
+    };
+    tokio::spawn(conn);
+    let database_url = admin_url.replacen("/postgres?", &format!("/{database}?"), 1);
+    if let Ok((db, conn)) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let subscriptions = db
+            .query(
+                "SELECT quote_ident(subname) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid \
+                 WHERE d.datname = current_database()",
+                &[],
+            )
+            .await
+            .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for sub in subscriptions {
+            let _ = db
+                .batch_execute(&format!(
+                    "ALTER SUBSCRIPTION {sub} DISABLE; ALTER SUBSCRIPTION {sub} SET (slot_name = NONE); \
+                     DROP SUBSCRIPTION {sub};"
+                ))
+                .await;
+        }
+    }
+    let mut last_error = String::new();
+    for _ in 0..10 {
+        let _ = admin
+            .query(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                 WHERE database = $1 AND active_pid IS NOT NULL",
+                &[&database],
+            )
+            .await;
+        let _ = admin
+            .query(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE database = $1 AND NOT active",
+                &[&database],
+            )
+            .await;
+        match admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+            ))
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    eprintln!("test database {database} was left behind: {last_error}");
 }
 
 pub struct TestDatabases {
     pub name: String,
     pub source_url: String,
     pub target_url: String,
+    admin_urls: [String; 2],
+}
+
+impl Drop for TestDatabases {
+    /// On its own thread and runtime: Drop cannot await, and the test's runtime may be shutting down.
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var("LAB_KEEP_DATABASES").is_ok_and(|v| v == "1") {
+            eprintln!(
+                "keeping database {} on both clusters to look at; the next lab test run drops it",
+                self.name
+            );
+            return;
+        }
+        let name = self.name.clone();
+        let admin_urls = self.admin_urls.clone();
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                for url in &admin_urls {
+                    drop_database(url, &name).await;
+                }
+            });
+        })
+        .join();
+        if dropped.is_err() {
+            eprintln!("dropping test database {} panicked", self.name);
+        }
+    }
 }
 
 /// Where cargo put the debug binaries (`make test` builds them before running the tests).

@@ -113,7 +113,6 @@ struct Proxy {
 
 pub struct MigrationRig {
     pub lab: Lab,
-    pub dbs: TestDatabases,
     pub dms: DmsLocal,
     pub task: LabTask,
     pub topic: TopicWithQueue,
@@ -123,6 +122,9 @@ pub struct MigrationRig {
     proxy: Arc<Proxy>,
     _lambdas: Vec<LocalLambda>,
     _tasks: Vec<JoinHandle<()>>,
+    /// Last: fields drop in order, and the databases can go only once dms-local has dropped its
+    /// subscriptions.
+    pub dbs: TestDatabases,
 }
 
 pub async fn sql(url: &str, statements: &str) {

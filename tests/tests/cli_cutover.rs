@@ -17,9 +17,10 @@ const SCHEMA: &str = "CREATE TABLE public.orders (id bigserial PRIMARY KEY, note
 
 struct Rig {
     lab: Lab,
-    dbs: TestDatabases,
     dms: DmsLocal,
     task: LabTask,
+    /// Last: dropped once dms-local has dropped its subscriptions.
+    dbs: TestDatabases,
 }
 
 async fn connect(url: &str) -> Client {

@@ -77,20 +77,6 @@ impl Role {
     }
 }
 
-/// Drops the test's databases on both clusters (when it passed; a failed test leaves them to look at).
-async fn drop_databases(lab: &Lab, dbs: &TestDatabases) {
-    for key in ["SOURCE_URL", "TARGET_URL"] {
-        connect(&lab.var(key))
-            .await
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                dbs.name
-            ))
-            .await
-            .expect("drop test database");
-    }
-}
-
 fn find<'a>(checks: &'a [Check], id: &str) -> &'a Check {
     checks
         .iter()
@@ -307,7 +293,6 @@ async fn tables_without_a_usable_key_fail_with_quoted_names() {
         find(&checks, ids::SOURCE_PRIMARY_KEYS).status,
         CheckStatus::Warn
     );
-    drop_databases(&lab, &dbs).await;
 }
 
 #[tokio::test]
@@ -376,7 +361,6 @@ async fn column_and_table_shapes_are_reported() {
         .contains("2 partitions"));
     // Partitions have the root's primary key: nothing for source.primary_keys.
     assert_check(&checks, ids::SOURCE_PRIMARY_KEYS, CheckStatus::Pass, &[]);
-    drop_databases(&lab, &dbs).await;
 }
 
 #[tokio::test]
@@ -490,7 +474,6 @@ async fn leftover_slots_and_long_transactions_warn() {
     assert!(long
         .fix
         .contains(&format!("SELECT pg_terminate_backend({holder_pid});")));
-    drop_databases(&lab, &dbs).await;
 }
 
 /// Each row probe holds a lock until the check's statement ends, so only the first candidates (in name
@@ -541,7 +524,6 @@ async fn not_empty_probes_are_capped_and_the_rest_judged_by_size() {
             .contains("beyond the first 2 probed, 2 tables are counted by file size"),
         "{capped:#?}"
     );
-    drop_databases(&lab, &dbs).await;
 }
 
 #[tokio::test]
@@ -640,7 +622,6 @@ async fn target_problems_are_named() {
         CheckStatus::Pass,
         &["public.orders.\"Orders Customer\""],
     );
-    drop_databases(&lab, &dbs).await;
 }
 
 #[tokio::test]

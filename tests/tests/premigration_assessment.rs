@@ -22,10 +22,11 @@ const MAX_TEST_POLLS: u32 = 90;
 
 struct Rig {
     lab: Lab,
-    _dbs: TestDatabases,
     dms: DmsLocal,
     task: LabTask,
     lambda: LocalLambda,
+    /// Last: dropped once dms-local has dropped its subscriptions.
+    _dbs: TestDatabases,
 }
 
 async fn sql(url: &str, statements: &str) {

@@ -23,7 +23,6 @@ const SEED: &str = "INSERT INTO public.orders SELECT g, 'order ' || g FROM gener
 
 struct Rig {
     lab: Lab,
-    dbs: TestDatabases,
     dms: DmsLocal,
     task: LabTask,
     start: LocalLambda,
@@ -31,6 +30,8 @@ struct Rig {
     /// A real (finished) execution in moto: poll-progress reads its history to keep within the
     /// 25,000-event budget, so the state must name one that exists.
     execution_arn: String,
+    /// Last: dropped once dms-local has dropped its subscriptions.
+    dbs: TestDatabases,
 }
 
 async fn sql(url: &str, statements: &str) {
