@@ -366,27 +366,13 @@ fn int(
 }
 
 fn build_context(task: &DmsArn, execution_id: &str, now: i64) -> Context {
-    let region = &task.region;
-    let console = match task.partition.as_str() {
-        "aws-cn" => format!("https://{region}.console.amazonaws.cn"),
-        "aws-us-gov" => format!("https://{region}.console.amazonaws-us-gov.com"),
-        _ => format!("https://{region}.console.aws.amazon.com"),
-    };
-    let execution = if execution_id.starts_with("arn:") {
-        format!("{console}/states/home?region={region}#/v2/executions/details/{execution_id}")
-    } else {
-        format!("{console}/states/home?region={region}#/statemachines")
-    };
     Context {
         execution_id: execution_id.to_string(),
-        region: region.clone(),
+        region: task.region.clone(),
         account_id: task.account.clone(),
         task_id: task.resource_id.clone(),
         started_at_epoch_seconds: now,
-        links: Links {
-            execution,
-            dms_tasks: format!("{console}/dms/v2/home?region={region}#tasks"),
-        },
+        links: Links::new(&task.partition, &task.region, execution_id),
     }
 }
 

@@ -84,6 +84,41 @@ pub struct Links {
     pub dms_tasks: String,
 }
 
+impl Links {
+    /// Console links in the partition's own console (the China and GovCloud consoles have their own hosts).
+    /// `execution_id` is the execution ARN, or `local` outside Step Functions (then the state machines list).
+    pub fn new(partition: &str, region: &str, execution_id: &str) -> Links {
+        let console = match partition {
+            "aws-cn" => format!("https://{region}.console.amazonaws.cn"),
+            "aws-us-gov" => format!("https://{region}.console.amazonaws-us-gov.com"),
+            _ => format!("https://{region}.console.aws.amazon.com"),
+        };
+        let execution = if execution_id.starts_with("arn:") {
+            format!("{console}/states/home?region={region}#/v2/executions/details/{execution_id}")
+        } else {
+            format!("{console}/states/home?region={region}#/statemachines")
+        };
+        Links {
+            execution,
+            dms_tasks: format!("{console}/dms/v2/home?region={region}#tasks"),
+        }
+    }
+
+    /// From an execution ARN alone (`arn:PARTITION:states:REGION:...`), for input that never validated.
+    pub fn from_execution_arn(execution_id: &str) -> Option<Links> {
+        let mut parts = execution_id.split(':');
+        let (Some("arn"), Some(partition), Some("states"), Some(region)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") || !crate::arn::is_region(region) {
+            return None;
+        }
+        Some(Links::new(partition, region, execution_id))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Monitor {
@@ -335,6 +370,41 @@ impl CheckSummary {
 mod tests {
     use super::*;
     use crate::bounds::MAX_STATE_BYTES;
+
+    #[test]
+    fn console_links_are_in_the_partitions_own_console() {
+        let china = "arn:aws-cn:states:cn-north-1:123456789012:execution:m:run-1";
+        let links = Links::from_execution_arn(china).expect("a China execution ARN");
+        assert_eq!(
+            links.execution,
+            format!("https://cn-north-1.console.amazonaws.cn/states/home?region=cn-north-1#/v2/executions/details/{china}")
+        );
+        assert_eq!(
+            links.dms_tasks,
+            "https://cn-north-1.console.amazonaws.cn/dms/v2/home?region=cn-north-1#tasks"
+        );
+        let gov = Links::new("aws-us-gov", "us-gov-west-1", "local");
+        assert_eq!(
+            gov.execution,
+            "https://us-gov-west-1.console.amazonaws-us-gov.com/states/home?region=us-gov-west-1#/statemachines"
+        );
+        let commercial = Links::new("aws", "eu-west-1", "local");
+        assert!(commercial
+            .dms_tasks
+            .starts_with("https://eu-west-1.console.aws.amazon.com/dms/"));
+        for not_an_execution in [
+            "arn:aws:dms:us-east-1:123456789012:task:X",
+            "arn:aws-xx:states:us-east-1:123456789012:execution:m:r",
+            "arn:aws:states:nowhere:123456789012:execution:m:r",
+            "local",
+        ] {
+            assert_eq!(
+                Links::from_execution_arn(not_an_execution),
+                None,
+                "{not_an_execution}"
+            );
+        }
+    }
 
     fn huge_names(n: usize) -> Vec<String> {
         (0..n)

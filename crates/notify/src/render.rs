@@ -60,7 +60,8 @@ impl StateView {
             task_arn,
             task_id,
             execution_id: execution_id.to_string(),
-            links: part(state, "/context/links").or_else(|| links_from_execution_arn(execution_id)),
+            links: part(state, "/context/links")
+                .or_else(|| Links::from_execution_arn(execution_id)),
             source_host: part(state, "/sourceEndpointHost"),
             poll_interval_seconds: part(state, "/options/pollIntervalSeconds"),
             cdc_latency_target_seconds: part(state, "/options/cdcLatencyTargetSeconds"),
@@ -73,24 +74,6 @@ impl StateView {
             error: part(state, "/error"),
         }
     }
-}
-
-/// Input that never validated has no `context`; the execution ARN alone still gives the console link.
-fn links_from_execution_arn(execution_id: &str) -> Option<Links> {
-    let region = execution_id
-        .strip_prefix("arn:aws:states:")?
-        .split(':')
-        .next()?;
-    if !core_lib::arn::is_region(region) {
-        return None;
-    }
-    let console = format!("https://{region}.console.aws.amazon.com");
-    Some(Links {
-        execution: format!(
-            "{console}/states/home?region={region}#/v2/executions/details/{execution_id}"
-        ),
-        dms_tasks: format!("{console}/dms/v2/home?region={region}#tasks"),
-    })
 }
 
 /// What one email says, before layout.
