@@ -28,22 +28,10 @@ const DEADLINE_MARGIN: Duration =
 /// Building and returning the answer after the last call.
 const ANSWER_TIME: Duration = Duration::from_secs(10);
 
-/// Lambda sends the deadline as epoch milliseconds; `cargo lambda watch` (the local emulator the lab
-/// tests run the binary under) sends the function timeout itself (`Lambda-Runtime-Deadline-Ms: 600000`).
-/// A "deadline" within a day of the epoch can only be such a duration.
-const EMULATOR_DEADLINE_LIMIT: Duration = Duration::from_secs(86_400);
-
 /// How long the handler may keep polling: the time left until the deadline minus the margin, and never
 /// more than half of what is left (a short local deadline still gets some polling).
 pub fn time_budget(deadline: SystemTime, now: SystemTime) -> Duration {
-    let since_epoch = deadline
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let left = if since_epoch < EMULATOR_DEADLINE_LIMIT {
-        since_epoch
-    } else {
-        deadline.duration_since(now).unwrap_or_default()
-    };
+    let left = core_lib::clock::time_left(deadline, now);
     left.saturating_sub(DEADLINE_MARGIN.min(left / 2))
 }
 

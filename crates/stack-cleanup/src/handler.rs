@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use core_lib::s3::{VersionedBucket, VersionsPageMarker, MAX_KEYS_PER_REQUEST};
 use core_lib::sg_rules::{RevokeOutcome, SecurityGroupRules};
@@ -36,9 +36,6 @@ use crate::update_guard::{self, TaskReader};
 
 /// Time kept free before the Lambda's deadline to answer CloudFormation (the PUT's attempts fit in it).
 pub const RESPONSE_MARGIN: Duration = Duration::from_secs(20);
-/// Used when the runtime gives no usable deadline (never on Lambda; `cargo lambda watch` sends the
-/// timeout, `600000`, where Lambda sends an epoch time): a cleanup must still end.
-const DEFAULT_BUDGET: Duration = Duration::from_secs(60);
 /// 10,000 pages of 1,000 entries: far beyond an assessment bucket; the deadline bounds it first anyway.
 const MAX_PAGES: usize = 10_000;
 /// How many individual failures the reason lists (all of them go to the log).
@@ -153,19 +150,9 @@ pub fn answer(
     }
 }
 
-pub fn now_epoch_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// How long the cleanup may run: until the Lambda's deadline minus the margin to answer.
-pub fn cleanup_budget(deadline_epoch_millis: u64, now_epoch_millis: u64) -> Duration {
-    if deadline_epoch_millis <= now_epoch_millis {
-        return DEFAULT_BUDGET;
-    }
-    Duration::from_millis(deadline_epoch_millis - now_epoch_millis).saturating_sub(RESPONSE_MARGIN)
+pub fn cleanup_budget(deadline: SystemTime, now: SystemTime) -> Duration {
+    core_lib::clock::time_left(deadline, now).saturating_sub(RESPONSE_MARGIN)
 }
 
 /// What the cleanup did and could not do; becomes the response's Reason and Data and the log line.
@@ -977,12 +964,18 @@ mod tests {
 
     #[test]
     fn the_budget_keeps_the_margin_before_the_deadline() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(
-            cleanup_budget(1_000_000, 1_000_000 - 600_000),
+            cleanup_budget(now + Duration::from_secs(600), now),
             Duration::from_secs(580)
         );
-        assert_eq!(cleanup_budget(1_010_000, 1_000_000), Duration::ZERO);
-        assert_eq!(cleanup_budget(0, 5_000), DEFAULT_BUDGET);
-        assert_eq!(cleanup_budget(600_000, 1_795_659_582_202), DEFAULT_BUDGET);
+        assert_eq!(
+            cleanup_budget(now + Duration::from_secs(10), now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            cleanup_budget(now - Duration::from_secs(5), now),
+            Duration::ZERO
+        );
     }
 }

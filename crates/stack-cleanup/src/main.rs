@@ -31,7 +31,8 @@ async fn main() -> Result<(), Error> {
     let responder = response::HttpResponder::new()?;
     let (resources, responder) = (&resources, &responder);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let budget = handler::cleanup_budget(event.context.deadline, handler::now_epoch_millis());
+        let budget =
+            handler::cleanup_budget(event.context.deadline(), std::time::SystemTime::now());
         handler::handle(event.payload, resources, responder, budget).await
     }))
     .await
