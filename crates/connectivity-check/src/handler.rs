@@ -278,34 +278,14 @@ pub async fn handle<D: Dms>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{HashMap, VecDeque};
-    use std::sync::Mutex;
-
-    use core_lib::dms::{EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo};
+    use core_lib::dms::{EndpointInfo, InstanceInfo};
     use core_lib::ErrorName;
     use lambda_runtime::{Context, LambdaEvent};
     use serde_json::json;
+    use test_doubles::{FakeDms, StateFixture, SOURCE_ARN as SOURCE, TARGET_ARN as TARGET};
 
     use super::*;
-
-    const SOURCE: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1";
-    const TARGET: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1";
     const TIMEOUT_TEXT: &str = "Test Endpoint failed: Application-Status: 1020912, Application-Message: Failed to connect Network error has occurred, Application-Detailed-Message: RetCode: SQL_ERROR SqlState: 08001 NativeError: 101 Message: [unixODBC]timeout expired";
-
-    /// Answers DescribeConnections from a script per endpoint (the last answer repeats). TestConnection
-    /// answers `Dms.InvalidState` for the first `refusals` calls per endpoint, as DMS does while the
-    /// instance or endpoint is not available; the instance's status follows its own script.
-    #[derive(Default)]
-    struct ScriptedDms {
-        answers: Mutex<HashMap<String, VecDeque<Option<ConnectionInfo>>>>,
-        tests_started: Mutex<Vec<String>>,
-        test_calls: Mutex<u32>,
-        describes: Mutex<u32>,
-        fail_test_with: Option<StepError>,
-        refusals: Mutex<HashMap<String, u32>>,
-        instance_status: Mutex<VecDeque<String>>,
-        endpoint_status: Option<String>,
-    }
 
     /// The shape classify_sdk_error gives DMS's fault: the text names dms:TestConnection, so it always
     /// contains "test" whatever the cause.
@@ -323,103 +303,38 @@ mod tests {
         })
     }
 
-    impl ScriptedDms {
-        fn with(source: Vec<Option<ConnectionInfo>>, target: Vec<Option<ConnectionInfo>>) -> Self {
-            let dms = ScriptedDms::default();
-            dms.answers
-                .lock()
-                .unwrap()
-                .insert(SOURCE.into(), source.into());
-            dms.answers
-                .lock()
-                .unwrap()
-                .insert(TARGET.into(), target.into());
-            dms
-        }
-    }
-
-    impl Dms for ScriptedDms {
-        async fn describe_task(&self, _: &str) -> Result<TaskInfo, StepError> {
-            unreachable!("connectivity-check reads no task")
-        }
-        async fn table_statistics(&self, _: &str) -> Result<Vec<TableStat>, StepError> {
-            unreachable!("connectivity-check reads no table statistics")
-        }
-        async fn start_task(&self, _: &str, _: StartType) -> Result<(), StepError> {
-            unreachable!("connectivity-check starts no task")
-        }
-        async fn describe_instance(&self, _: &str) -> Result<InstanceInfo, StepError> {
-            let mut script = self.instance_status.lock().unwrap();
-            let status = if script.len() > 1 {
-                script.pop_front()
-            } else {
-                script.front().cloned()
-            };
-            Ok(InstanceInfo {
+    /// DMS answering DescribeConnections from a script per endpoint (the last answer repeats), with an
+    /// available instance and active endpoints; tests add refusals and statuses.
+    fn scripted(
+        source: Vec<Option<ConnectionInfo>>,
+        target: Vec<Option<ConnectionInfo>>,
+    ) -> FakeDms {
+        FakeDms::default()
+            .instance(InstanceInfo {
                 identifier: "lab-instance".into(),
-                status: status.unwrap_or_else(|| "available".into()),
+                status: "available".into(),
                 ..InstanceInfo::default()
             })
-        }
-        async fn describe_endpoint(&self, endpoint_arn: &str) -> Result<EndpointInfo, StepError> {
-            Ok(EndpointInfo {
-                arn: endpoint_arn.into(),
-                identifier: "lab-source".into(),
-                status: self
-                    .endpoint_status
-                    .clone()
-                    .unwrap_or_else(|| "active".into()),
-                ..EndpointInfo::default()
-            })
-        }
-        async fn test_connection(&self, _: &str, endpoint_arn: &str) -> Result<(), StepError> {
-            *self.test_calls.lock().unwrap() += 1;
-            if let Some(err) = &self.fail_test_with {
-                return Err(err.clone());
-            }
-            if let Some(left) = self.refusals.lock().unwrap().get_mut(endpoint_arn) {
-                if *left > 0 {
-                    *left -= 1;
-                    return Err(refusal());
-                }
-            }
-            self.tests_started
-                .lock()
-                .unwrap()
-                .push(endpoint_arn.to_string());
-            Ok(())
-        }
-        async fn describe_connection(
-            &self,
-            _: &str,
-            endpoint_arn: &str,
-        ) -> Result<Option<ConnectionInfo>, StepError> {
-            *self.describes.lock().unwrap() += 1;
-            let mut answers = self.answers.lock().unwrap();
-            let script = answers.get_mut(endpoint_arn).expect("a scripted endpoint");
-            Ok(if script.len() > 1 {
-                script.pop_front().flatten()
-            } else {
-                script.front().cloned().flatten()
-            })
+            .endpoint(endpoint(SOURCE, "lab-source", "active"))
+            .endpoint(endpoint(TARGET, "lab-target", "active"))
+            .connections(SOURCE, source)
+            .connections(TARGET, target)
+    }
+
+    fn endpoint(arn: &str, identifier: &str, status: &str) -> EndpointInfo {
+        EndpointInfo {
+            arn: arn.into(),
+            identifier: identifier.into(),
+            status: status.into(),
+            ..EndpointInfo::default()
         }
     }
 
     fn state() -> Value {
-        let payload = json!({
-            "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1",
-            "sourceEndpointArn": SOURCE,
-            "targetEndpointArn": TARGET,
-            "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:TASK1",
-            "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
-            "sourcePort": 5432
-        });
-        let state =
-            core_lib::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
-        serde_json::to_value(state).unwrap()
+        StateFixture::default().state()
     }
 
-    async fn run(dms: &ScriptedDms, state: Value, budget: Duration) -> Result<Value, StepError> {
+    async fn run(dms: &FakeDms, state: Value, budget: Duration) -> Result<Value, StepError> {
         let event = LambdaEvent::new(json!({ "state": state }), Context::default());
         handle(event.payload, dms, Duration::from_millis(1), budget).await
     }
@@ -428,7 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn both_successful_after_testing_is_ok() {
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![connection("testing", None), connection("successful", None)],
             vec![
                 None,
@@ -445,7 +360,7 @@ mod tests {
         assert_eq!(result["target"]["status"], json!("successful"));
         assert!(result["source"].get("classification").is_none());
         assert_eq!(
-            *dms.tests_started.lock().unwrap(),
+            dms.tests_started(),
             vec![SOURCE.to_string(), TARGET.to_string()]
         );
         assert_eq!(
@@ -457,7 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_source_timeout_is_security_group_and_eligible_for_autofix() {
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![connection("failed", Some(TIMEOUT_TEXT))],
             vec![connection("successful", None)],
         );
@@ -476,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn not_eligible_after_autofix_ran_or_when_it_is_off_and_attempts_count_up() {
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![connection("failed", Some(TIMEOUT_TEXT))],
             vec![connection("successful", None)],
         );
@@ -501,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_target_timeout_or_a_source_auth_failure_is_not_eligible() {
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![connection("successful", None)],
             vec![connection("failed", Some(TIMEOUT_TEXT))],
         );
@@ -515,7 +430,7 @@ mod tests {
             json!(false)
         );
 
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![connection(
                 "failed",
                 Some("FATAL:  password authentication failed for user \"dms\""),
@@ -535,7 +450,7 @@ mod tests {
 
     #[tokio::test]
     async fn still_testing_at_the_deadline_is_reported_as_testing_after_one_round() {
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![connection("testing", None)],
             vec![connection("successful", None)],
         );
@@ -549,7 +464,7 @@ mod tests {
             .unwrap()
             .contains("still testing"));
         assert_eq!(
-            *dms.describes.lock().unwrap(),
+            dms.calls_to("describe_connection"),
             2,
             "one round, no sleeping past the budget"
         );
@@ -557,7 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn polling_stops_once_both_are_final() {
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![
                 connection("testing", None),
                 connection("testing", None),
@@ -571,12 +486,12 @@ mod tests {
             json!("database-missing")
         );
         // Round 1: both; rounds 2 and 3: the source only (the target was final after round 1).
-        assert_eq!(*dms.describes.lock().unwrap(), 4);
+        assert_eq!(dms.calls_to("describe_connection"), 4);
     }
 
     #[tokio::test]
     async fn a_failure_without_message_and_a_deleting_endpoint_are_failed_unknown() {
-        let dms = ScriptedDms::with(
+        let dms = scripted(
             vec![connection("failed", None)],
             vec![connection("deleting", None)],
         );
@@ -592,13 +507,10 @@ mod tests {
 
     #[tokio::test]
     async fn dms_errors_keep_their_names_and_bad_input_is_payload_invalid() {
-        let dms = ScriptedDms {
-            fail_test_with: Some(StepError::new(
-                ErrorName::AwsAccessDenied,
-                "dms:TestConnection denied",
-            )),
-            ..ScriptedDms::with(vec![None], vec![None])
-        };
+        let dms = scripted(vec![None], vec![None]).test_connection_fails(StepError::new(
+            ErrorName::AwsAccessDenied,
+            "dms:TestConnection denied",
+        ));
         let err = run(&dms, state(), LONG).await.unwrap_err();
         assert_eq!(err.name, ErrorName::AwsAccessDenied);
 
@@ -617,26 +529,22 @@ mod tests {
         assert_eq!(err.name, ErrorName::PayloadInvalid);
     }
 
-    fn refused(dms: ScriptedDms, endpoint: &str, times: u32) -> ScriptedDms {
-        dms.refusals.lock().unwrap().insert(endpoint.into(), times);
-        dms
+    fn refused(dms: FakeDms, endpoint: &str, times: u32) -> FakeDms {
+        dms.refuse_tests(endpoint, times, refusal())
     }
 
     #[tokio::test]
     async fn a_refused_test_never_accepts_the_last_saved_verdict() {
         // DMS keeps the last verdict of the pair: `successful`, from a test long ago.
         let dms = refused(
-            ScriptedDms::with(
+            scripted(
                 vec![connection("successful", None)],
                 vec![connection("successful", None)],
             ),
             SOURCE,
             u32::MAX,
-        );
-        dms.instance_status
-            .lock()
-            .unwrap()
-            .push_back("modifying".into());
+        )
+        .instance_statuses(&["modifying"]);
         let out = run(&dms, state(), Duration::from_millis(20)).await.unwrap();
         let result = &out["results"]["connectivity"];
         assert_eq!(result["ok"], json!(false), "{result}");
@@ -653,21 +561,22 @@ mod tests {
             .contains("security group"));
         assert_eq!(result["autofixEligible"], json!(false));
         assert!(
-            *dms.test_calls.lock().unwrap() >= 3,
+            dms.calls_to("test_connection") >= 3,
             "TestConnection is tried again while the instance is unavailable"
         );
     }
 
     #[tokio::test]
     async fn no_verdict_while_the_endpoint_is_unavailable_names_it_not_a_security_group() {
-        let dms = ScriptedDms {
-            endpoint_status: Some("modifying".into()),
-            ..refused(
-                ScriptedDms::with(vec![None], vec![connection("successful", None)]),
+        let dms = refused(
+            scripted(vec![None], vec![connection("successful", None)]).endpoint(endpoint(
                 SOURCE,
-                u32::MAX,
-            )
-        };
+                "lab-source",
+                "modifying",
+            )),
+            SOURCE,
+            u32::MAX,
+        );
         let out = run(&dms, state(), Duration::from_millis(20)).await.unwrap();
         let source = &out["results"]["connectivity"]["source"];
         assert_eq!(source["status"], json!("not-tested"), "{source}");
@@ -685,7 +594,7 @@ mod tests {
     #[tokio::test]
     async fn once_the_instance_is_available_our_own_test_gives_the_verdict() {
         let dms = refused(
-            ScriptedDms::with(
+            scripted(
                 vec![
                     connection("testing", None),
                     connection("failed", Some(TIMEOUT_TEXT)),
@@ -694,18 +603,14 @@ mod tests {
             ),
             SOURCE,
             2,
-        );
-        dms.instance_status.lock().unwrap().extend([
-            "modifying".to_string(),
-            "modifying".to_string(),
-            "available".to_string(),
-        ]);
+        )
+        .instance_statuses(&["modifying", "modifying", "available"]);
         let out = run(&dms, state(), LONG).await.unwrap();
         let source = &out["results"]["connectivity"]["source"];
         assert_eq!(source["status"], json!("failed"), "{source}");
         assert_eq!(source["classification"], json!("security-group"));
         assert_eq!(
-            *dms.tests_started.lock().unwrap(),
+            dms.tests_started(),
             vec![TARGET.to_string(), SOURCE.to_string()],
             "the source's test starts once DMS accepts it"
         );
@@ -715,7 +620,7 @@ mod tests {
     async fn a_test_this_step_did_not_start_is_waited_out_then_ours_runs() {
         // Round 1: refused, the pair reads `testing` (someone else's test); round 2: ours is accepted.
         let dms = refused(
-            ScriptedDms::with(
+            scripted(
                 vec![connection("testing", None), connection("successful", None)],
                 vec![connection("successful", None)],
             ),
@@ -725,11 +630,11 @@ mod tests {
         let out = run(&dms, state(), LONG).await.unwrap();
         let result = &out["results"]["connectivity"];
         assert_eq!(result["source"]["status"], json!("successful"), "{result}");
-        assert_eq!(*dms.test_calls.lock().unwrap(), 3);
+        assert_eq!(dms.calls_to("test_connection"), 3);
 
         // Still running at the deadline: no verdict of ours, and it says so.
         let dms = refused(
-            ScriptedDms::with(
+            scripted(
                 vec![connection("testing", None)],
                 vec![connection("successful", None)],
             ),

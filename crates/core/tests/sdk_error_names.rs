@@ -1,43 +1,105 @@
-//! Error shapes no emulator produces on demand (throttling codes, 5xx, a garbled body), made with
-//! `aws-smithy-mocks` at the HTTP level so the real SNS deserializer parses them. Moto's real responses for
-//! the common cases (not found, access) are covered by the lab tests.
+//! Error shapes no emulator produces on demand (throttling codes, 5xx, an unknown fault, a garbled body),
+//! answered by a local HTTP server so the real SDK client, its HTTP stack and its deserializers parse
+//! them exactly as they would parse AWS's. Moto's real responses for the common cases (not found, access)
+//! are covered by the lab tests.
 
-use aws_sdk_sns::config::retry::RetryConfig;
-use aws_sdk_sns::operation::publish::PublishOutput;
-use aws_sdk_sns::Client;
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
-use aws_smithy_types::body::SdkBody;
+use aws_credential_types::Credentials;
+use aws_sdk_databasemigration as dms;
+use aws_sdk_sns as sns;
+use aws_smithy_types::retry::RetryConfig;
+use core_lib::dms::{Dms, DmsClient};
 use core_lib::errors::{classify_sdk_error, ErrorName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:migration";
+const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
 
-fn query_error(status: u16, code: &str) -> impl Fn() -> HttpResponse + Send + Sync + 'static {
-    let body = format!(
-        "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error><Type>Sender</Type>\
-         <Code>{code}</Code><Message>{code} happened</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
-    );
-    move || {
-        HttpResponse::new(
-            StatusCode::try_from(status).expect("status"),
-            SdkBody::from(body.clone()),
-        )
+/// Answers every request with the same status and body; returns the endpoint URL.
+async fn answering(status: u16, content_type: &'static str, body: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                read_request(&mut stream).await;
+                let head = format!(
+                    "HTTP/1.1 {status} Canned\r\nContent-Type: {content_type}\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// Reads the request head and as much body as its Content-Length says, so the client sees a clean answer.
+async fn read_request(stream: &mut tokio::net::TcpStream) {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        seen.extend_from_slice(&chunk[..n]);
+        if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while seen.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 
-async fn publish_with(
-    response: impl Fn() -> HttpResponse + Send + Sync + 'static,
-) -> core_lib::StepError {
-    let rule = mock!(Client::publish).then_http_response(response);
-    let client = mock_client!(aws_sdk_sns, RuleMode::MatchAny, &[&rule], |c| c
-        .retry_config(RetryConfig::disabled()));
-    let err = client
+fn credentials() -> Credentials {
+    Credentials::new("AKIDEXAMPLE", "secret", None, None, "test")
+}
+
+async fn sns_answering(status: u16, body: String) -> sns::Client {
+    let url = answering(status, "text/xml", body).await;
+    sns::Client::from_conf(
+        sns::Config::builder()
+            .behavior_version(sns::config::BehaviorVersion::latest())
+            .region(sns::config::Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .endpoint_url(url)
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
+fn query_error(code: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error><Type>Sender</Type>\
+         <Code>{code}</Code><Message>{code} happened</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+    )
+}
+
+async fn publish_answered(status: u16, body: String) -> core_lib::StepError {
+    let err = sns_answering(status, body)
+        .await
         .publish()
         .topic_arn(TOPIC)
         .message("m")
         .send()
         .await
-        .expect_err("the mock answers with an error");
+        .expect_err("the server answers with an error");
     classify_sdk_error("sns:Publish", TOPIC, &err)
 }
 
@@ -49,7 +111,7 @@ async fn every_throttling_code_is_aws_throttled() {
         "RequestLimitExceeded",
         "TooManyRequestsException",
     ] {
-        let err = publish_with(query_error(400, code)).await;
+        let err = publish_answered(400, query_error(code)).await;
         assert_eq!(err.name, ErrorName::AwsThrottled, "{code}: {}", err.message);
         assert!(err.message.contains(code), "{}", err.message);
     }
@@ -57,17 +119,17 @@ async fn every_throttling_code_is_aws_throttled() {
 
 #[tokio::test]
 async fn status_codes_without_a_known_code() {
-    let err = publish_with(query_error(503, "SomethingNew")).await;
+    let err = publish_answered(503, query_error("SomethingNew")).await;
     assert_eq!(err.name, ErrorName::AwsTransient, "{}", err.message);
-    let err = publish_with(query_error(429, "SomethingNew")).await;
+    let err = publish_answered(429, query_error("SomethingNew")).await;
     assert_eq!(err.name, ErrorName::AwsThrottled, "{}", err.message);
-    let err = publish_with(query_error(400, "InvalidParameter")).await;
+    let err = publish_answered(400, query_error("InvalidParameter")).await;
     assert_eq!(err.name, ErrorName::AwsRejected, "{}", err.message);
 }
 
 #[tokio::test]
 async fn access_denied_names_the_action() {
-    let err = publish_with(query_error(403, "AuthorizationError")).await;
+    let err = publish_answered(403, query_error("AuthorizationError")).await;
     assert_eq!(err.name, ErrorName::AwsAccessDenied);
     assert!(
         err.message.contains("must allow `sns:Publish`"),
@@ -78,27 +140,65 @@ async fn access_denied_names_the_action() {
 
 #[tokio::test]
 async fn a_body_the_sdk_cannot_read_is_classified_not_a_panic() {
-    let err = publish_with(|| {
-        HttpResponse::new(
-            StatusCode::try_from(500).expect("status"),
-            SdkBody::from("<<<not xml"),
-        )
-    })
-    .await;
+    let err = publish_answered(500, "<<<not xml".to_string()).await;
     assert_eq!(err.name, ErrorName::AwsTransient, "{}", err.message);
 }
 
 #[tokio::test]
 async fn success_is_not_an_error() {
-    let rule =
-        mock!(Client::publish).then_output(|| PublishOutput::builder().message_id("m-1").build());
-    let client = mock_client!(aws_sdk_sns, &[&rule]);
-    let out = client
+    let body = "<PublishResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><PublishResult>\
+                <MessageId>m-1</MessageId></PublishResult><ResponseMetadata><RequestId>r-1</RequestId>\
+                </ResponseMetadata></PublishResponse>";
+    let out = sns_answering(200, body.to_string())
+        .await
         .publish()
         .topic_arn(TOPIC)
         .message("m")
         .send()
         .await
-        .expect("mocked success");
+        .expect("a well-formed answer");
     assert_eq!(out.message_id(), Some("m-1"));
+}
+
+/// A DMS answer the SDK cannot map to a modelled error (an unknown fault, a body that is not JSON, a
+/// proxy's HTML page) is classified by the DMS adapter every Lambda uses, never a panic.
+#[tokio::test]
+async fn unmappable_dms_answers_are_classified() {
+    for (status, body, expected) in [
+        (
+            400,
+            r#"{"__type":"SomethingNewFault","message":"new"}"#,
+            ErrorName::AwsRejected,
+        ),
+        (400, "<html>bad request</html>", ErrorName::AwsRejected),
+        (502, "<html>bad gateway</html>", ErrorName::AwsTransient),
+        (
+            400,
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+            ErrorName::AwsThrottled,
+        ),
+        (200, "{not json", ErrorName::AwsTransient),
+    ] {
+        let url = answering(status, "application/x-amz-json-1.1", body.to_string()).await;
+        let client = DmsClient::new(dms::Client::from_conf(
+            dms::Config::builder()
+                .behavior_version(dms::config::BehaviorVersion::latest())
+                .region(dms::config::Region::new("us-east-1"))
+                .credentials_provider(credentials())
+                .endpoint_url(url)
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        ));
+        let err = client
+            .describe_task(TASK_ARN)
+            .await
+            .expect_err("the server answers with an error");
+        assert_eq!(err.name, expected, "{status} {body}: {}", err.message);
+        assert!(
+            err.message.contains("dms:DescribeReplicationTasks"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains(TASK_ARN), "{}", err.message);
+    }
 }

@@ -1,68 +1,22 @@
 use std::sync::Mutex;
 
-use aws_sdk_databasemigration::config::retry::RetryConfig;
-use aws_sdk_databasemigration::Client;
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
-use aws_smithy_types::body::SdkBody;
-use core_lib::dms::{
-    ConnectionInfo, DmsClient, EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo,
-};
-use core_lib::payload::parse_payload;
+use core_lib::dms::{InstanceInfo, TableStat, TaskInfo};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
+use test_doubles::{FakeDms, StateFixture, TASK_ARN};
 
 use super::*;
 
-const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
 const INSTANCE_ARN: &str = "arn:aws:dms:us-east-1:123456789012:rep:INSTANCEARNID";
 const NOW: i64 = 2_000_000;
 
-#[derive(Default)]
-struct FakeDms {
-    task: Option<TaskInfo>,
-    tables: Vec<TableStat>,
-    describe_error: Option<StepError>,
-    tables_error: Option<StepError>,
-}
-
-impl Dms for FakeDms {
-    async fn describe_task(&self, _task_arn: &str) -> Result<TaskInfo, StepError> {
-        match &self.describe_error {
-            Some(err) => Err(err.clone()),
-            None => Ok(self.task.clone().expect("a task")),
-        }
-    }
-    async fn table_statistics(&self, _task_arn: &str) -> Result<Vec<TableStat>, StepError> {
-        match &self.tables_error {
-            Some(err) => Err(err.clone()),
-            None => Ok(self.tables.clone()),
-        }
-    }
-    async fn start_task(&self, _arn: &str, _t: StartType) -> Result<(), StepError> {
-        unreachable!("poll-progress never starts a task")
-    }
-    async fn describe_instance(&self, instance_arn: &str) -> Result<InstanceInfo, StepError> {
-        assert_eq!(instance_arn, INSTANCE_ARN);
-        Ok(InstanceInfo {
-            arn: INSTANCE_ARN.into(),
-            identifier: "Lab-Instance".into(),
-            ..InstanceInfo::default()
-        })
-    }
-    async fn describe_endpoint(&self, _arn: &str) -> Result<EndpointInfo, StepError> {
-        unreachable!()
-    }
-    async fn test_connection(&self, _i: &str, _e: &str) -> Result<(), StepError> {
-        unreachable!()
-    }
-    async fn describe_connection(
-        &self,
-        _i: &str,
-        _e: &str,
-    ) -> Result<Option<ConnectionInfo>, StepError> {
-        unreachable!()
-    }
+/// DMS with the lab's instance and this task; each test adds the table statistics it needs.
+fn dms(task: TaskInfo) -> FakeDms {
+    FakeDms::default().task(task).instance(InstanceInfo {
+        arn: INSTANCE_ARN.into(),
+        identifier: "Lab-Instance".into(),
+        ..InstanceInfo::default()
+    })
 }
 
 #[derive(Default)]
@@ -123,16 +77,11 @@ fn table(name: &str, state: &str) -> TableStat {
 }
 
 fn state(options: Value) -> Value {
-    let raw = json!({
-        "replicationInstanceArn": INSTANCE_ARN,
-        "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1",
-        "targetEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1",
-        "replicationTaskArn": TASK_ARN,
-        "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
-        "sourcePort": 5432,
-        "options": options
-    });
-    serde_json::to_value(parse_payload(&raw, "exec-1", NOW - 60).expect("valid")).unwrap()
+    StateFixture::default()
+        .with("replicationInstanceArn", INSTANCE_ARN)
+        .with("options", options)
+        .execution("exec-1", NOW - 60)
+        .state()
 }
 
 fn envelope(state: Value) -> Value {
@@ -148,15 +97,15 @@ const GOOD: CdcLatency = CdcLatency {
 async fn a_full_load_only_task_that_finished_succeeds_without_reading_metrics() {
     let deps = Deps {
         history: NoHistory,
-        dms: FakeDms {
-            task: Some(task(
-                "stopped",
-                Some("Stop Reason FULL_LOAD_ONLY_FINISHED"),
-                "full-load",
-            )),
-            tables: vec![table("a", "Table completed"), table("b", "Table completed")],
-            ..FakeDms::default()
-        },
+        dms: dms(task(
+            "stopped",
+            Some("Stop Reason FULL_LOAD_ONLY_FINISHED"),
+            "full-load",
+        ))
+        .tables(vec![
+            table("a", "Table completed"),
+            table("b", "Table completed"),
+        ]),
         metrics: FakeMetrics::default(),
     };
     let out = handle(envelope(state(json!({}))), &deps, NOW)
@@ -172,11 +121,7 @@ async fn a_full_load_only_task_that_finished_succeeds_without_reading_metrics() 
 async fn cdc_readiness_takes_consecutive_polls_and_uses_the_instance_identifier() {
     let deps = Deps {
         history: NoHistory,
-        dms: FakeDms {
-            task: Some(task("running", None, "cdc")),
-            tables: vec![table("a", "Table completed")],
-            ..FakeDms::default()
-        },
+        dms: dms(task("running", None, "cdc")).tables(vec![table("a", "Table completed")]),
         metrics: FakeMetrics {
             latency: GOOD,
             ..FakeMetrics::default()
@@ -210,11 +155,8 @@ async fn cdc_readiness_takes_consecutive_polls_and_uses_the_instance_identifier(
 async fn full_load_complete_is_announced_once() {
     let deps = Deps {
         history: NoHistory,
-        dms: FakeDms {
-            task: Some(task("running", None, "full-load-and-cdc")),
-            tables: vec![table("a", "Table completed")],
-            ..FakeDms::default()
-        },
+        dms: dms(task("running", None, "full-load-and-cdc"))
+            .tables(vec![table("a", "Table completed")]),
         metrics: FakeMetrics {
             latency: GOOD,
             ..FakeMetrics::default()
@@ -236,14 +178,10 @@ async fn full_load_complete_is_announced_once() {
 async fn table_errors_and_task_failures_are_data_not_errors() {
     let deps = Deps {
         history: NoHistory,
-        dms: FakeDms {
-            task: Some(task("running", None, "full-load-and-cdc")),
-            tables: vec![
-                table("good", "Table completed"),
-                table("bad", "Table error"),
-            ],
-            ..FakeDms::default()
-        },
+        dms: dms(task("running", None, "full-load-and-cdc")).tables(vec![
+            table("good", "Table completed"),
+            table("bad", "Table error"),
+        ]),
         metrics: FakeMetrics::default(),
     };
     let out = handle(envelope(state(json!({}))), &deps, NOW)
@@ -263,10 +201,7 @@ async fn table_errors_and_task_failures_are_data_not_errors() {
     failed.last_failure_message = Some("ERROR: relation \"public.x\" does not exist".into());
     let deps = Deps {
         history: NoHistory,
-        dms: FakeDms {
-            task: Some(failed),
-            ..FakeDms::default()
-        },
+        dms: dms(failed).tables(vec![]),
         metrics: FakeMetrics::default(),
     };
     let out = handle(envelope(state(json!({}))), &deps, NOW)
@@ -283,11 +218,7 @@ async fn table_errors_and_task_failures_are_data_not_errors() {
 async fn the_poll_budget_ends_monitoring() {
     let deps = Deps {
         history: NoHistory,
-        dms: FakeDms {
-            task: Some(task("running", None, "full-load-and-cdc")),
-            tables: vec![table("a", "Full load")],
-            ..FakeDms::default()
-        },
+        dms: dms(task("running", None, "full-load-and-cdc")).tables(vec![table("a", "Full load")]),
         metrics: FakeMetrics::default(),
     };
     let out = handle(envelope(state(json!({"maxPolls": 2}))), &deps, NOW)
@@ -307,11 +238,8 @@ async fn the_poll_budget_ends_monitoring() {
 async fn statistics_not_ready_yet_are_no_tables_but_other_errors_keep_their_names() {
     let deps = Deps {
         history: NoHistory,
-        dms: FakeDms {
-            task: Some(task("starting", None, "full-load-and-cdc")),
-            tables_error: Some(StepError::new(ErrorName::DmsInvalidState, "not started")),
-            ..FakeDms::default()
-        },
+        dms: dms(task("starting", None, "full-load-and-cdc"))
+            .table_statistics_fail(StepError::new(ErrorName::DmsInvalidState, "not started")),
         metrics: FakeMetrics::default(),
     };
     let out = handle(envelope(state(json!({}))), &deps, NOW)
@@ -322,10 +250,8 @@ async fn statistics_not_ready_yet_are_no_tables_but_other_errors_keep_their_name
     for name in [ErrorName::AwsThrottled, ErrorName::AwsNotFound] {
         let deps = Deps {
             history: NoHistory,
-            dms: FakeDms {
-                describe_error: Some(StepError::new(name, format!("{TASK_ARN}: {name}"))),
-                ..FakeDms::default()
-            },
+            dms: FakeDms::default()
+                .describe_task_fails(StepError::new(name, format!("{TASK_ARN}: {name}"))),
             metrics: FakeMetrics::default(),
         };
         let err = handle(envelope(state(json!({}))), &deps, NOW)
@@ -337,67 +263,13 @@ async fn statistics_not_ready_yet_are_no_tables_but_other_errors_keep_their_name
     assert_eq!(err.name, ErrorName::PayloadInvalid);
 }
 
-/// A DMS answer the SDK cannot map to a modelled error (an unknown fault, a body that is not JSON, a
-/// proxy's HTML page) is classified, never a panic. No emulator produces these on demand, hence
-/// aws-smithy-mocks at the HTTP level with the real DMS deserializer.
-#[tokio::test]
-async fn unmappable_dms_answers_are_classified() {
-    for (status, body, expected) in [
-        (
-            400,
-            r#"{"__type":"SomethingNewFault","message":"new"}"#,
-            ErrorName::AwsRejected,
-        ),
-        (400, "<html>bad request</html>", ErrorName::AwsRejected),
-        (502, "<html>bad gateway</html>", ErrorName::AwsTransient),
-        (
-            400,
-            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
-            ErrorName::AwsThrottled,
-        ),
-        (200, "{not json", ErrorName::AwsTransient),
-    ] {
-        let rule = mock!(Client::describe_replication_tasks).then_http_response(move || {
-            HttpResponse::new(
-                StatusCode::try_from(status).expect("status"),
-                SdkBody::from(body),
-            )
-        });
-        let client = mock_client!(
-            aws_sdk_databasemigration,
-            RuleMode::MatchAny,
-            &[&rule],
-            |c| c.retry_config(RetryConfig::disabled())
-        );
-        let deps = Deps {
-            history: NoHistory,
-            dms: DmsClient::new(client),
-            metrics: FakeMetrics::default(),
-        };
-        let err = handle(envelope(state(json!({}))), &deps, NOW)
-            .await
-            .unwrap_err();
-        assert_eq!(err.name, expected, "{status} {body}: {}", err.message);
-        assert!(
-            err.message.contains("dms:DescribeReplicationTasks"),
-            "{}",
-            err.message
-        );
-        assert!(err.message.contains(TASK_ARN), "{}", err.message);
-    }
-}
-
 /// Retries late in a long run spent history events the poll count does not see: monitoring ends with its
 /// email while the worst case of the rest still fits under 25,000 events, well before maxPolls.
 #[tokio::test]
 async fn a_history_near_its_limit_ends_monitoring_before_max_polls() {
     let deps = |events| Deps {
         history: SpentHistory(events),
-        dms: FakeDms {
-            task: Some(task("running", None, "full-load-and-cdc")),
-            tables: vec![table("a", "Full load")],
-            ..FakeDms::default()
-        },
+        dms: dms(task("running", None, "full-load-and-cdc")).tables(vec![table("a", "Full load")]),
         metrics: FakeMetrics::default(),
     };
     let out = handle(envelope(state(json!({}))), &deps(20_000), NOW)

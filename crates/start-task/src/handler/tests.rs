@@ -1,77 +1,35 @@
 use std::sync::Mutex;
 
-use core_lib::dms::{
-    ConnectionInfo, EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo, TaskStats,
-};
-use core_lib::payload::parse_payload;
+use core_lib::dms::{EndpointInfo, StartType, TableStat, TaskInfo, TaskStats};
 use core_lib::pg::PgConnectOptions;
-use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
+use test_doubles::{FakeDms, StateFixture, TARGET_ARN, TASK_ARN};
 
 use super::*;
 
-const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
-const TARGET_ARN: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1";
 const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:m:run-1";
 const MAPPINGS: &str = r#"{"rules":[
   {"rule-type":"selection","rule-id":"1","rule-name":"public","object-locator":{"schema-name":"public","table-name":"%"},"rule-action":"include"},
   {"rule-type":"selection","rule-id":"2","rule-name":"no-tmp","object-locator":{"schema-name":"public","table-name":"tmp%"},"rule-action":"exclude"}]}"#;
 
-#[derive(Default)]
-struct FakeDms {
-    task: Option<TaskInfo>,
-    describe_error: Option<StepError>,
-    start_error: Option<StepError>,
-    tables: Vec<TableStat>,
-    secret_id: Option<String>,
-    started: Mutex<Vec<StartType>>,
-    table_stat_reads: Mutex<u32>,
+/// DMS with this task, no table statistics yet, and the target endpoint without a secret.
+fn dms(task: TaskInfo) -> FakeDms {
+    FakeDms::default()
+        .task(task)
+        .tables(vec![])
+        .endpoint(target_endpoint(None))
 }
 
-impl Dms for FakeDms {
-    async fn describe_task(&self, task_arn: &str) -> Result<TaskInfo, StepError> {
-        if let Some(err) = &self.describe_error {
-            return Err(err.clone());
-        }
-        assert_eq!(task_arn, TASK_ARN);
-        Ok(self.task.clone().expect("a task"))
-    }
-    async fn table_statistics(&self, _task_arn: &str) -> Result<Vec<TableStat>, StepError> {
-        *self.table_stat_reads.lock().unwrap() += 1;
-        Ok(self.tables.clone())
-    }
-    async fn start_task(&self, _task_arn: &str, start_type: StartType) -> Result<(), StepError> {
-        if let Some(err) = &self.start_error {
-            return Err(err.clone());
-        }
-        self.started.lock().unwrap().push(start_type);
-        Ok(())
-    }
-    async fn describe_instance(&self, _arn: &str) -> Result<InstanceInfo, StepError> {
-        unreachable!("start-task does not read the instance")
-    }
-    async fn describe_endpoint(&self, endpoint_arn: &str) -> Result<EndpointInfo, StepError> {
-        assert_eq!(endpoint_arn, TARGET_ARN);
-        Ok(EndpointInfo {
-            arn: TARGET_ARN.into(),
-            server: Some("target.example.com".into()),
-            port: Some(5432),
-            database: Some("app".into()),
-            username: Some("dms".into()),
-            ssl_mode: Some("require".into()),
-            secret_id: self.secret_id.clone(),
-            ..EndpointInfo::default()
-        })
-    }
-    async fn test_connection(&self, _i: &str, _e: &str) -> Result<(), StepError> {
-        unreachable!()
-    }
-    async fn describe_connection(
-        &self,
-        _i: &str,
-        _e: &str,
-    ) -> Result<Option<ConnectionInfo>, StepError> {
-        unreachable!()
+fn target_endpoint(secret_id: Option<&str>) -> EndpointInfo {
+    EndpointInfo {
+        arn: TARGET_ARN.into(),
+        server: Some("target.example.com".into()),
+        port: Some(5432),
+        database: Some("app".into()),
+        username: Some("dms".into()),
+        ssl_mode: Some("require".into()),
+        secret_id: secret_id.map(str::to_string),
+        ..EndpointInfo::default()
     }
 }
 
@@ -161,26 +119,15 @@ fn deps(dms: FakeDms) -> Deps<FakeDms, FakeSecrets, FakeExecutions, FakeTarget> 
 }
 
 fn input(options: Value) -> Value {
-    let raw = json!({
-        "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1",
-        "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1",
-        "targetEndpointArn": TARGET_ARN,
-        "replicationTaskArn": TASK_ARN,
-        "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
-        "sourcePort": 5432,
-        "options": options
-    });
-    let state = parse_payload(&raw, EXEC, 1_000).expect("valid payload");
-    let event = LambdaEvent::new(json!({ "state": state }), Context::default());
-    event.payload
+    StateFixture::default()
+        .with("options", options)
+        .execution(EXEC, 1_000)
+        .input()
 }
 
 #[tokio::test]
 async fn a_task_that_never_ran_is_started_and_the_poll_interval_set() {
-    let d = deps(FakeDms {
-        task: Some(task("ready", None, "full-load-and-cdc", false)),
-        ..FakeDms::default()
-    });
+    let d = deps(dms(task("ready", None, "full-load-and-cdc", false)));
     let out = handle(input(json!({"pollIntervalSeconds": 7})), &d)
         .await
         .unwrap();
@@ -194,10 +141,7 @@ async fn a_task_that_never_ran_is_started_and_the_poll_interval_set() {
         json!("the task has never run")
     );
     assert_eq!(out["monitor"]["nextPollSeconds"], json!(7));
-    assert_eq!(
-        *d.dms.started.lock().unwrap(),
-        vec![StartType::StartReplication]
-    );
+    assert_eq!(d.dms.started(), vec![StartType::StartReplication]);
     assert!(d.target_tables.truncated.lock().unwrap().is_empty());
     assert_eq!(
         *d.executions.asked.lock().unwrap(),
@@ -218,21 +162,15 @@ async fn a_task_stopped_during_cdc_is_resumed() {
         full_load_finish_epoch_seconds: Some(2_000.0),
         ..TaskStats::default()
     });
-    let d = deps(FakeDms {
-        task: Some(t),
-        ..FakeDms::default()
-    });
+    let d = deps(dms(t));
     let out = handle(input(json!({})), &d).await.unwrap();
     assert_eq!(
         out["results"]["startTask"]["action"],
         json!("resume-processing")
     );
+    assert_eq!(d.dms.started(), vec![StartType::ResumeProcessing]);
     assert_eq!(
-        *d.dms.started.lock().unwrap(),
-        vec![StartType::ResumeProcessing]
-    );
-    assert_eq!(
-        *d.dms.table_stat_reads.lock().unwrap(),
+        d.dms.calls_to("table_statistics"),
         0,
         "the task's own stats sufficed"
     );
@@ -246,37 +184,35 @@ async fn table_statistics_decide_when_the_task_stats_cannot() {
         state: "Table completed".into(),
         ..TableStat::default()
     };
-    let d = deps(FakeDms {
-        task: Some(task(
+    let d = deps(
+        dms(task(
             "stopped",
             Some("Stop Reason NORMAL"),
             "full-load-and-cdc",
             true,
-        )),
-        tables: vec![done.clone()],
-        ..FakeDms::default()
-    });
+        ))
+        .tables(vec![done.clone()]),
+    );
     let out = handle(input(json!({})), &d).await.unwrap();
     assert_eq!(
         out["results"]["startTask"]["action"],
         json!("resume-processing")
     );
-    assert_eq!(*d.dms.table_stat_reads.lock().unwrap(), 1);
+    assert_eq!(d.dms.calls_to("table_statistics"), 1);
 
     let loading = TableStat {
         state: "Full load".into(),
         ..done
     };
-    let d = deps(FakeDms {
-        task: Some(task(
+    let d = deps(
+        dms(task(
             "stopped",
             Some("Stop Reason NORMAL"),
             "full-load-and-cdc",
             true,
-        )),
-        tables: vec![loading],
-        ..FakeDms::default()
-    });
+        ))
+        .tables(vec![loading]),
+    );
     let err = handle(input(json!({})), &d).await.unwrap_err();
     assert_eq!(err.name, ErrorName::TaskRestartRefused);
     assert!(
@@ -284,19 +220,16 @@ async fn table_statistics_decide_when_the_task_stats_cannot() {
         "{}",
         err.message
     );
-    assert!(d.dms.started.lock().unwrap().is_empty());
+    assert!(d.dms.started().is_empty());
 }
 
 #[tokio::test]
 async fn running_and_starting_need_nothing() {
     for status in ["running", "starting"] {
-        let d = deps(FakeDms {
-            task: Some(task(status, None, "full-load-and-cdc", true)),
-            ..FakeDms::default()
-        });
+        let d = deps(dms(task(status, None, "full-load-and-cdc", true)));
         let out = handle(input(json!({})), &d).await.unwrap();
         assert_eq!(out["results"]["startTask"]["action"], json!("none"));
-        assert!(d.dms.started.lock().unwrap().is_empty());
+        assert!(d.dms.started().is_empty());
     }
 }
 
@@ -310,14 +243,11 @@ async fn transitional_states_are_dms_invalid_state() {
         "moving",
         "deleting",
     ] {
-        let d = deps(FakeDms {
-            task: Some(task(status, None, "full-load-and-cdc", true)),
-            ..FakeDms::default()
-        });
+        let d = deps(dms(task(status, None, "full-load-and-cdc", true)));
         let err = handle(input(json!({})), &d).await.unwrap_err();
         assert_eq!(err.name, ErrorName::DmsInvalidState, "{status}");
         assert!(err.message.contains(status), "{}", err.message);
-        assert!(d.dms.started.lock().unwrap().is_empty());
+        assert!(d.dms.started().is_empty());
     }
 }
 
@@ -342,32 +272,28 @@ async fn failed_and_finished_tasks_are_refused_with_the_reason() {
             "already finished",
         ),
     ] {
-        let d = deps(FakeDms {
-            task: Some(t),
-            ..FakeDms::default()
-        });
+        let d = deps(dms(t));
         let err = handle(input(json!({})), &d).await.unwrap_err();
         assert_eq!(err.name, ErrorName::TaskRestartRefused);
         assert!(err.message.contains(words), "{}", err.message);
         assert!(err.message.contains(TASK_ARN), "{}", err.message);
         let diag: lambda_runtime::Diagnostic = err.into();
         assert_eq!(diag.error_type, "Task.RestartRefused");
-        assert!(d.dms.started.lock().unwrap().is_empty());
+        assert!(d.dms.started().is_empty());
     }
 }
 
 #[tokio::test]
 async fn reload_with_truncate_empties_exactly_the_mapped_tables_then_reloads() {
-    let d = deps(FakeDms {
-        task: Some(task(
+    let d = deps(
+        dms(task(
             "stopped",
             Some("Stop Reason NORMAL"),
             "full-load-and-cdc",
             true,
-        )),
-        secret_id: Some("target-secret".into()),
-        ..FakeDms::default()
-    });
+        ))
+        .endpoint(target_endpoint(Some("target-secret"))),
+    );
     let out = handle(
         input(json!({"startMode": "reload", "truncateTarget": true})),
         &d,
@@ -392,20 +318,16 @@ async fn reload_with_truncate_empties_exactly_the_mapped_tables_then_reloads() {
         vec!["migrator@db.example.com:5432/app".to_string()],
         "credentials come from the endpoint's secret"
     );
-    assert_eq!(
-        *d.dms.started.lock().unwrap(),
-        vec![StartType::ReloadTarget]
-    );
+    assert_eq!(d.dms.started(), vec![StartType::ReloadTarget]);
     assert!(!out.to_string().contains("hunter2"));
 }
 
 #[tokio::test]
 async fn a_long_truncate_list_is_capped_in_the_state() {
-    let mut d = deps(FakeDms {
-        task: Some(task("failed", None, "full-load", true)),
-        secret_id: Some("target-secret".into()),
-        ..FakeDms::default()
-    });
+    let mut d = deps(
+        dms(task("failed", None, "full-load", true))
+            .endpoint(target_endpoint(Some("target-secret"))),
+    );
     d.target_tables.catalog = (0..45)
         .map(|i| pair("public", &format!("t{i:02}")))
         .collect();
@@ -428,16 +350,15 @@ async fn a_long_truncate_list_is_capped_in_the_state() {
 
 #[tokio::test]
 async fn without_a_secret_the_password_is_unavailable_and_nothing_starts() {
-    let d = deps(FakeDms {
-        task: Some(task(
+    let d = deps(
+        dms(task(
             "stopped",
             Some("Stop Reason NORMAL"),
             "full-load",
             true,
-        )),
-        secret_id: None,
-        ..FakeDms::default()
-    });
+        ))
+        .endpoint(target_endpoint(None)),
+    );
     let err = handle(
         input(json!({"startMode": "reload", "truncateTarget": true})),
         &d,
@@ -446,7 +367,7 @@ async fn without_a_secret_the_password_is_unavailable_and_nothing_starts() {
     .unwrap_err();
     assert_eq!(err.name, ErrorName::ConfigInvalid);
     assert!(err.message.contains("password"), "{}", err.message);
-    assert!(d.dms.started.lock().unwrap().is_empty());
+    assert!(d.dms.started().is_empty());
     assert!(d.target_tables.truncated.lock().unwrap().is_empty());
 }
 
@@ -456,11 +377,7 @@ async fn renaming_mappings_or_no_mapped_table_refuse_before_truncating() {
     t.table_mappings = Some(r#"{"rules":[
       {"rule-type":"selection","rule-name":"s","object-locator":{"schema-name":"public","table-name":"%"},"rule-action":"include"},
       {"rule-type":"transformation","rule-name":"r","rule-target":"table","object-locator":{"schema-name":"public","table-name":"orders"},"rule-action":"add-prefix","value":"x_"}]}"#.into());
-    let d = deps(FakeDms {
-        task: Some(t),
-        secret_id: Some("target-secret".into()),
-        ..FakeDms::default()
-    });
+    let d = deps(dms(t).endpoint(target_endpoint(Some("target-secret"))));
     let options = json!({"startMode": "reload", "truncateTarget": true});
     let err = handle(input(options.clone()), &d).await.unwrap_err();
     assert_eq!(err.name, ErrorName::TaskRestartRefused);
@@ -470,55 +387,47 @@ async fn renaming_mappings_or_no_mapped_table_refuse_before_truncating() {
         err.message
     );
 
-    let mut d = deps(FakeDms {
-        task: Some(task(
+    let mut d = deps(
+        dms(task(
             "stopped",
             Some("Stop Reason NORMAL"),
             "full-load",
             true,
-        )),
-        secret_id: Some("target-secret".into()),
-        ..FakeDms::default()
-    });
+        ))
+        .endpoint(target_endpoint(Some("target-secret"))),
+    );
     d.target_tables.catalog = vec![pair("other", "x")];
     let err = handle(input(options), &d).await.unwrap_err();
     assert_eq!(err.name, ErrorName::TaskRestartRefused);
     assert!(err.message.contains("schema apply"), "{}", err.message);
     assert!(d.target_tables.truncated.lock().unwrap().is_empty());
-    assert!(d.dms.started.lock().unwrap().is_empty());
+    assert!(d.dms.started().is_empty());
 }
 
 #[tokio::test]
 async fn another_running_execution_for_the_task_is_refused() {
-    let mut d = deps(FakeDms {
-        task: Some(task("ready", None, "full-load-and-cdc", false)),
-        ..FakeDms::default()
-    });
+    let mut d = deps(dms(task("ready", None, "full-load-and-cdc", false)));
     d.executions.others = vec!["arn:aws:states:us-east-1:123456789012:execution:m:other".into()];
     let err = handle(input(json!({})), &d).await.unwrap_err();
     assert_eq!(err.name, ErrorName::TaskRestartRefused);
     assert!(err.message.contains("execution:m:other"), "{}", err.message);
-    assert!(d.dms.started.lock().unwrap().is_empty());
+    assert!(d.dms.started().is_empty());
 }
 
 #[tokio::test]
 async fn aws_errors_keep_their_names() {
-    let d = deps(FakeDms {
-        describe_error: Some(StepError::new(
-            ErrorName::AwsNotFound,
-            format!("{TASK_ARN} does not exist"),
-        )),
-        ..FakeDms::default()
-    });
+    let d = deps(FakeDms::default().describe_task_fails(StepError::new(
+        ErrorName::AwsNotFound,
+        format!("{TASK_ARN} does not exist"),
+    )));
     let err = handle(input(json!({})), &d).await.unwrap_err();
     assert_eq!(err.name, ErrorName::AwsNotFound);
     assert!(err.message.contains(TASK_ARN));
 
-    let d = deps(FakeDms {
-        task: Some(task("ready", None, "cdc", false)),
-        start_error: Some(StepError::new(ErrorName::AwsThrottled, "slow down")),
-        ..FakeDms::default()
-    });
+    let d = deps(
+        dms(task("ready", None, "cdc", false))
+            .start_fails(StepError::new(ErrorName::AwsThrottled, "slow down")),
+    );
     let err = handle(input(json!({})), &d).await.unwrap_err();
     assert_eq!(err.name, ErrorName::AwsThrottled);
 }
