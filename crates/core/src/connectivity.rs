@@ -6,70 +6,40 @@
 //! dms-local uses) produce for each cause. The real messages it was built from are the fixtures in
 //! `crates/core/tests/fixtures/dms_connection_messages.json`, each with its source.
 
-use std::fmt;
 use std::sync::LazyLock;
 
+use crate::string_enum::string_enum;
 use regex::Regex;
 
-/// The cause of a failed connection test, as the state and the emails name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureClass {
-    /// The connect timed out or the network had no path: what a security group (or network ACL, or a
-    /// missing route) that drops the traffic looks like. AWS security groups drop silently, so a blocked
-    /// port never answers "refused".
-    SecurityGroup,
-    /// The host answered but nothing listens on the port, or the server is stopped / starting / stopping.
-    NoListener,
-    /// Wrong user name or password.
-    Auth,
-    /// The TLS handshake or certificate check failed.
-    Tls,
-    /// The host name does not resolve.
-    Dns,
-    /// `pg_hba.conf` has no entry for this client (on RDS/Aurora with `rds.force_ssl=1`: a non-TLS client).
-    PgHba,
-    /// The endpoint names a database that does not exist on the server.
-    DatabaseMissing,
-    /// None of the above; the raw message is reported as it is.
-    Unknown,
-    /// No test ran: DMS refused TestConnection because the replication instance or the endpoint was not
-    /// available (or another test of the pair was running) for as long as the step could wait. Never the
-    /// result of `classify_failure`: connectivity-check sets it from the resources' status.
-    DmsUnavailable,
+string_enum! {
+    /// The cause of a failed connection test, as the state and the emails name it.
+    pub enum FailureClass {
+        /// The connect timed out or the network had no path: what a security group (or network ACL, or a
+        /// missing route) that drops the traffic looks like. AWS security groups drop silently, so a blocked
+        /// port never answers "refused".
+        SecurityGroup => "security-group",
+        /// The host answered but nothing listens on the port, or the server is stopped / starting / stopping.
+        NoListener => "no-listener",
+        /// Wrong user name or password.
+        Auth => "auth",
+        /// The TLS handshake or certificate check failed.
+        Tls => "tls",
+        /// The host name does not resolve.
+        Dns => "dns",
+        /// `pg_hba.conf` has no entry for this client (on RDS/Aurora with `rds.force_ssl=1`: a non-TLS client).
+        PgHba => "pg-hba",
+        /// The endpoint names a database that does not exist on the server.
+        DatabaseMissing => "database-missing",
+        /// None of the above; the raw message is reported as it is.
+        Unknown => "unknown",
+        /// No test ran: DMS refused TestConnection because the replication instance or the endpoint was not
+        /// available (or another test of the pair was running) for as long as the step could wait. Never the
+        /// result of `classify_failure`: connectivity-check sets it from the resources' status.
+        DmsUnavailable => "dms-unavailable",
+    }
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 9] = [
-        FailureClass::SecurityGroup,
-        FailureClass::NoListener,
-        FailureClass::Auth,
-        FailureClass::Tls,
-        FailureClass::Dns,
-        FailureClass::PgHba,
-        FailureClass::DatabaseMissing,
-        FailureClass::Unknown,
-        FailureClass::DmsUnavailable,
-    ];
-
-    /// The name in `results.connectivity.<endpoint>.classification`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureClass::SecurityGroup => "security-group",
-            FailureClass::NoListener => "no-listener",
-            FailureClass::Auth => "auth",
-            FailureClass::Tls => "tls",
-            FailureClass::Dns => "dns",
-            FailureClass::PgHba => "pg-hba",
-            FailureClass::DatabaseMissing => "database-missing",
-            FailureClass::Unknown => "unknown",
-            FailureClass::DmsUnavailable => "dms-unavailable",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<FailureClass> {
-        FailureClass::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-
     /// What the user should do, in one or two sentences.
     pub fn fix(self) -> &'static str {
         match self {
@@ -101,12 +71,6 @@ impl FailureClass {
                 "DMS did not run the test, so nothing is known about the network or the database yet: wait until the DMS console shows the replication instance Available and both endpoints Active (a modification, reboot or maintenance ends by itself), then run the execution again."
             }
         }
-    }
-}
-
-impl fmt::Display for FailureClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -8,6 +8,7 @@ use aws_sdk_databasemigration::types::{Filter, StartReplicationTaskTypeValue};
 use aws_sdk_databasemigration::Client;
 
 use crate::errors::{classify_sdk_error, ErrorName, StepError};
+use crate::string_enum::string_enum;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskInfo {
@@ -66,22 +67,15 @@ impl TableStat {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartType {
-    StartReplication,
-    ResumeProcessing,
-    ReloadTarget,
-}
-
-impl StartType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartType::StartReplication => "start-replication",
-            StartType::ResumeProcessing => "resume-processing",
-            StartType::ReloadTarget => "reload-target",
-        }
+string_enum! {
+    pub enum StartType {
+        StartReplication => "start-replication",
+        ResumeProcessing => "resume-processing",
+        ReloadTarget => "reload-target",
     }
 }
+
+impl StartType {}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceInfo {

@@ -8,97 +8,52 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::redact::redact_secrets;
+use crate::string_enum::string_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorName {
-    /// Bad execution input: no retry.
-    PayloadInvalid,
-    /// Throttling / TooManyRequests / RequestLimitExceeded: retried with jittered backoff.
-    AwsThrottled,
-    /// 5xx, timeouts, dispatch failures: retried a few times.
-    AwsTransient,
-    /// IAM does not allow the Lambda's own call; the message names the action.
-    AwsAccessDenied,
-    /// DMS itself was refused while acting for us: one of the roles DMS assumes (the secrets-access role,
-    /// the assessment role, `dms-vpc-role`) or a KMS key it needs. The message names the role and what to
-    /// check; the Lambda's role is not at fault.
-    DmsAccessDenied,
-    /// An ARN or resource that does not exist.
-    AwsNotFound,
-    /// AWS refused the request as invalid (a 4xx that is none of the above): retrying cannot help.
-    AwsRejected,
-    /// The DMS task or instance is in a state that forbids the action; retried with a long interval.
-    DmsInvalidState,
-    /// PostgreSQL could not be reached (network, TLS, missing database).
-    PostgresUnreachable,
-    /// PostgreSQL refused the credentials.
-    PostgresAuthFailed,
-    /// A SQL statement failed on a reachable server.
-    PostgresQueryFailed,
-    /// The Lambda's own configuration (environment) is missing or wrong: a deployment fault.
-    ConfigInvalid,
-    /// start-task will not start the task as it stands (restarting would duplicate rows, the task failed,
-    /// or another execution watches it): the user must act; the message says what to do. No retry.
-    TaskRestartRefused,
-    /// A Lambda of this tool panicked: a bug in the tool, not in the user's setup. Never retried (the same
-    /// input panics again); the failure email asks for a report. See `crate::defect`.
-    ToolDefect,
+string_enum! {
+    pub enum ErrorName {
+        /// Bad execution input: no retry.
+        PayloadInvalid => "Payload.Invalid",
+        /// Throttling / TooManyRequests / RequestLimitExceeded: retried with jittered backoff.
+        AwsThrottled => "Aws.Throttled",
+        /// 5xx, timeouts, dispatch failures: retried a few times.
+        AwsTransient => "Aws.Transient",
+        /// IAM does not allow the Lambda's own call; the message names the action.
+        AwsAccessDenied => "Aws.AccessDenied",
+        /// DMS itself was refused while acting for us: one of the roles DMS assumes (the secrets-access role,
+        /// the assessment role, `dms-vpc-role`) or a KMS key it needs. The message names the role and what to
+        /// check; the Lambda's role is not at fault.
+        DmsAccessDenied => "Dms.AccessDenied",
+        /// An ARN or resource that does not exist.
+        AwsNotFound => "Aws.NotFound",
+        /// AWS refused the request as invalid (a 4xx that is none of the above): retrying cannot help.
+        AwsRejected => "Aws.Rejected",
+        /// The DMS task or instance is in a state that forbids the action; retried with a long interval.
+        DmsInvalidState => "Dms.InvalidState",
+        /// PostgreSQL could not be reached (network, TLS, missing database).
+        PostgresUnreachable => "Postgres.Unreachable",
+        /// PostgreSQL refused the credentials.
+        PostgresAuthFailed => "Postgres.AuthFailed",
+        /// A SQL statement failed on a reachable server.
+        PostgresQueryFailed => "Postgres.QueryFailed",
+        /// The Lambda's own configuration (environment) is missing or wrong: a deployment fault.
+        ConfigInvalid => "Config.Invalid",
+        /// start-task will not start the task as it stands (restarting would duplicate rows, the task failed,
+        /// or another execution watches it): the user must act; the message says what to do. No retry.
+        TaskRestartRefused => "Task.RestartRefused",
+        /// A Lambda of this tool panicked: a bug in the tool, not in the user's setup. Never retried (the same
+        /// input panics again); the failure email asks for a report. See `crate::defect`.
+        ToolDefect => "Tool.Defect",
+    }
 }
 
 impl ErrorName {
-    pub const ALL: [ErrorName; 14] = [
-        ErrorName::PayloadInvalid,
-        ErrorName::AwsThrottled,
-        ErrorName::AwsTransient,
-        ErrorName::AwsAccessDenied,
-        ErrorName::DmsAccessDenied,
-        ErrorName::AwsNotFound,
-        ErrorName::AwsRejected,
-        ErrorName::DmsInvalidState,
-        ErrorName::PostgresUnreachable,
-        ErrorName::PostgresAuthFailed,
-        ErrorName::PostgresQueryFailed,
-        ErrorName::ConfigInvalid,
-        ErrorName::TaskRestartRefused,
-        ErrorName::ToolDefect,
-    ];
-
-    /// The `errorType` string Step Functions sees.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorName::PayloadInvalid => "Payload.Invalid",
-            ErrorName::AwsThrottled => "Aws.Throttled",
-            ErrorName::AwsTransient => "Aws.Transient",
-            ErrorName::AwsAccessDenied => "Aws.AccessDenied",
-            ErrorName::DmsAccessDenied => "Dms.AccessDenied",
-            ErrorName::AwsNotFound => "Aws.NotFound",
-            ErrorName::AwsRejected => "Aws.Rejected",
-            ErrorName::DmsInvalidState => "Dms.InvalidState",
-            ErrorName::PostgresUnreachable => "Postgres.Unreachable",
-            ErrorName::PostgresAuthFailed => "Postgres.AuthFailed",
-            ErrorName::PostgresQueryFailed => "Postgres.QueryFailed",
-            ErrorName::ConfigInvalid => "Config.Invalid",
-            ErrorName::TaskRestartRefused => "Task.RestartRefused",
-            ErrorName::ToolDefect => "Tool.Defect",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<ErrorName> {
-        ErrorName::ALL.into_iter().find(|n| n.as_str() == name)
-    }
-
     /// Whether the state machine retries this error (kept in step with the ASL's Retry blocks).
     pub fn is_retried(self) -> bool {
         matches!(
             self,
             ErrorName::AwsThrottled | ErrorName::AwsTransient | ErrorName::DmsInvalidState
         )
-    }
-}
-
-impl fmt::Display for ErrorName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1,72 +1,30 @@
 //! The notification events (docs/state-machine-contract.md): one email each. The ASL passes the kebab-case name to `notify`.
 
-use std::fmt;
+use crate::string_enum::string_enum;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Event {
-    Started,
-    ConnectivityFailed,
-    SgFixed,
-    AssessmentWarnings,
-    AssessmentFailed,
-    AssessmentSkipped,
-    TaskStarted,
-    FullLoadComplete,
-    /// DMS stopped the task on a recoverable error and restarts it itself (once per execution).
-    TaskRecovering,
-    ReadyForCutover,
-    /// A full-load-only task finished.
-    Succeeded,
-    TaskFailed,
-    MonitoringEnded,
-    /// A Catch fired: the state carries `error` with `step`, `Error` and `Cause`.
-    Failed,
+string_enum! {
+    pub enum Event {
+        Started => "started",
+        ConnectivityFailed => "connectivity-failed",
+        SgFixed => "sg-fixed",
+        AssessmentWarnings => "assessment-warnings",
+        AssessmentFailed => "assessment-failed",
+        AssessmentSkipped => "assessment-skipped",
+        TaskStarted => "task-started",
+        FullLoadComplete => "full-load-complete",
+        /// DMS stopped the task on a recoverable error and restarts it itself (once per execution).
+        TaskRecovering => "task-recovering",
+        ReadyForCutover => "ready-for-cutover",
+        /// A full-load-only task finished.
+        Succeeded => "succeeded",
+        TaskFailed => "task-failed",
+        MonitoringEnded => "monitoring-ended",
+        /// A Catch fired: the state carries `error` with `step`, `Error` and `Cause`.
+        Failed => "failed",
+    }
 }
 
 impl Event {
-    pub const ALL: [Event; 14] = [
-        Event::Started,
-        Event::ConnectivityFailed,
-        Event::SgFixed,
-        Event::AssessmentWarnings,
-        Event::AssessmentFailed,
-        Event::AssessmentSkipped,
-        Event::TaskStarted,
-        Event::FullLoadComplete,
-        Event::TaskRecovering,
-        Event::ReadyForCutover,
-        Event::Succeeded,
-        Event::TaskFailed,
-        Event::MonitoringEnded,
-        Event::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Started => "started",
-            Event::ConnectivityFailed => "connectivity-failed",
-            Event::SgFixed => "sg-fixed",
-            Event::AssessmentWarnings => "assessment-warnings",
-            Event::AssessmentFailed => "assessment-failed",
-            Event::AssessmentSkipped => "assessment-skipped",
-            Event::TaskStarted => "task-started",
-            Event::FullLoadComplete => "full-load-complete",
-            Event::TaskRecovering => "task-recovering",
-            Event::ReadyForCutover => "ready-for-cutover",
-            Event::Succeeded => "succeeded",
-            Event::TaskFailed => "task-failed",
-            Event::MonitoringEnded => "monitoring-ended",
-            Event::Failed => "failed",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Event> {
-        Event::ALL.into_iter().find(|e| e.as_str() == name)
-    }
-
     /// The migration stops after this event's email.
     pub fn ends_in_failure(self) -> bool {
         matches!(
@@ -77,12 +35,6 @@ impl Event {
                 | Event::MonitoringEnded
                 | Event::Failed
         )
-    }
-}
-
-impl fmt::Display for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -2,6 +2,8 @@
 //! the state machine, the error names Step Functions matches on, the notification events, and the plumbing
 //! to reach AWS and PostgreSQL.
 
+mod string_enum;
+
 pub mod arn;
 pub mod assessment_runs;
 pub mod aws;

@@ -13,33 +13,16 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::error::SqlState;
 
 use crate::errors::{ErrorName, StepError};
+use crate::string_enum::string_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// No TLS: only for the local lab.
-    Disable,
-    /// TLS without checking who answers (libpq's `require`): encrypted, not authenticated.
-    Require,
-    /// TLS with the certificate chain and the host name checked (the default for the target).
-    VerifyFull,
-}
-
-impl SslMode {
-    pub fn parse(text: &str) -> Option<SslMode> {
-        match text {
-            "disable" => Some(SslMode::Disable),
-            "require" => Some(SslMode::Require),
-            "verify-full" => Some(SslMode::VerifyFull),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Require => "require",
-            SslMode::VerifyFull => "verify-full",
-        }
+string_enum! {
+    pub enum SslMode {
+        /// No TLS: only for the local lab.
+        Disable => "disable",
+        /// TLS without checking who answers (libpq's `require`): encrypted, not authenticated.
+        Require => "require",
+        /// TLS with the certificate chain and the host name checked (the default for the target).
+        VerifyFull => "verify-full",
     }
 }
 

@@ -7,6 +7,7 @@
 //! duplicate a key. So they are deferred until after the load (`dms-migrate constraints apply`).
 //! This is the one definition: `target.schema_matches` and `dms-migrate schema apply` both use it.
 
+use crate::string_enum::string_enum;
 use serde::{Deserialize, Serialize};
 
 /// When an object is created on the target, relative to the DMS full load.
@@ -17,48 +18,33 @@ pub enum Phase {
     Deferred,
 }
 
-/// The kinds of schema objects the migration knows about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ObjectKind {
-    Schema,
-    Extension,
-    Type,
-    Table,
-    Column,
-    PrimaryKey,
-    Sequence,
-    Function,
-    View,
-    MaterializedView,
-    ForeignKey,
-    UniqueConstraint,
-    CheckConstraint,
-    ExclusionConstraint,
-    Trigger,
-    Index,
+string_enum! {
+    labels:
+    /// The kinds of schema objects the migration knows about. The text is the inventory label; the
+    /// deferred file's JSON names the kind in kebab case (`foreign-key`).
+    #[derive(PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum ObjectKind {
+        Schema => "schema",
+        Extension => "extension",
+        Type => "type",
+        Table => "table",
+        Column => "column",
+        PrimaryKey => "primary key",
+        Sequence => "sequence",
+        Function => "function",
+        View => "view",
+        MaterializedView => "materialized view",
+        ForeignKey => "foreign key",
+        UniqueConstraint => "unique constraint",
+        CheckConstraint => "check constraint",
+        ExclusionConstraint => "exclusion constraint",
+        Trigger => "trigger",
+        Index => "index",
+    }
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 16] = [
-        ObjectKind::Schema,
-        ObjectKind::Extension,
-        ObjectKind::Type,
-        ObjectKind::Table,
-        ObjectKind::Column,
-        ObjectKind::PrimaryKey,
-        ObjectKind::Sequence,
-        ObjectKind::Function,
-        ObjectKind::View,
-        ObjectKind::MaterializedView,
-        ObjectKind::ForeignKey,
-        ObjectKind::UniqueConstraint,
-        ObjectKind::CheckConstraint,
-        ObjectKind::ExclusionConstraint,
-        ObjectKind::Trigger,
-        ObjectKind::Index,
-    ];
-
     /// Pre-load: schemas, extensions, types, tables (with columns and primary keys), sequences, functions,
     /// views. Deferred: foreign keys, every other constraint (unique included), triggers, secondary indexes.
     pub fn phase(self) -> Phase {
@@ -80,32 +66,6 @@ impl ObjectKind {
             | ObjectKind::Trigger
             | ObjectKind::Index => Phase::Deferred,
         }
-    }
-
-    /// The label the inventory query (`checks/sql/schema_inventory.sql`) uses, and people read.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::Schema => "schema",
-            ObjectKind::Extension => "extension",
-            ObjectKind::Type => "type",
-            ObjectKind::Table => "table",
-            ObjectKind::Column => "column",
-            ObjectKind::PrimaryKey => "primary key",
-            ObjectKind::Sequence => "sequence",
-            ObjectKind::Function => "function",
-            ObjectKind::View => "view",
-            ObjectKind::MaterializedView => "materialized view",
-            ObjectKind::ForeignKey => "foreign key",
-            ObjectKind::UniqueConstraint => "unique constraint",
-            ObjectKind::CheckConstraint => "check constraint",
-            ObjectKind::ExclusionConstraint => "exclusion constraint",
-            ObjectKind::Trigger => "trigger",
-            ObjectKind::Index => "index",
-        }
-    }
-
-    pub fn parse(label: &str) -> Option<ObjectKind> {
-        ObjectKind::ALL.into_iter().find(|k| k.as_str() == label)
     }
 
     /// Classifies a `pg_dump` table-of-contents entry by its descriptor (`pg_restore -l` shows it, e.g.

@@ -10,47 +10,24 @@
 use crate::dms::{TableStat, TaskInfo, TaskStats};
 use crate::recoverable_errors::STACK_SETTINGS;
 use crate::state::{capped, Monitor, Options, ProgressResult};
+use crate::string_enum::string_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
-    Loading,
-    FullLoadComplete,
-    /// The first poll of this execution that sees DMS restarting the task after a recoverable error
-    /// (one email); later polls of a recovery read `loading` / `catching-up`.
-    Recovering,
-    CatchingUp,
-    ReadyForCutover,
-    Succeeded,
-    Failed,
-    MonitoringEnded,
+string_enum! {
+    pub enum Phase {
+        Loading => "loading",
+        FullLoadComplete => "full-load-complete",
+        /// The first poll of this execution that sees DMS restarting the task after a recoverable error
+        /// (one email); later polls of a recovery read `loading` / `catching-up`.
+        Recovering => "recovering",
+        CatchingUp => "catching-up",
+        ReadyForCutover => "ready-for-cutover",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        MonitoringEnded => "monitoring-ended",
+    }
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
-        Phase::Loading,
-        Phase::FullLoadComplete,
-        Phase::Recovering,
-        Phase::CatchingUp,
-        Phase::ReadyForCutover,
-        Phase::Succeeded,
-        Phase::Failed,
-        Phase::MonitoringEnded,
-    ];
-
-    /// The `results.progress.phase` string the ASL's Choice matches.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Loading => "loading",
-            Phase::FullLoadComplete => "full-load-complete",
-            Phase::Recovering => "recovering",
-            Phase::CatchingUp => "catching-up",
-            Phase::ReadyForCutover => "ready-for-cutover",
-            Phase::Succeeded => "succeeded",
-            Phase::Failed => "failed",
-            Phase::MonitoringEnded => "monitoring-ended",
-        }
-    }
-
     /// Monitoring stops after this phase (the machine ends in an email and a Succeed or Fail state).
     pub fn ends_monitoring(self) -> bool {
         matches!(
@@ -60,129 +37,58 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TaskStatus {
-    Creating,
-    Ready,
-    Starting,
-    Running,
-    Stopping,
-    Stopped,
-    Failed,
-    FailedMove,
-    Modifying,
-    Moving,
-    Deleting,
-    Testing,
-}
-
-impl TaskStatus {
-    pub const ALL: [TaskStatus; 12] = [
-        TaskStatus::Creating,
-        TaskStatus::Ready,
-        TaskStatus::Starting,
-        TaskStatus::Running,
-        TaskStatus::Stopping,
-        TaskStatus::Stopped,
-        TaskStatus::Failed,
-        TaskStatus::FailedMove,
-        TaskStatus::Modifying,
-        TaskStatus::Moving,
-        TaskStatus::Deleting,
-        TaskStatus::Testing,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Creating => "creating",
-            TaskStatus::Ready => "ready",
-            TaskStatus::Starting => "starting",
-            TaskStatus::Running => "running",
-            TaskStatus::Stopping => "stopping",
-            TaskStatus::Stopped => "stopped",
-            TaskStatus::Failed => "failed",
-            TaskStatus::FailedMove => "failed-move",
-            TaskStatus::Modifying => "modifying",
-            TaskStatus::Moving => "moving",
-            TaskStatus::Deleting => "deleting",
-            TaskStatus::Testing => "testing",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TaskStatus> {
-        TaskStatus::ALL.into_iter().find(|s| s.as_str() == text)
+string_enum! {
+    pub enum TaskStatus {
+        Creating => "creating",
+        Ready => "ready",
+        Starting => "starting",
+        Running => "running",
+        Stopping => "stopping",
+        Stopped => "stopped",
+        Failed => "failed",
+        FailedMove => "failed-move",
+        Modifying => "modifying",
+        Moving => "moving",
+        Deleting => "deleting",
+        Testing => "testing",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StopReason {
-    Normal,
-    RecoverableError,
-    FatalError,
-    FullLoadOnlyFinished,
-    StoppedAfterFullLoad,
-    StoppedAfterCachedEvents,
-    ExpressLicenseLimitsReached,
-    StoppedAfterDdlApply,
-    StoppedDueToLowMemory,
-    StoppedDueToLowDisk,
-    StoppedAtServerTime,
-    StoppedAtCommitTime,
-    ReconfigurationRestart,
-    RecycleTask,
+impl TaskStatus {}
+
+string_enum! {
+    /// The text is the code after `Stop Reason `.
+    pub enum StopReason {
+        Normal => "NORMAL",
+        RecoverableError => "RECOVERABLE_ERROR",
+        FatalError => "FATAL_ERROR",
+        FullLoadOnlyFinished => "FULL_LOAD_ONLY_FINISHED",
+        StoppedAfterFullLoad => "STOPPED_AFTER_FULL_LOAD",
+        StoppedAfterCachedEvents => "STOPPED_AFTER_CACHED_EVENTS",
+        ExpressLicenseLimitsReached => "EXPRESS_LICENSE_LIMITS_REACHED",
+        StoppedAfterDdlApply => "STOPPED_AFTER_DDL_APPLY",
+        StoppedDueToLowMemory => "STOPPED_DUE_TO_LOW_MEMORY",
+        StoppedDueToLowDisk => "STOPPED_DUE_TO_LOW_DISK",
+        StoppedAtServerTime => "STOPPED_AT_SERVER_TIME",
+        StoppedAtCommitTime => "STOPPED_AT_COMMIT_TIME",
+        ReconfigurationRestart => "RECONFIGURATION_RESTART",
+        RecycleTask => "RECYCLE_TASK",
+    }
 }
 
 /// DMS prefixes every stop reason with this, e.g. `Stop Reason FULL_LOAD_ONLY_FINISHED`.
 const STOP_REASON_PREFIX: &str = "Stop Reason ";
 
 impl StopReason {
-    pub const ALL: [StopReason; 14] = [
-        StopReason::Normal,
-        StopReason::RecoverableError,
-        StopReason::FatalError,
-        StopReason::FullLoadOnlyFinished,
-        StopReason::StoppedAfterFullLoad,
-        StopReason::StoppedAfterCachedEvents,
-        StopReason::ExpressLicenseLimitsReached,
-        StopReason::StoppedAfterDdlApply,
-        StopReason::StoppedDueToLowMemory,
-        StopReason::StoppedDueToLowDisk,
-        StopReason::StoppedAtServerTime,
-        StopReason::StoppedAtCommitTime,
-        StopReason::ReconfigurationRestart,
-        StopReason::RecycleTask,
-    ];
-
-    /// The code after `Stop Reason `.
-    pub fn code(self) -> &'static str {
-        match self {
-            StopReason::Normal => "NORMAL",
-            StopReason::RecoverableError => "RECOVERABLE_ERROR",
-            StopReason::FatalError => "FATAL_ERROR",
-            StopReason::FullLoadOnlyFinished => "FULL_LOAD_ONLY_FINISHED",
-            StopReason::StoppedAfterFullLoad => "STOPPED_AFTER_FULL_LOAD",
-            StopReason::StoppedAfterCachedEvents => "STOPPED_AFTER_CACHED_EVENTS",
-            StopReason::ExpressLicenseLimitsReached => "EXPRESS_LICENSE_LIMITS_REACHED",
-            StopReason::StoppedAfterDdlApply => "STOPPED_AFTER_DDL_APPLY",
-            StopReason::StoppedDueToLowMemory => "STOPPED_DUE_TO_LOW_MEMORY",
-            StopReason::StoppedDueToLowDisk => "STOPPED_DUE_TO_LOW_DISK",
-            StopReason::StoppedAtServerTime => "STOPPED_AT_SERVER_TIME",
-            StopReason::StoppedAtCommitTime => "STOPPED_AT_COMMIT_TIME",
-            StopReason::ReconfigurationRestart => "RECONFIGURATION_RESTART",
-            StopReason::RecycleTask => "RECYCLE_TASK",
-        }
-    }
-
     /// As DMS reports it: `Stop Reason NORMAL`.
     pub fn dms_text(self) -> String {
-        format!("{STOP_REASON_PREFIX}{}", self.code())
+        format!("{STOP_REASON_PREFIX}{self}")
     }
 
     /// Accepts DMS's text with or without the prefix, surrounding spaces ignored.
-    pub fn parse(text: &str) -> Option<StopReason> {
+    pub fn from_dms(text: &str) -> Option<StopReason> {
         let text = text.trim();
-        let code = text.strip_prefix(STOP_REASON_PREFIX).unwrap_or(text).trim();
-        StopReason::ALL.into_iter().find(|r| r.code() == code)
+        StopReason::parse(text.strip_prefix(STOP_REASON_PREFIX).unwrap_or(text).trim())
     }
 
     /// What the reason means, in words for the email.
@@ -206,32 +112,15 @@ impl StopReason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MigrationType {
-    FullLoad,
-    Cdc,
-    FullLoadAndCdc,
-}
-
-impl MigrationType {
-    pub const ALL: [MigrationType; 3] = [
-        MigrationType::FullLoad,
-        MigrationType::Cdc,
-        MigrationType::FullLoadAndCdc,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationType::FullLoad => "full-load",
-            MigrationType::Cdc => "cdc",
-            MigrationType::FullLoadAndCdc => "full-load-and-cdc",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<MigrationType> {
-        MigrationType::ALL.into_iter().find(|m| m.as_str() == text)
+string_enum! {
+    pub enum MigrationType {
+        FullLoad => "full-load",
+        Cdc => "cdc",
+        FullLoadAndCdc => "full-load-and-cdc",
     }
 }
+
+impl MigrationType {}
 
 /// The latest CloudWatch `CDCLatencySource` / `CDCLatencyTarget` in seconds. DMS publishes them only while
 /// CDC runs: `None` means no data yet, which is "not ready", never zero.
@@ -327,7 +216,7 @@ fn verdict(
 ) -> Verdict {
     let task = reading.task;
     let recovering = task.status == TaskStatus::Stopped.as_str()
-        && task.stop_reason.as_deref().and_then(StopReason::parse)
+        && task.stop_reason.as_deref().and_then(StopReason::from_dms)
             == Some(StopReason::RecoverableError);
     if !recovering {
         // The recovery (if any) is over: a later one is timed from its own start.
@@ -391,7 +280,7 @@ fn verdict(
 fn failed_reason(task: &TaskInfo) -> String {
     let mut reason = format!("the task is {}", task.status);
     if let Some(stop) = task.stop_reason.as_deref().filter(|s| !s.is_empty()) {
-        match StopReason::parse(stop) {
+        match StopReason::from_dms(stop) {
             Some(known) => {
                 reason.push_str(&format!(" ({}: {})", known.dms_text(), known.meaning()))
             }
@@ -549,7 +438,7 @@ fn stopped(
                 .to_string(),
         );
     }
-    let Some(reason) = StopReason::parse(raw) else {
+    let Some(reason) = StopReason::from_dms(raw) else {
         return Verdict::Failed(format!(
             "the task is stopped with `{raw}`, a stop reason this tool does not know; monitoring stops rather than guess"
         ));

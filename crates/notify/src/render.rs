@@ -550,8 +550,8 @@ fn task_failed(view: &StateView) -> Message {
         let _ = write!(why, ". DMS said: {last}");
     }
     m.why = Some(why);
-    let recoverable =
-        p.stop_reason.as_deref().and_then(StopReason::parse) == Some(StopReason::RecoverableError);
+    let recoverable = p.stop_reason.as_deref().and_then(StopReason::from_dms)
+        == Some(StopReason::RecoverableError);
     m.fix = Some(if recoverable {
         // DMS gave up restarting after environmental errors: the task's position is intact, so resuming
         // it is right and a reload (which re-copies everything) is not.

@@ -115,7 +115,7 @@ fn restart(task: &TaskInfo, history: History, options: &Options) -> Plan {
         Ok(m) => m,
         Err(refused) => return refused,
     };
-    let stop = task.stop_reason.as_deref().and_then(StopReason::parse);
+    let stop = task.stop_reason.as_deref().and_then(StopReason::from_dms);
     let stopped_how = task
         .stop_reason
         .as_deref()

@@ -23,6 +23,7 @@ use tokio_postgres::{Client, Row};
 use crate::errors::StepError;
 use crate::pg::classify_pg_error;
 use crate::state::{CheckCounts, CheckSummary, MAX_NAMES};
+use crate::string_enum::string_enum;
 
 pub use selection::TableSelection;
 pub use source::{
@@ -95,24 +96,17 @@ pub mod ids {
     ];
 }
 
-/// Ordered by severity, so sorting puts failures first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Fail,
-    Warn,
-    Pass,
-}
-
-impl CheckStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckStatus::Fail => "fail",
-            CheckStatus::Warn => "warn",
-            CheckStatus::Pass => "pass",
-        }
+string_enum! {
+    /// Ordered by severity, so sorting puts failures first.
+    #[derive(PartialOrd, Ord)]
+    pub enum CheckStatus {
+        Fail => "fail",
+        Warn => "warn",
+        Pass => "pass",
     }
 }
+
+impl CheckStatus {}
 
 /// One check's outcome, in the JSON shape of docs/checks.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

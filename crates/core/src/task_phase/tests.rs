@@ -117,8 +117,8 @@ fn every_variant_is_listed() {
         assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
     }
     for r in StopReason::ALL {
-        assert_eq!(StopReason::parse(&r.dms_text()), Some(r));
-        assert_eq!(StopReason::parse(r.code()), Some(r));
+        assert_eq!(StopReason::from_dms(&r.dms_text()), Some(r));
+        assert_eq!(StopReason::from_dms(r.as_str()), Some(r));
     }
     for m in MigrationType::ALL {
         assert_eq!(MigrationType::parse(m.as_str()), Some(m));
@@ -255,7 +255,7 @@ fn stop_reasons_that_fail_say_why() {
         assert_eq!(out.phase, Phase::Failed);
         let text = out.progress.reason.unwrap();
         assert!(
-            text.contains(words) && text.contains(reason.code()),
+            text.contains(words) && text.contains(reason.as_str()),
             "{text}"
         );
         assert_eq!(
