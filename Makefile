@@ -11,12 +11,12 @@ AWS := $(TOOLS)/awscli/bin/aws
 TEMPLATE := cloudformation/aurora-to-ps-dms.yaml
 PACKAGED := packaged.yaml
 # `make release VERSION=v1.2.3` writes DIST for a GitHub release of GITHUB_REPOSITORY (owner/name: set by
-# GitHub Actions, else read from the git remote `origin`); RELEASE_URL is where the release template's
-# ReleaseLocation parameter points by default (docs/template.md, "The release template").
+# GitHub Actions, else read from the git remote `origin`); RELEASE_URL is the release template's default
+# ReleaseLocation: files are read from $(RELEASE_URL)/$(VERSION)/<file> (docs/template.md, "The release template").
 LAMBDA_DIR := target/lambda
 DIST := dist
 GITHUB_REPOSITORY ?= $(shell git remote get-url origin 2>/dev/null | sed -nE 's#^(https://github\.com/|git@github\.com:)([^/]+/[^/]+)$$#\2#p' | sed 's#\.git$$##')
-RELEASE_URL ?= https://github.com/$(GITHUB_REPOSITORY)/releases/download/$(VERSION)
+RELEASE_URL ?= https://github.com/$(GITHUB_REPOSITORY)/releases/download
 
 .PHONY: help deps lab-up lab-down lab-status build package upload-artifacts release release-vars release-files deploy lint test test-unit bench demo clean
 
@@ -64,7 +64,7 @@ release: release-vars build
 
 release-vars:
 	@test -n "$(VERSION)" || { echo "make release: set VERSION=<tag, e.g. v1.2.3>" >&2; exit 2; }
-	@case "$(RELEASE_URL)" in https://github.com//*) echo "make release: set GITHUB_REPOSITORY=<owner>/<name> (no github.com remote origin) or RELEASE_URL=<download URL of the release>" >&2; exit 2;; esac
+	@case "$(RELEASE_URL)" in https://github.com//*) echo "make release: set GITHUB_REPOSITORY=<owner>/<name> (no github.com remote origin) or RELEASE_URL=<base URL: files at RELEASE_URL/VERSION/file>" >&2; exit 2;; esac
 
 # DIST from the zips already in LAMBDA_DIR (tests/tests/release.rs runs it on small stand-in zips), then
 # the release template through the same static checks as the source template.

@@ -7,7 +7,8 @@ template a console user uploads as it is, and SHA256SUMS.
 The Lambdas are those of the template (every `Code: ../target/lambda/<name>/bootstrap.zip`); --lambdas (the
 Makefile's LAMBDAS) must name the same set, so a new function needs no edit here. The release template is
 the source template with plain text transforms (its comments and layout kept):
-- a ReleaseLocation parameter, defaulting to --release-url;
+- a ReleaseLocation parameter, defaulting to --release-url (the releases' base: files are read from
+  <ReleaseLocation>/<version>/<file>);
 - each Lambda's Code and the state machine's DefinitionS3Location point at <version>/<file> in a bucket the
   stack owns, through !GetAtt ReleaseArtifacts.BucketName: the Fn::GetAtt makes CloudFormation create the
   copy (and wait for its SUCCESS) before any of them;
@@ -67,7 +68,7 @@ def release_resources(version, files, copy_code):
     return f"""
   # ====================================================================================================
   # Release {version}: the stack's own copy of the release's Lambda zips and state machine definition.
-  # ReleaseArtifacts downloads each file from ReleaseLocation, checks its SHA-256 against the digest
+  # ReleaseArtifacts downloads each file from <ReleaseLocation>/{version}/, checks its SHA-256 against the digest
   # written below at release time and only then puts them all into ReleaseArtifactsBucket. The Lambdas and
   # the state machine read BucketName from it (!GetAtt), so none is created before the copy succeeded.
   # On stack delete ReleaseArtifactsCleanup (stack-cleanup's Custom::StackCleanup) empties the bucket.
@@ -197,7 +198,7 @@ def release_resources(version, files, copy_code):
       ServiceTimeout: 360
       ReleaseLocation: !Ref ReleaseLocation
       BucketName: !Ref ReleaseArtifactsBucket
-      KeyPrefix: {version}
+      Version: {version}
       Files:
 {listed}
   # stack-cleanup's own role may empty this bucket too (an extra policy, so the role itself is unchanged).
@@ -241,9 +242,10 @@ def release_parameter(release_url):
     AllowedPattern: '^https://[^\\s?#]+[^/\\s?#]$'
     ConstraintDescription: an https:// URL without a trailing slash, query or fragment.
     Description: >-
-      Where this release's files are published (the release page's download URL). Each file is copied into
-      the stack's own bucket and checked against the SHA-256 written in this template; change it only to a
-      mirror holding the same files.
+      Where the releases are published (https://github.com/<owner>/<name>/releases/download for a GitHub
+      repository): each file of this release is read from <this>/<version>/<file>, copied into the stack's
+      own bucket and checked against the SHA-256 written in this template. Keep it across updates; change it
+      only to a mirror laid out alike.
 """
 
 
@@ -280,7 +282,7 @@ def transform(text, version, release_url, files, copy_code):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--version", required=True)
-    p.add_argument("--release-url", required=True)
+    p.add_argument("--release-url", required=True, help="base URL: files at <url>/<version>/<file>")
     p.add_argument("--lambdas", required=True, help="the Makefile's LAMBDAS")
     p.add_argument("--lambda-dir", required=True, type=Path, help="holds <name>/bootstrap.zip")
     p.add_argument("--out", required=True, type=Path)

@@ -1,9 +1,11 @@
-# Custom::ReleaseArtifacts: copies a release's Lambda zips and state machine definition from ReleaseLocation
-# into the stack's own bucket, each checked against the SHA-256 written into the template at release time.
+# Custom::ReleaseArtifacts: copies a release's Lambda zips and state machine definition from
+# <ReleaseLocation>/<Version>/ into <Version>/ in the stack's own bucket, each checked against the SHA-256
+# written into the template at release time.
 # scripts/release.py embeds this file, unchanged, as the inline code (Code.ZipFile) of the release template.
 # Custom resource protocol: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html
 import hashlib
 import json
+import posixpath
 import time
 import urllib.error
 import urllib.parse
@@ -24,7 +26,7 @@ RESPONSE_LIMIT = 4096  # CloudFormation rejects a response body over 4,096 bytes
 def allowed(location, url):
     loc, new = urllib.parse.urlsplit(location), urllib.parse.urlsplit(url)
     if (new.scheme, new.netloc) == (loc.scheme, loc.netloc):
-        return new.path.startswith(loc.path.rstrip("/") + "/")
+        return posixpath.normpath(new.path).startswith(loc.path.rstrip("/") + "/")
     return loc.netloc == "github.com" and new.scheme == "https" and new.hostname in GITHUB_ASSET_HOSTS
 
 
@@ -59,7 +61,8 @@ def fetch(location, name, deadline):
 
 
 def copy(props, deadline):
-    location, bucket, prefix = props["ReleaseLocation"], props["BucketName"], props["KeyPrefix"]
+    bucket, version = props["BucketName"], props["Version"]
+    location = props["ReleaseLocation"].rstrip("/") + "/" + version
     files = [(f["Name"], f["Sha256"].lower()) for f in props["Files"]]
     # Every file is downloaded and checked before the first PutObject: a refusal leaves the bucket as it was,
     # so nothing half copied stands in the way of the bucket's deletion on rollback.
@@ -74,8 +77,8 @@ def copy(props, deadline):
         bodies.append((name, body))
     s3 = boto3.client("s3")
     for name, body in bodies:
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body)
-    return f"copied {len(bodies)} file(s) from {location} to s3://{bucket}/{prefix}/"
+        s3.put_object(Bucket=bucket, Key=f"{version}/{name}", Body=body)
+    return f"copied {len(bodies)} file(s) from {location} to s3://{bucket}/{version}/"
 
 
 def respond(event, status, reason, physical_id, data):
@@ -92,8 +95,15 @@ def respond(event, status, reason, physical_id, data):
     payload = json.dumps(body).encode()
     request = urllib.request.Request(event["ResponseURL"], data=payload, method="PUT",
                                      headers={"Content-Type": "", "Content-Length": str(len(payload))})
-    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-        response.read()
+    for attempt in range(3):  # CloudFormation waits until ServiceTimeout for an answer that never lands
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+                response.read()
+                return
+        except OSError:
+            if attempt == 2:
+                raise
+            time.sleep(2)
 
 
 def handler(event, context):
@@ -108,9 +118,9 @@ def handler(event, context):
         reason = "nothing to do on Delete"
     else:
         try:
-            physical_id = f"{props['BucketName']}/{props['KeyPrefix']}"
+            physical_id = f"{props['BucketName']}/{props['Version']}"
             reason = copy(props, deadline)
-            data = {"BucketName": props["BucketName"], "KeyPrefix": props["KeyPrefix"]}
+            data = {"BucketName": props["BucketName"]}
         except KeyError as e:
             status, reason = "FAILED", f"malformed request: property {e} missing"
         except Exception as e:  # every failure becomes a FAILED answer naming it
