@@ -14,7 +14,9 @@ the source template with plain text transforms (its comments and layout kept):
   copy (and wait for its SUCCESS) before any of them;
 - the copy: a custom resource (inline Python, scripts/release_copy.py) with each file's SHA-256, its role
   (s3:PutObject on that bucket only), and a second Custom::StackCleanup served by stack-cleanup that
-  empties the bucket on stack delete.
+  empties the bucket on stack delete;
+- DependsOn that cleanup on every resource it does not need itself, so a rollback never reaches the bucket
+  holding files before the cleanup exists (after_cleanup).
 Zips are rewritten with fixed timestamps and modes, so the same binaries give the same digests.
 Standard library only: `make release` runs it with any python3.
 """
@@ -276,6 +278,63 @@ def transform(text, version, release_url, files, copy_code):
          "Outputs section")
     if "../" in text:
         die("a local path is left in the release template")
+    return after_cleanup(text)
+
+
+RESOURCE_START = re.compile(r"^  ([A-Za-z0-9]+):\n", re.M)
+# Ref, GetAtt and Sub references and DependsOn entries, in the template's short and long forms. A match that
+# is not a resource (a parameter, a Sub variable) only makes the set below larger, never a cycle.
+REFERENCE = re.compile(r"(?:!Ref\s+|Ref:\s+|!GetAtt\s+|Fn::GetAtt:\s*\[\s*|\$\{|DependsOn:\s*\[?|^\s*-\s+)([A-Za-z0-9]+)",
+                       re.M)
+CLEANUP = "ReleaseArtifactsCleanup"
+
+
+def resource_blocks(text):
+    """{logical id: (start, end)} of every resource in the Resources section."""
+    start = text.index("\nResources:\n") + len("\nResources:\n")
+    end = re.compile(r"^\S", re.M).search(text, start).start()
+    heads = list(RESOURCE_START.finditer(text, start, end))
+    return {m.group(1): (m.start(), heads[i + 1].start() if i + 1 < len(heads) else end)
+            for i, m in enumerate(heads)}
+
+
+def after_cleanup(text):
+    """Every resource that ReleaseArtifactsCleanup does not itself need waits for it (DependsOn).
+
+    Once the copy has put files into the bucket, only ReleaseArtifactsCleanup can empty it; a rollback that
+    deletes the bucket before that resource exists fails: "All objects (including all object versions and
+    delete markers) in the bucket must be deleted before the bucket itself can be deleted"
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteBucket.html). A DependsOn resource is
+    created after, and deleted before, the one it names
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-attribute-dependson.html). So
+    nothing that may fail and start a rollback is created between the copy and the cleanup, except the few
+    resources the cleanup needs itself (its function, role, log group and their own dependencies).
+    """
+    blocks = resource_blocks(text)
+    refs = {name: {r for r in REFERENCE.findall(text[a:b].split("\n", 1)[1]) if r in blocks and r != name}
+            for name, (a, b) in blocks.items()}
+    needed, todo = set(), [CLEANUP]
+    while todo:
+        for r in refs[todo.pop()] - needed:
+            needed.add(r)
+            todo.append(r)
+    if CLEANUP in needed:
+        die(f"{CLEANUP} depends on itself")
+    for name, (a, b) in sorted(blocks.items(), key=lambda kv: kv[1][0], reverse=True):
+        if name in needed or name == CLEANUP:
+            continue
+        block = text[a:b]
+        single = re.search(r"^    DependsOn: ([A-Za-z0-9]+)$", block, re.M)
+        listed = re.search(r"^    DependsOn:\n((?:      - [A-Za-z0-9]+\n)+)", block, re.M)
+        if single:
+            block = block[:single.start()] + f"    DependsOn: [{single.group(1)}, {CLEANUP}]" + block[single.end():]
+        elif listed:
+            block = block[:listed.end()] + f"      - {CLEANUP}\n" + block[listed.end():]
+        elif "    DependsOn:" in block:
+            die(f"{name}: a DependsOn form release.py does not know")
+        else:
+            block = re.sub(r"^(    Type: \S+\n)", rf"\1    DependsOn: {CLEANUP}\n", block, count=1, flags=re.M)
+        text = text[:a] + block + text[b:]
     return text
 
 
