@@ -5,7 +5,8 @@ template a console user uploads as it is, and SHA256SUMS.
   release.py --version V --release-url URL --lambdas "notify ..." --lambda-dir target/lambda --out dist
 
 The Lambdas are those of the template (every `Code: ../target/lambda/<name>/bootstrap.zip`); --lambdas (the
-Makefile's LAMBDAS) must name the same set, so a new function needs no edit here. The release template is
+Makefile's LAMBDAS) must name the same set, so a new function needs no edit here (an inline ZipFile function
+is carried as it is). The release template is
 the source template with plain text transforms (its comments and layout kept):
 - a ReleaseLocation parameter, defaulting to --release-url (the releases' base: files are read from
   <ReleaseLocation>/<version>/<file>);
@@ -357,9 +358,10 @@ def main():
     in_template = CODE_LINE.findall(source)
     names = [name for _, name in in_template]
     functions = len(re.findall(r"^    Type: AWS::Lambda::Function$", source, re.M))
-    if len(names) != functions or len(set(names)) != len(names):
-        die(f"{functions} AWS::Lambda::Function resources but Code paths {names}: each function needs "
-            "its own `Code: ../target/lambda/<crate>/bootstrap.zip`")
+    inline = len(re.findall(r"^      Code:\n        ZipFile:", source, re.M))  # carried as they are
+    if len(names) + inline != functions or len(set(names)) != len(names):
+        die(f"{functions} AWS::Lambda::Function resources, {inline} inline, but Code paths {names}: each "
+            "other function needs its own `Code: ../target/lambda/<crate>/bootstrap.zip`")
     if set(names) != set(a.lambdas.split()):
         die(f"the template's Lambdas {sorted(names)} are not LAMBDAS {sorted(a.lambdas.split())}")
 

@@ -1161,3 +1161,66 @@ assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183, 
         );
     }
 }
+
+#[test]
+fn the_generator_takes_its_lambdas_from_the_template_and_refuses_a_different_lambdas() {
+    let dir = TempDir(std::env::temp_dir().join(unique_name("release-set")));
+    let lambda_dir = dir.0.join("lambda");
+    stand_in_lambdas(&lambda_dir, 2001);
+    let source = std::fs::read_to_string(template_path()).expect("template");
+    let run = |template: &str, lambdas: &str| {
+        let path = dir.0.join("template.yaml");
+        std::fs::write(&path, template).expect("write template");
+        Command::new("python3")
+            .arg(workspace_root().join("scripts/release.py"))
+            .args(["--version", VERSION, "--release-url", RELEASE_URL])
+            .args(["--lambdas", lambdas])
+            .arg("--lambda-dir")
+            .arg(&lambda_dir)
+            .arg("--out")
+            .arg(dir.0.join("dist"))
+            .arg("--template")
+            .arg(&path)
+            .output()
+            .expect("python3 runs")
+    };
+    let crates = template_crates();
+    // The Makefile's LAMBDAS missing one of the template's functions.
+    let out = run(&source, &crates[1..].join(" "));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("are not LAMBDAS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A function whose code is neither a crate's zip nor inline.
+    let elsewhere = source.replacen(
+        "Code: ../target/lambda/notify/bootstrap.zip",
+        "Code: ../elsewhere/notify.zip",
+        1,
+    );
+    assert_ne!(elsewhere, source);
+    let out = run(&elsewhere, &crates.join(" "));
+    assert!(!out.status.success(), "a function with unknown code");
+    // An inline (ZipFile) function needs no artifact and is carried as it is, waiting for the cleanup.
+    let inline = source.replacen(
+        "\nOutputs:\n",
+        "  InlineFunction:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.14\n      \
+         Handler: index.handler\n      Role: !GetAtt NotifyRole.Arn\n      Code:\n        ZipFile: |\n          \
+         def handler(event, context):\n              return None\n\nOutputs:\n",
+        1,
+    );
+    assert_ne!(inline, source);
+    let out = run(&inline, &crates.join(" "));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let released = load(&dir.0.join(format!("dist/aurora-to-ps-dms-{VERSION}.yaml")));
+    let function = &released["Resources"]["InlineFunction"];
+    assert!(function["Properties"]["Code"]["ZipFile"]
+        .as_str()
+        .is_some_and(|c| c.contains("def handler")));
+    assert_eq!(depends_on(function), vec![CLEANUP.to_string()]);
+}
