@@ -26,7 +26,8 @@ RESPONSE_LIMIT = 4096  # CloudFormation rejects a response body over 4,096 bytes
 def allowed(location, url):
     loc, new = urllib.parse.urlsplit(location), urllib.parse.urlsplit(url)
     if (new.scheme, new.netloc) == (loc.scheme, loc.netloc):
-        return posixpath.normpath(new.path).startswith(loc.path.rstrip("/") + "/")
+        # Decoded first: a server resolves %2e%2e as "..".
+        return posixpath.normpath(urllib.parse.unquote(new.path)).startswith(loc.path.rstrip("/") + "/")
     return loc.netloc == "github.com" and new.scheme == "https" and new.hostname in GITHUB_ASSET_HOSTS
 
 

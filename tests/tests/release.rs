@@ -1070,6 +1070,7 @@ fn redirects_outside_the_location_are_refused_and_githubs_asset_hosts_allowed() 
         ["https://github.com/o/r/releases/download/v1", "https://raw.githubusercontent.com/o/r/main/x.zip", false],
         ["https://github.com/o/r/releases/download/v1", "https://github.com/evil/r/releases/download/v1/x.zip", false],
         ["https://github.com/o/r/releases/download/v1", "https://github.com/o/r/releases/download/v1/../../../../evil/x.zip", false],
+        ["https://github.com/o/r/releases/download/v1", "https://github.com/o/r/releases/download/v1/%2e%2e/%2E%2E/evil/x.zip", false],
         ["https://github.com/o/r/releases/download/v1", "https://github.com/o/r/releases/download/v10/x.zip", false],
         ["https://mirror.example/rel/v1", "https://objects.githubusercontent.com/x", false],
         ["https://mirror.example/rel/v1", "https://mirror.example/rel/v1/blobs/x", true],
