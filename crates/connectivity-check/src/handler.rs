@@ -10,7 +10,7 @@ use core_lib::connectivity::{classify_failure, FailureClass};
 use core_lib::dms::{ConnectionInfo, Dms};
 use core_lib::envelope::{read_state, write_state};
 use core_lib::redact::redact_secrets;
-use core_lib::state::{ConnectivityResult, EndpointCheck};
+use core_lib::state::{ConnectivityResult, EndpointCheck, EndpointStatus};
 use core_lib::{ErrorName, ExecutionState, StepError};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -35,10 +35,9 @@ pub fn time_budget(deadline: SystemTime, now: SystemTime) -> Duration {
     left.saturating_sub(DEADLINE_MARGIN.min(left / 2))
 }
 
-const SUCCESSFUL: &str = "successful";
-const FAILED: &str = "failed";
-const TESTING: &str = "testing";
-const NOT_TESTED: &str = "not-tested";
+/// `Connection.Status` values DMS reports (<https://docs.aws.amazon.com/dms/latest/APIReference/API_Connection.html>).
+const DMS_SUCCESSFUL: &str = "successful";
+const DMS_TESTING: &str = "testing";
 
 /// `ReplicationInstanceStatus` of an instance that runs tests; every other listed value (creating,
 /// modifying, upgrading, rebooting, maintenance, storage-full, incompatible-network, ...) makes DMS refuse
@@ -53,7 +52,7 @@ const ENDPOINT_ACTIVE: &str = "active";
 /// `successful` and `failed` are verdicts; `testing` (or no record yet) means wait. `deleting` means the
 /// endpoint is going away: no verdict will come, so it counts as a failure.
 fn is_final(connection: Option<&ConnectionInfo>) -> bool {
-    connection.is_some_and(|c| c.status != TESTING)
+    connection.is_some_and(|c| c.status != DMS_TESTING)
 }
 
 /// Why DMS refused to start our test (`InvalidResourceStateFault` from TestConnection), read from the
@@ -119,7 +118,7 @@ async fn diagnose<D: Dms>(
     let running = dms
         .describe_connection(instance_arn, endpoint_arn)
         .await?
-        .is_some_and(|c| c.status == TESTING);
+        .is_some_and(|c| c.status == DMS_TESTING);
     Ok(if running {
         Blocked::TestRunning
     } else {
@@ -195,16 +194,16 @@ fn endpoint_check(endpoint_arn: &str, progress: &Progress, waited: Duration) -> 
                 None => "DMS started no connection test".to_string(),
             };
             let class = FailureClass::DmsUnavailable;
-            check.status = NOT_TESTED.to_string();
-            check.classification = Some(class.as_str().to_string());
+            check.status = EndpointStatus::NotTested;
+            check.classification = Some(class);
             check.message = Some(redact_secrets(&message));
             check.fix = Some(class.fix().to_string());
             return check;
         }
     };
     match connection {
-        Some(c) if c.status == SUCCESSFUL => check.status = SUCCESSFUL.to_string(),
-        Some(c) if c.status != TESTING => {
+        Some(c) if c.status == DMS_SUCCESSFUL => check.status = EndpointStatus::Successful,
+        Some(c) if c.status != DMS_TESTING => {
             let message = c.last_failure_message.clone().unwrap_or_else(|| {
                 format!(
                     "DMS reported the connection as `{}` without a message",
@@ -212,13 +211,13 @@ fn endpoint_check(endpoint_arn: &str, progress: &Progress, waited: Duration) -> 
                 )
             });
             let class = classify_failure(&message);
-            check.status = FAILED.to_string();
-            check.classification = Some(class.as_str().to_string());
+            check.status = EndpointStatus::Failed;
+            check.classification = Some(class);
             check.message = Some(redact_secrets(&message));
             check.fix = Some(class.fix().to_string());
         }
         _ => {
-            check.status = TESTING.to_string();
+            check.status = EndpointStatus::Testing;
             check.fix = Some(format!(
                 "DMS was still testing this connection after {} seconds, when this step had to answer; a test that runs this long is usually a connect that times out (a security group or route): check them, then run the execution again.",
                 waited.as_secs()
@@ -231,8 +230,8 @@ fn endpoint_check(endpoint_arn: &str, progress: &Progress, waited: Duration) -> 
 /// The source failed in the way sg-autofix repairs, the user allows it, and it has not run yet in this
 /// execution (so the ConnectivityCheck → SgAutofix → ConnectivityCheck loop runs at most once).
 fn autofix_eligible(state: &ExecutionState, source: &EndpointCheck) -> bool {
-    source.status == FAILED
-        && source.classification.as_deref() == Some(FailureClass::SecurityGroup.as_str())
+    source.status == EndpointStatus::Failed
+        && source.classification == Some(FailureClass::SecurityGroup)
         && state.options.auto_fix_security_group
         && state.results.sg_autofix.is_none()
 }
@@ -266,7 +265,8 @@ pub async fn handle<D: Dms>(
         .map_or(0, |c| c.attempts)
         .saturating_add(1);
     let result = ConnectivityResult {
-        ok: source.status == SUCCESSFUL && target.status == SUCCESSFUL,
+        ok: source.status == EndpointStatus::Successful
+            && target.status == EndpointStatus::Successful,
         autofix_eligible: autofix_eligible(&state, &source),
         attempts,
         source,

@@ -75,16 +75,14 @@ pub fn end_monitoring_if_history_runs_short(
     events_so_far: u64,
 ) -> bool {
     use crate::task_phase::Phase;
-    let continuing = [Phase::Loading, Phase::CatchingUp, Phase::FullLoadComplete]
-        .iter()
-        .any(|p| p.as_str() == progress.phase);
+    let continuing = matches!(
+        progress.phase,
+        Phase::Loading | Phase::CatchingUp | Phase::FullLoadComplete
+    );
     if !continuing || may_poll_again(events_so_far) {
         return false;
     }
-    let last = std::mem::replace(
-        &mut progress.phase,
-        Phase::MonitoringEnded.as_str().to_string(),
-    );
+    let last = std::mem::replace(&mut progress.phase, Phase::MonitoringEnded);
     let why = progress.reason.take().unwrap_or_default();
     progress.reason = Some(format!(
         "{}. Last reading: {last} — {why}",
@@ -113,29 +111,31 @@ mod tests {
 
     #[test]
     fn a_continuing_reading_ends_when_the_history_runs_short() {
-        let reading = |phase: &str| crate::state::ProgressResult {
-            phase: phase.to_string(),
+        use crate::task_phase::Phase;
+        let reading = |phase: Phase| crate::state::ProgressResult {
+            phase,
             reason: Some("12 of 40 tables loaded".to_string()),
             ..Default::default()
         };
-        let mut early = reading("loading");
+        let mut early = reading(Phase::Loading);
         assert!(!end_monitoring_if_history_runs_short(&mut early, 900));
-        assert_eq!(early.phase, "loading");
+        assert_eq!(early.phase, Phase::Loading);
 
         let late = HISTORY_EVENT_LIMIT - 300;
-        let mut loading = reading("loading");
+        let mut loading = reading(Phase::Loading);
         assert!(end_monitoring_if_history_runs_short(&mut loading, late));
-        assert_eq!(loading.phase, "monitoring-ended");
+        assert_eq!(loading.phase, Phase::MonitoringEnded);
         let reason = loading.reason.unwrap();
         assert!(
             reason.contains("25000") && reason.contains("12 of 40"),
             "{reason}"
         );
 
-        let mut failed = reading("failed");
+        let mut failed = reading(Phase::Failed);
         assert!(!end_monitoring_if_history_runs_short(&mut failed, late));
         assert_eq!(
-            failed.phase, "failed",
+            failed.phase,
+            Phase::Failed,
             "an ending reading keeps its own email"
         );
     }

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::bounds::MAX_NAMES;
 use crate::bounds::{cap_in_place, cap_names, MAX_FIX_BYTES, MAX_TEXT_BYTES};
+use crate::connectivity::FailureClass;
+use crate::dms::StartType;
+use crate::string_enum::string_enum;
+use crate::task_phase::{MigrationType, Phase};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -166,16 +170,29 @@ pub struct ConnectivityResult {
     pub target: EndpointCheck,
 }
 
+string_enum! {
+    /// `results.connectivity.<endpoint>.status`.
+    #[derive(Default)]
+    pub enum EndpointStatus {
+        Successful => "successful",
+        Failed => "failed",
+        /// Our test was still running when the Lambda had to answer.
+        Testing => "testing",
+        /// DMS refused to start a test for as long as the step could wait (classification
+        /// `dms-unavailable`, the message names the resource and its status); without a classification,
+        /// no test was asked for.
+        #[default]
+        NotTested => "not-tested",
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EndpointCheck {
     pub endpoint_arn: String,
-    /// `successful`, `failed`, `testing` (our test still running when the Lambda had to answer) or
-    /// `not-tested` (DMS refused to start a test for as long as the step could wait; classification
-    /// `dms-unavailable`, the message names the resource and its status).
-    pub status: String,
+    pub status: EndpointStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub classification: Option<String>,
+    pub classification: Option<FailureClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,11 +244,33 @@ pub struct CheckSummary {
     pub objects_total: u32,
 }
 
+string_enum! {
+    /// `results.startTask.action`: the StartReplicationTask type start-task used, or `none`.
+    #[derive(Default)]
+    pub enum StartAction {
+        StartReplication => "start-replication",
+        ResumeProcessing => "resume-processing",
+        ReloadTarget => "reload-target",
+        /// The task was left as it was (already running or starting).
+        #[default]
+        Untouched => "none",
+    }
+}
+
+impl From<StartType> for StartAction {
+    fn from(start_type: StartType) -> StartAction {
+        match start_type {
+            StartType::StartReplication => StartAction::StartReplication,
+            StartType::ResumeProcessing => StartAction::ResumeProcessing,
+            StartType::ReloadTarget => StartAction::ReloadTarget,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct StartTaskResult {
-    /// `start-replication`, `resume-processing`, `reload-target` or `none`.
-    pub action: String,
+    pub action: StartAction,
     pub reason: String,
     pub status_before: String,
     pub truncated_tables: Vec<String>,
@@ -241,9 +280,8 @@ pub struct StartTaskResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProgressResult {
-    /// `loading`, `full-load-complete`, `catching-up`, `ready-for-cutover`, `succeeded`, `failed`,
-    /// `monitoring-ended` (the ASL's Choice reads it).
-    pub phase: String,
+    /// The ASL's Choice reads it.
+    pub phase: Phase,
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
@@ -267,9 +305,8 @@ pub struct ProgressResult {
     pub full_load_rows: Option<i64>,
     /// How many tables have a validation warning (`warningTables` holds at most `MAX_NAMES`).
     pub warning_tables_total: u32,
-    /// full-load, cdc or full-load-and-cdc, as DMS reports it.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub migration_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration_type: Option<MigrationType>,
 }
 
 /// What a Catch recorded: Step Functions' `Error` and `Cause`, and the state name a Pass added as `step`.
@@ -303,10 +340,7 @@ impl Results {
     pub fn bound(&mut self) {
         if let Some(c) = &mut self.connectivity {
             for end in [&mut c.source, &mut c.target] {
-                for text in [&mut end.message, &mut end.fix, &mut end.classification]
-                    .into_iter()
-                    .flatten()
-                {
+                for text in [&mut end.message, &mut end.fix].into_iter().flatten() {
                     cap_in_place(text, MAX_TEXT_BYTES);
                 }
             }
@@ -372,6 +406,43 @@ mod tests {
     use crate::bounds::MAX_STATE_BYTES;
 
     #[test]
+    fn results_are_typed_and_unknown_values_are_refused_by_name() {
+        let results: Results = serde_json::from_value(serde_json::json!({
+            "connectivity": {"source": {"status": "failed", "classification": "security-group"},
+                             "target": {"status": "successful"}},
+            "startTask": {"action": "none"},
+            "progress": {"phase": "ready-for-cutover", "migrationType": "full-load-and-cdc"}
+        }))
+        .expect("the state the Lambdas write");
+        let connectivity = results.connectivity.expect("connectivity");
+        assert_eq!(connectivity.source.status, EndpointStatus::Failed);
+        assert_eq!(
+            connectivity.source.classification,
+            Some(FailureClass::SecurityGroup)
+        );
+        assert_eq!(
+            results.start_task.expect("startTask").action,
+            StartAction::Untouched
+        );
+        let progress = results.progress.expect("progress");
+        assert_eq!(progress.phase, Phase::ReadyForCutover);
+        assert_eq!(progress.migration_type, Some(MigrationType::FullLoadAndCdc));
+
+        let err = serde_json::from_value::<Results>(serde_json::json!({
+            "progress": {"phase": "ready"}
+        }))
+        .expect_err("a phase the ASL does not route on");
+        assert!(err.to_string().contains("unknown Phase `ready`"), "{err}");
+        let missing = serde_json::from_value::<EndpointCheck>(serde_json::json!({}))
+            .expect("an endpoint nobody tested");
+        assert_eq!(
+            missing.status,
+            EndpointStatus::NotTested,
+            "never successful"
+        );
+    }
+
+    #[test]
     fn console_links_are_in_the_partitions_own_console() {
         let china = "arn:aws-cn:states:cn-north-1:123456789012:execution:m:run-1";
         let links = Links::from_execution_arn(china).expect("a China execution ARN");
@@ -426,8 +497,8 @@ mod tests {
         };
         let endpoint = EndpointCheck {
             endpoint_arn: "arn:aws:dms:us-east-1:123456789012:endpoint:X".into(),
-            status: "failed".into(),
-            classification: Some(text.clone()),
+            status: EndpointStatus::Failed,
+            classification: Some(FailureClass::Unknown),
             message: Some(text.clone()),
             fix: Some(text.clone()),
         };

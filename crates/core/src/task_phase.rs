@@ -13,7 +13,11 @@ use crate::state::{capped, Monitor, Options, ProgressResult};
 use crate::string_enum::string_enum;
 
 string_enum! {
+    /// What a reading of the task concludes: `results.progress.phase`, which the ASL's Choice routes on.
+    /// A state without one reads as `loading` (keep polling).
+    #[derive(Default)]
     pub enum Phase {
+        #[default]
         Loading => "loading",
         FullLoadComplete => "full-load-complete",
         /// The first poll of this execution that sees DMS restarting the task after a recoverable error
@@ -643,7 +647,7 @@ impl TableSummary {
         let (warning_tables, warning_total) = capped(&self.warning_tables);
         let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
         ProgressResult {
-            phase: phase.as_str().to_string(),
+            phase,
             status: task.status.clone(),
             stop_reason: non_empty(&task.stop_reason),
             last_failure_message: non_empty(&task.last_failure_message),
@@ -656,7 +660,7 @@ impl TableSummary {
             error_tables,
             warning_tables,
             warning_tables_total: warning_total,
-            migration_type: task.migration_type.clone(),
+            migration_type: MigrationType::parse(&task.migration_type),
             cdc_latency_source_seconds: reading.latency.source_seconds,
             cdc_latency_target_seconds: reading.latency.target_seconds,
             full_load_rows: (!reading.tables.is_empty())

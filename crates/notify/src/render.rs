@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use core_lib::bounds::{cap_text, CUT, MAX_EMAIL_BYTES, MAX_EMAIL_DETAILS_BYTES, MAX_TEXT_BYTES};
 use core_lib::redact::redact_secrets;
 use core_lib::state::{
-    AssessmentResult, CheckSummary, ConnectivityResult, EndpointCheck, Failure, Links,
-    ProgressResult, SgAutofixResult, StartTaskResult,
+    AssessmentResult, CheckSummary, ConnectivityResult, EndpointCheck, EndpointStatus, Failure,
+    Links, ProgressResult, SgAutofixResult, StartAction, StartTaskResult,
 };
 use core_lib::task_phase::StopReason;
 use core_lib::Event;
@@ -266,10 +266,12 @@ fn started(view: &StateView) -> Message {
 }
 
 fn endpoint_lines(label: &str, check: &EndpointCheck, out: &mut Vec<String>) {
-    if check.status == "successful" || check.status.is_empty() {
+    let asked_for_no_test =
+        check.status == EndpointStatus::NotTested && check.classification.is_none();
+    if check.status == EndpointStatus::Successful || asked_for_no_test {
         out.push(format!(
             "{label} endpoint: {}",
-            if check.status.is_empty() {
+            if asked_for_no_test {
                 "not tested"
             } else {
                 "reachable"
@@ -277,7 +279,9 @@ fn endpoint_lines(label: &str, check: &EndpointCheck, out: &mut Vec<String>) {
         ));
         return;
     }
-    let kind = check.classification.as_deref().unwrap_or("unknown");
+    let kind = check
+        .classification
+        .map_or("unknown", |class| class.as_str());
     out.push(format!("{label} endpoint: {} ({kind})", check.status));
     if let Some(message) = &check.message {
         out.push(format!("  DMS said: {message}"));
@@ -296,12 +300,13 @@ fn connectivity_failed(view: &StateView) -> Message {
     if let Some(c) = &view.connectivity {
         m.why = [("source", &c.source), ("target", &c.target)]
             .into_iter()
-            .find(|(_, e)| e.status != "successful")
+            .find(|(_, e)| e.status != EndpointStatus::Successful)
             .map(|(label, e)| {
                 format!(
                     "the {label} endpoint test {}: {}",
                     e.status,
-                    e.classification.as_deref().unwrap_or("unknown cause")
+                    e.classification
+                        .map_or("unknown cause", |class| class.as_str())
                 )
             });
         m.fix = Some("Apply the fix listed for each endpoint below, then start a new execution with the same input.".to_string());
@@ -411,12 +416,13 @@ fn assessment_skipped(view: &StateView) -> Message {
 }
 
 fn task_started(view: &StateView) -> Message {
+    let action = view.start_task.as_ref().map(|s| s.action);
     let s = view.start_task.clone().unwrap_or_default();
-    let title = match s.action.as_str() {
-        "resume-processing" => "Replication task resumed",
-        "reload-target" => "Replication task reloading",
-        "none" => "Replication task already running",
-        _ => "Replication task started",
+    let title = match action {
+        Some(StartAction::ResumeProcessing) => "Replication task resumed",
+        Some(StartAction::ReloadTarget) => "Replication task reloading",
+        Some(StartAction::Untouched) => "Replication task already running",
+        Some(StartAction::StartReplication) | None => "Replication task started",
     };
     let mut m = Message::new(
         title,
@@ -434,8 +440,8 @@ fn task_started(view: &StateView) -> Message {
             }
         ));
     }
-    if !s.action.is_empty() {
-        m.details.push(format!("Action: {}", s.action));
+    if let Some(action) = action {
+        m.details.push(format!("Action: {action}"));
     }
     if s.truncated_total > 0 {
         m.details.push(format!(

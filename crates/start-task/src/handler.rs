@@ -6,7 +6,7 @@
 use core_lib::db_secret::{endpoint_connect_options, SecretStore};
 use core_lib::dms::{Dms, TaskInfo};
 use core_lib::envelope::{read_state, write_state};
-use core_lib::state::{capped, ExecutionState, StartTaskResult};
+use core_lib::state::{capped, ExecutionState, StartAction, StartTaskResult};
 use core_lib::table_mapping::TableMappings;
 use core_lib::task_phase::{full_load_finished, TaskStatus};
 use core_lib::{ErrorName, StepError};
@@ -50,7 +50,7 @@ where
         }
         Plan::Wait { reason } => return Err(StepError::new(ErrorName::DmsInvalidState, reason)),
         Plan::Nothing { reason } => {
-            result.action = "none".to_string();
+            result.action = StartAction::Untouched;
             result.reason = reason;
         }
         Plan::Start {
@@ -65,7 +65,7 @@ where
                 result.truncated_total = total;
             }
             deps.dms.start_task(&task_arn, start_type).await?;
-            result.action = start_type.as_str().to_string();
+            result.action = start_type.into();
             result.reason = reason;
         }
     }

@@ -216,7 +216,7 @@ fn every_status_stop_reason_and_migration_type_maps_to_the_expected_phase() {
                         "status {status_text}, stop {stop_text:?}, migration {migration_text}, load finished {load_finished}: {:?}",
                         out.progress.reason
                     );
-                    assert_eq!(out.progress.phase, want.as_str());
+                    assert_eq!(out.progress.phase, want);
                     let reason = out.progress.reason.clone().unwrap_or_default();
                     assert!(!reason.is_empty());
                     if status.is_none() {
