@@ -2,9 +2,8 @@
 //! table-level check passes as parameters (`sql/mapped_tables.sql`), so the filter runs in the catalog
 //! query, not per table in Rust.
 
-use serde_json::Value;
-
 use crate::errors::StepError;
+use crate::table_mapping::{RuleAction, TableMappings};
 
 /// Include and exclude rules as (schema pattern, table pattern) pairs in `LIKE` syntax.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,41 +32,24 @@ impl TableSelection {
         }
     }
 
-    /// From the task's `TableMappings` JSON: `selection` rules with `rule-action` `include`, `explicit`
-    /// (both select) or `exclude`; other rule types (transformations, settings) do not select tables.
-    /// Wildcards as `dms_pattern_to_like` says.
+    /// From the task's `TableMappings` JSON, read by `TableMappings::parse` (the one parser of it):
+    /// `include` and `explicit` rules select, `exclude` rules deselect; wildcards as `dms_pattern_to_like`
+    /// says.
     pub fn from_dms_table_mappings(json: &str) -> Result<Self, StepError> {
         let bad = |why: String| StepError::payload(format!("table mappings: {why}"));
-        let doc: Value = serde_json::from_str(json).map_err(|e| bad(format!("not JSON ({e})")))?;
-        let rules = doc
-            .get("rules")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("no `rules` array".into()))?;
+        let mappings = TableMappings::parse(json).map_err(bad)?;
         let mut selection = TableSelection {
             include: Vec::new(),
             exclude: Vec::new(),
         };
-        for rule in rules {
-            if rule.get("rule-type").and_then(Value::as_str) != Some("selection") {
-                continue;
-            }
-            let locator = rule.get("object-locator");
-            let name = |key: &str| {
-                locator
-                    .and_then(|l| l.get(key))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad(format!("a selection rule has no object-locator `{key}`")))
-                    .and_then(|p| dms_pattern_to_like(p).map_err(bad))
-            };
-            let pair = (name("schema-name")?, name("table-name")?);
-            match rule.get("rule-action").and_then(Value::as_str) {
-                Some("include") | Some("explicit") => selection.include.push(pair),
-                Some("exclude") => selection.exclude.push(pair),
-                other => {
-                    return Err(bad(format!(
-                        "rule-action {other:?} is not include, explicit or exclude"
-                    )))
-                }
+        for rule in &mappings.selections {
+            let pair = (
+                dms_pattern_to_like(&rule.schema).map_err(bad)?,
+                dms_pattern_to_like(&rule.table).map_err(bad)?,
+            );
+            match rule.action {
+                RuleAction::Include | RuleAction::Explicit => selection.include.push(pair),
+                RuleAction::Exclude => selection.exclude.push(pair),
             }
         }
         if selection.include.is_empty() {
@@ -143,6 +125,15 @@ mod tests {
         ]}"#;
         let selection = TableSelection::from_dms_table_mappings(json).unwrap();
         assert_eq!(
+            TableSelection::from_dms_table_mappings(
+                r#"{"rules":[{"rule-type":"selection","object-locator":{"schema-name":"app"},"rule-action":"include"}]}"#
+            )
+            .unwrap()
+            .params()[1],
+            ["%"],
+            "a rule naming only a schema selects every table in it, as DMS reads it"
+        );
+        assert_eq!(
             selection.params(),
             [
                 vec!["Sales".to_string()],
@@ -160,8 +151,12 @@ mod tests {
             ("{}", "no `rules` array"),
             (r#"{"rules":[]}"#, "no selection rule includes"),
             (
-                r#"{"rules":[{"rule-type":"selection","object-locator":{"schema-name":"a"},"rule-action":"include"}]}"#,
-                "`table-name`",
+                r#"{"rules":[{"rule-type":"selection","object-locator":{"table-name":"a"},"rule-action":"include"}]}"#,
+                "`schema-name`",
+            ),
+            (
+                r#"{"rules":[{"rule-type":"selection","object-locator":{"schema-name":"a","table-name":"t[ab]"},"rule-action":"include"}]}"#,
+                "set or range `[ab]`",
             ),
         ] {
             let err = TableSelection::from_dms_table_mappings(json).unwrap_err();
