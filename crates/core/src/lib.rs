@@ -14,6 +14,7 @@ pub mod connectivity;
 pub mod db_secret;
 pub mod defect;
 pub mod dms;
+pub mod dms_model;
 pub mod ec2;
 pub mod envelope;
 pub mod errors;

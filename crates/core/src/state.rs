@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::bounds::MAX_NAMES;
 use crate::bounds::{cap_in_place, cap_names, MAX_FIX_BYTES, MAX_TEXT_BYTES};
 use crate::connectivity::FailureClass;
-use crate::dms::StartType;
+use crate::dms_model::StartType;
 use crate::string_enum::string_enum;
 use crate::task_phase::{MigrationType, Phase};
 

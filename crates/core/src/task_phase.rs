@@ -7,7 +7,7 @@
 //! `ReplicationTask.StopReason`, <https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationTask.html>).
 //! A value this module does not know fails monitoring with the raw value: guessing could loop forever.
 
-use crate::dms::{TableStat, TaskInfo, TaskStats};
+use crate::dms_model::{TableStat, TaskInfo, TaskStats};
 use crate::recoverable_errors::STACK_SETTINGS;
 use crate::state::{capped, Monitor, Options, ProgressResult};
 use crate::string_enum::string_enum;
