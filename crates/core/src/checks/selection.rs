@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::errors::StepError;
 
 /// Include and exclude rules as (schema pattern, table pattern) pairs in `LIKE` syntax.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableSelection {
     include: Vec<(String, String)>,
     exclude: Vec<(String, String)>,
