@@ -372,6 +372,19 @@ async fn a_blocked_source_is_opened_by_sg_autofix_and_the_run_continues() {
     // The source checks ran inside the "VPC" once their rule existed: none is reported as not run.
     let assessment = &output["results"]["assessment"];
     assert_eq!(assessment["counts"]["notRun"], json!(0), "{assessment}");
+    assert_eq!(
+        assessment["sourceChecks"]["where"],
+        json!("the source-checks function inside the stack's VPC"),
+        "{assessment}"
+    );
+    assert_eq!(
+        assessment["sourceChecks"]["ran"], assessment["sourceChecks"]["total"],
+        "{assessment}"
+    );
+    assert!(
+        assessment["sourceChecks"]["ran"].as_u64().unwrap_or(0) > 0,
+        "{assessment}"
+    );
     assert!(
         assessment["counts"]["pass"].as_u64().unwrap_or(0) >= 10,
         "{assessment}"
@@ -409,6 +422,7 @@ async fn source_checks_that_cannot_reach_the_source_are_not_run_and_name_the_mis
         "{assessment}"
     );
     assert_eq!(assessment["notRun"][0]["id"], json!("source.version"));
+    assert_eq!(assessment["sourceChecks"]["ran"], json!(0), "{assessment}");
     let email = &emails[1];
     assert!(
         email.subject.contains("check(s) not run") && !email.subject.contains("passed"),

@@ -176,6 +176,21 @@ pub struct AssessmentResult {
     pub warnings: Vec<CheckSummary>,
     /// Checks that could not run (their database unreachable from where they run), with why and the fix.
     pub not_run: Vec<CheckSummary>,
+    /// How many of the source checks ran and where (None before the checks ran, or when they were skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_checks: Option<SourceChecksRan>,
+}
+
+/// The source checks that ran (not `not_run`), of how many, and where: the email says so, so a source
+/// checked from inside the VPC reads as checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SourceChecksRan {
+    pub ran: u32,
+    pub total: u32,
+    /// Where they ran from, in words (`the source-checks function inside the stack's VPC`).
+    #[serde(rename = "where")]
+    pub location: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,6 +312,9 @@ impl Results {
         if let Some(a) = &mut self.assessment {
             if let Some(reason) = &mut a.reason {
                 cap_in_place(reason, MAX_TEXT_BYTES);
+            }
+            if let Some(s) = &mut a.source_checks {
+                cap_in_place(&mut s.location, MAX_TEXT_BYTES);
             }
             for list in [&mut a.failures, &mut a.warnings, &mut a.not_run] {
                 list.truncate(MAX_NAMES);

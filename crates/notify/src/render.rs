@@ -419,6 +419,12 @@ fn assessment(view: &StateView, blocking: bool) -> Message {
         "Checks: {} passed, {} warnings, {} failed, {} not run",
         a.counts.pass, a.counts.warn, a.counts.fail, a.counts.not_run
     ));
+    if let Some(source) = &a.source_checks {
+        m.details.push(format!(
+            "Source checks run: {} of {}, from {}",
+            source.ran, source.total, source.location
+        ));
+    }
     if !a.failures.is_empty() {
         m.details.push("Failures:".to_string());
         check_lines(&a.failures, &mut m.details);
@@ -744,6 +750,7 @@ mod tests {
             "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:ABC",
             "results": {"assessment": {"status": "warnings",
                 "counts": {"pass": 9, "warn": 0, "fail": 0, "notRun": 17},
+                "sourceChecks": {"ran": 0, "total": 17, "where": "the source-checks function inside the stack's VPC"},
                 "notRun": [not_run("source.version"), not_run("source.wal_level")]}}
         });
         let view = StateView::read(&state, "local");
@@ -760,6 +767,13 @@ mod tests {
             email
                 .body
                 .contains("Checks: 9 passed, 0 warnings, 0 failed, 17 not run"),
+            "{}",
+            email.body
+        );
+        assert!(
+            email.body.contains(
+                "Source checks run: 0 of 17, from the source-checks function inside the stack's VPC"
+            ),
             "{}",
             email.body
         );
@@ -965,6 +979,7 @@ mod golden {
                               "added": ["sg-0aaa <- sg-0bbb tcp/5432"], "present": []},
                 "assessment": {"status": "warnings", "polls": 4, "runArn": "arn:aws:dms:us-east-1:123456789012:assessment-run:RUN1",
                     "counts": {"pass": 31, "warn": 2, "fail": 1},
+                    "sourceChecks": {"ran": 17, "total": 17, "where": "the source-checks function inside the stack's VPC"},
                     "failures": [{"id": "source.wal_sender_timeout", "summary": "wal_sender_timeout is 5000 ms; DMS needs at least 10000 ms or 0",
                                   "fix": "Set wal_sender_timeout = 10000 in the cluster parameter group and reboot the writer.", "objects": [], "objectsTotal": 0}],
                     "warnings": [{"id": "source.primary_keys", "summary": "3 tables have no primary key: UPDATE and DELETE are lost in CDC",

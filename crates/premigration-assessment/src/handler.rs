@@ -8,7 +8,9 @@ use core_lib::checks::{self, ids, Check, CheckConfig, CheckStatus, TableSelectio
 use core_lib::db_secret::{endpoint_connect_options, SecretStore};
 use core_lib::dms::{Dms, TaskInfo};
 use core_lib::envelope::{read_state, write_state};
-use core_lib::state::{AssessmentResult, CheckCounts, CheckSummary, StartMode, MAX_NAMES};
+use core_lib::state::{
+    AssessmentResult, CheckCounts, CheckSummary, SourceChecksRan, StartMode, MAX_NAMES,
+};
 use core_lib::{ErrorName, StepError};
 use serde_json::Value;
 
@@ -157,7 +159,10 @@ where
         Some(setup) => Some(start_run(&deps.assessments, task, setup, now).await?),
     };
     log_checks(&all);
-    let mut result = AssessmentResult::default();
+    let mut result = AssessmentResult {
+        source_checks: Some(source_checks_ran(&all, deps.databases.source_location())),
+        ..AssessmentResult::default()
+    };
     add_checks(&mut result, &all);
     match run_arn {
         Some(arn) => {
@@ -167,6 +172,23 @@ where
         None => finish(&mut result),
     }
     Ok(result)
+}
+
+/// How many source checks ran (anything but `not_run`), of how many, from where.
+fn source_checks_ran(all: &[Check], location: &str) -> SourceChecksRan {
+    let count = |ran_only: bool| {
+        let n = all
+            .iter()
+            .filter(|c| ids::SOURCE.contains(&c.id.as_str()))
+            .filter(|c| !ran_only || c.status != CheckStatus::NotRun)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    };
+    SourceChecksRan {
+        ran: count(true),
+        total: count(false),
+        location: location.to_string(),
+    }
 }
 
 /// The task's selection rules and migration type decide which tables are checked and what CDC needs.

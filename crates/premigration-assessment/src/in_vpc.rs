@@ -134,6 +134,10 @@ impl SqlChecks for InVpcChecks {
         PgChecks.target(target, source, config).await
     }
 
+    fn source_location(&self) -> &'static str {
+        "the source-checks function inside the stack's VPC"
+    }
+
     fn source_not_run(&self, port: u16, source_groups: &[String], why: &str) -> (String, String) {
         let groups = if source_groups.is_empty() {
             "the source database's security group".to_string()
@@ -182,6 +186,13 @@ impl SqlChecks for Databases {
         config: &CheckConfig,
     ) -> Result<Vec<Check>, StepError> {
         PgChecks.target(target, source, config).await
+    }
+
+    fn source_location(&self) -> &'static str {
+        match self {
+            Databases::InVpc(c) => c.source_location(),
+            Databases::Direct(c) => c.source_location(),
+        }
     }
 
     fn source_not_run(&self, port: u16, source_groups: &[String], why: &str) -> (String, String) {

@@ -21,6 +21,10 @@ pub trait SqlChecks {
         source: Option<&Self::Facts>,
         config: &CheckConfig,
     ) -> impl Future<Output = Result<Vec<Check>, StepError>> + Send;
+    /// Where the source checks run, in words, for the email.
+    fn source_location(&self) -> &'static str {
+        "premigration-assessment, outside any VPC"
+    }
     /// The summary and fix of a source check that could not run because the source was unreachable
     /// (`why`) from where the source checks run, given the source's port and security groups when known.
     fn source_not_run(&self, _port: u16, _source_groups: &[String], why: &str) -> (String, String) {

@@ -260,6 +260,11 @@ async fn start_runs_both_sides_and_starts_the_applicable_assessments() {
     );
     assert_eq!(a["warnings"][0]["id"], json!("source.primary_keys"));
     assert_eq!(a["warnings"][0]["objects"], json!(["public.events"]));
+    assert_eq!(
+        a["sourceChecks"],
+        json!({"ran": 2, "total": 2, "where": "premigration-assessment, outside any VPC"}),
+        "the email says the source checks ran, and from where"
+    );
     assert_eq!(*d.databases.target_saw_source.lock().unwrap(), Some(true));
     let started = d.assessments.started.lock().unwrap();
     assert_eq!(started.len(), 1);
@@ -295,6 +300,8 @@ async fn an_unreachable_source_is_not_run_never_a_pass_and_points_to_the_fix() {
         "only the target's check passed"
     );
     assert_eq!(a["warnings"], json!([]));
+    assert_eq!(a["sourceChecks"]["ran"], json!(0));
+    assert_eq!(a["sourceChecks"]["total"], json!(ids::SOURCE.len()));
     assert_eq!(a["notRun"][0]["id"], json!("source.version"));
     assert!(a["notRun"][0]["fix"]
         .as_str()
