@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 TOOLS := $(CURDIR)/.tools
 # Lambda crates that exist in this tree (each one binary, one zip).
-LAMBDAS := $(filter $(notdir $(wildcard crates/*)),notify connectivity-check sg-autofix premigration-assessment start-task poll-progress stack-cleanup)
+LAMBDAS := $(filter $(notdir $(wildcard crates/*)),notify connectivity-check sg-autofix premigration-assessment source-checks start-task poll-progress stack-cleanup)
 CARGO_LAMBDA := PATH="$(TOOLS)/lambda/bin:$$PATH" $(TOOLS)/lambda/bin/cargo-lambda lambda
 AWS := $(TOOLS)/awscli/bin/aws
 # The source template and the console-ready one `make package` writes.

@@ -94,7 +94,7 @@ if subs != want:
 
 code = sorted(r["Properties"]["Code"] for r in res.values() if r["Type"] == "AWS::Lambda::Function")
 want_code = sorted(f"../target/lambda/{n}/bootstrap.zip" for n in
-                   ["notify", "connectivity-check", "sg-autofix", "premigration-assessment",
+                   ["notify", "connectivity-check", "sg-autofix", "premigration-assessment", "source-checks",
                     "start-task", "poll-progress", "stack-cleanup"])
 if code != want_code:
     print(f"lint-cfn: Lambda Code paths {code} != {want_code}", file=sys.stderr)

@@ -42,6 +42,15 @@ pub const FUNCTIONS: [(&str, &str); 6] = [
     ("poll-progress", "PollProgressFunctionArn"),
 ];
 
+/// How many source checks there are (docs/checks.md): all of them are `not_run` when the source is unreachable.
+pub const SOURCE_CHECK_COUNT: usize = core_lib::checks::ids::SOURCE.len();
+
+/// The function premigration-assessment invokes for the source checks (not a state-machine step).
+pub const SOURCE_CHECKS: &str = "source-checks";
+
+/// The source checks' security group when the rig has no moto network (no rule is ever checked for it).
+pub const LAB_SOURCE_CHECKS_GROUP: &str = "sg-lab-source-checks";
+
 /// The source port the payload names when the source is behind a security group (Aurora's).
 pub const AURORA_PORT: u16 = 5432;
 
@@ -57,8 +66,11 @@ pub enum SourceAccess {
     Direct,
     /// A port whose connects time out, forever.
     Blocked,
-    /// Blocked until moto's EC2 allows the DMS group on the source's group (an Aurora cluster in moto RDS).
+    /// Blocked until moto's EC2 allows the DMS group on the source's group (an Aurora cluster in moto RDS);
+    /// for the source checks, until it allows the source-checks group.
     SecurityGroup,
+    /// DMS reaches the source, the in-VPC source checks never do (Aurora's group lacks their rule).
+    SourceChecksBlocked,
 }
 
 pub struct RigSpec {
@@ -112,6 +124,8 @@ struct Proxy {
 }
 
 pub struct MigrationRig {
+    /// The source-checks function's security group (moto's with `SecurityGroup`, else a lab name).
+    pub source_checks_group: String,
     pub lab: Lab,
     pub dms: DmsLocal,
     pub task: LabTask,
@@ -147,11 +161,20 @@ pub async fn count(url: &str, table: &str) -> i64 {
         .get(0)
 }
 
-/// The endpoint's credentials as the stack stores them: a secret the endpoint names.
-async fn secret(lab: &Lab, dbs: &TestDatabases, side: &str) -> String {
+/// The endpoint's credentials as the stack stores them: a secret the endpoint names. `reach`: the loopback
+/// port the source checks connect to instead of the cluster's (a gate, see the module comment).
+async fn secret(lab: &Lab, dbs: &TestDatabases, side: &str, reach: Option<u16>) -> String {
     let upper = side.to_uppercase();
-    let value = json!({"host": lab.var(&format!("{upper}_HOST")),
-        "port": lab.var(&format!("{upper}_PORT")).parse::<u16>().expect("a port"),
+    let (host, port) = match reach {
+        Some(port) => ("127.0.0.1".to_string(), port),
+        None => (
+            lab.var(&format!("{upper}_HOST")),
+            lab.var(&format!("{upper}_PORT"))
+                .parse::<u16>()
+                .expect("a port"),
+        ),
+    };
+    let value = json!({"host": host, "port": port,
         "username": lab.var("LAB_ADMIN_USER"), "password": lab.var("LAB_ADMIN_PASSWORD"), "dbname": dbs.name});
     aws_sdk_secretsmanager::Client::new(&lab.aws_config().await)
         .create_secret()
@@ -170,6 +193,7 @@ async fn secret(lab: &Lab, dbs: &TestDatabases, side: &str) -> String {
 struct Network {
     vpc_id: String,
     dms_group: String,
+    source_checks_group: String,
     source_group: String,
     aurora_host: String,
 }
@@ -188,7 +212,7 @@ async fn network(lab: &Lab) -> Network {
         .expect("a VPC id")
         .to_string();
     let mut groups = Vec::new();
-    for label in ["sfn-dms", "sfn-aurora"] {
+    for label in ["sfn-dms", "sfn-aurora", "sfn-checks"] {
         groups.push(
             ec2.create_security_group()
                 .group_name(unique_name(label))
@@ -220,6 +244,7 @@ async fn network(lab: &Lab) -> Network {
         vpc_id,
         dms_group: groups[0].clone(),
         source_group: groups[1].clone(),
+        source_checks_group: groups[2].clone(),
         aurora_host,
     }
 }
@@ -241,6 +266,18 @@ async fn allows(ec2: &aws_sdk_ec2::Client, group: &str, from_group: &str, port: 
                     .iter()
                     .any(|pair| pair.group_id() == Some(from_group))
         })
+}
+
+/// Resolves once moto's EC2 lets `from` into `group` on the Aurora port; never, if that takes longer than
+/// any run (10 minutes), so a gate that never opens fails that run.
+async fn admitted(ec2: aws_sdk_ec2::Client, group: String, from: String) {
+    for _ in 0..2000 {
+        if allows(&ec2, &group, &from, AURORA_PORT).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    std::future::pending::<()>().await;
 }
 
 /// A loopback port whose connects hang (a full listen queue nobody accepts) until `open` resolves; then
@@ -396,53 +433,96 @@ impl MigrationRig {
         let mut tasks = Vec::new();
 
         let lab_source = format!("{}:{}", lab.var("SOURCE_HOST"), lab.var("SOURCE_PORT"));
-        let (instance_arn, source_host, source_port, endpoint_port) = match spec.source {
-            SourceAccess::Direct => {
-                let port: u16 = lab.var("SOURCE_PORT").parse().expect("a port");
-                let arn = dms.register_instance("Lab-Instance").await;
-                (arn, lab.var("SOURCE_HOST"), port, port)
-            }
-            SourceAccess::Blocked => {
-                let (port, task) = gate(lab_source, std::future::pending()).await;
-                tasks.push(task);
-                let arn = dms.register_instance("Lab-Instance").await;
-                (arn, "127.0.0.1".to_string(), port, port)
-            }
-            SourceAccess::SecurityGroup => {
-                let net = network(&lab).await;
-                let ec2 = aws_sdk_ec2::Client::new(&lab.aws_config().await);
-                let (group, from) = (net.source_group.clone(), net.dms_group.clone());
-                let open = async move {
-                    // Up to 10 minutes, longer than any run; a gate that never opens fails that run.
-                    for _ in 0..2000 {
-                        if allows(&ec2, &group, &from, AURORA_PORT).await {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    std::future::pending::<()>().await;
-                };
-                let (port, task) = gate(lab_source, open).await;
-                tasks.push(task);
-                let arn = dms
-                    .try_control(
-                        "instances",
-                        &json!({"identifier": "Lab-Instance", "securityGroupIds": [net.dms_group],
-                            "vpcId": net.vpc_id, "publiclyAccessible": false}),
+        // (instance, payload host and port, DMS endpoint port, where the source checks reach the source,
+        // the source-checks group)
+        let lab_checks_group = LAB_SOURCE_CHECKS_GROUP.to_string();
+        let (instance_arn, source_host, source_port, endpoint_port, checks_port, checks_group) =
+            match spec.source {
+                SourceAccess::Direct => {
+                    let port: u16 = lab.var("SOURCE_PORT").parse().expect("a port");
+                    let arn = dms.register_instance("Lab-Instance").await;
+                    (
+                        arn,
+                        lab.var("SOURCE_HOST"),
+                        port,
+                        port,
+                        None,
+                        lab_checks_group,
                     )
-                    .await
-                    .expect("instance registered")["arn"]
-                    .as_str()
-                    .expect("an instance ARN")
-                    .to_string();
-                (arn, net.aurora_host, AURORA_PORT, port)
-            }
-        };
+                }
+                SourceAccess::Blocked => {
+                    let (port, task) = gate(lab_source, std::future::pending()).await;
+                    tasks.push(task);
+                    let arn = dms.register_instance("Lab-Instance").await;
+                    (
+                        arn,
+                        "127.0.0.1".to_string(),
+                        port,
+                        port,
+                        None,
+                        lab_checks_group,
+                    )
+                }
+                SourceAccess::SourceChecksBlocked => {
+                    let port: u16 = lab.var("SOURCE_PORT").parse().expect("a port");
+                    let (blocked, task) = gate(lab_source, std::future::pending()).await;
+                    tasks.push(task);
+                    let arn = dms.register_instance("Lab-Instance").await;
+                    (
+                        arn,
+                        lab.var("SOURCE_HOST"),
+                        port,
+                        port,
+                        Some(blocked),
+                        lab_checks_group,
+                    )
+                }
+                SourceAccess::SecurityGroup => {
+                    let net = network(&lab).await;
+                    let ec2 = aws_sdk_ec2::Client::new(&lab.aws_config().await);
+                    let open_dms =
+                        admitted(ec2.clone(), net.source_group.clone(), net.dms_group.clone());
+                    let (port, task) = gate(lab_source.clone(), open_dms).await;
+                    tasks.push(task);
+                    let open_checks = admitted(
+                        ec2,
+                        net.source_group.clone(),
+                        net.source_checks_group.clone(),
+                    );
+                    let (checks_port, task) = gate(lab_source, open_checks).await;
+                    tasks.push(task);
+                    let arn = dms
+                        .try_control(
+                            "instances",
+                            &json!({"identifier": "Lab-Instance", "securityGroupIds": [net.dms_group],
+                                "vpcId": net.vpc_id, "publiclyAccessible": false}),
+                        )
+                        .await
+                        .expect("instance registered")["arn"]
+                        .as_str()
+                        .expect("an instance ARN")
+                        .to_string();
+                    (
+                        arn,
+                        net.aurora_host,
+                        AURORA_PORT,
+                        port,
+                        Some(checks_port),
+                        net.source_checks_group,
+                    )
+                }
+            };
         let mut endpoints = Vec::new();
         for side in ["source", "target"] {
             let mut endpoint = DmsLocal::lab_endpoint_spec(&lab, &dbs, side);
-            endpoint["secretId"] = json!(secret(&lab, &dbs, side).await);
-            if side == "source" && spec.source != SourceAccess::Direct {
+            let reach = if side == "source" { checks_port } else { None };
+            endpoint["secretId"] = json!(secret(&lab, &dbs, side, reach).await);
+            if side == "source"
+                && matches!(
+                    spec.source,
+                    SourceAccess::Blocked | SourceAccess::SecurityGroup
+                )
+            {
                 endpoint["host"] = json!("127.0.0.1");
                 endpoint["port"] = json!(endpoint_port);
             }
@@ -481,20 +561,45 @@ impl MigrationRig {
 
         let mut lambdas = Vec::new();
         let mut invoke_urls = HashMap::new();
+        // The in-VPC source checks: no AWS environment at all, reached only through the Invoke API.
+        let source_checks_alias = unique_name("sfn-source-checks");
+        let source_checks = LocalLambda::start(
+            &PathBuf::from(lab.var("CARGO_LAMBDA")),
+            SOURCE_CHECKS,
+            &binary(SOURCE_CHECKS),
+            &[],
+        )
+        .await;
+        route_url(&lab, &source_checks_alias, &source_checks.invoke_url()).await;
+        lambdas.push(source_checks);
         for (function, _) in FUNCTIONS {
             let mut env = lab.aws_env();
             env.extend(dms.env());
             let extra: Vec<(&str, String)> = match function {
                 "notify" => vec![("TOPIC_ARN", topic.topic_arn.clone())],
                 "connectivity-check" => vec![("CONNECTION_POLL_INTERVAL_MS", "200".into())],
-                "sg-autofix" => vec![("STACK_NAME", unique_name("sfn-stack"))],
-                "premigration-assessment" if spec.dms_assessment => vec![
-                    (
-                        "ASSESSMENT_ROLE_ARN",
-                        "arn:aws:iam::123456789012:role/lab-assessment".into(),
-                    ),
-                    ("ASSESSMENT_BUCKET", "lab-assessment-results".into()),
+                "sg-autofix" => vec![
+                    ("STACK_NAME", unique_name("sfn-stack")),
+                    ("SOURCE_CHECKS_SECURITY_GROUP", checks_group.clone()),
                 ],
+                "premigration-assessment" => {
+                    let mut extra = vec![
+                        (
+                            "SOURCE_CHECKS_FUNCTION",
+                            function_arn(&lab, &source_checks_alias),
+                        ),
+                        ("SOURCE_CHECKS_SECURITY_GROUP", checks_group.clone()),
+                        ("AWS_ENDPOINT_URL_LAMBDA", lab.var("LAMBDA_ROUTER_URL")),
+                    ];
+                    if spec.dms_assessment {
+                        extra.push((
+                            "ASSESSMENT_ROLE_ARN",
+                            "arn:aws:iam::123456789012:role/lab-assessment".into(),
+                        ));
+                        extra.push(("ASSESSMENT_BUCKET", "lab-assessment-results".into()));
+                    }
+                    extra
+                }
                 "start-task" => vec![("STATE_MACHINE_ARN", machine.arn.clone())],
                 _ => vec![],
             };
@@ -533,6 +638,7 @@ impl MigrationRig {
             .await;
         }
         MigrationRig {
+            source_checks_group: checks_group,
             lab,
             dbs,
             dms,

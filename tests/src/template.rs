@@ -115,6 +115,34 @@ pub fn lambda_functions(template: &Value) -> Vec<LambdaFunction> {
     functions
 }
 
+/// What Lambda needs in a VPC function's own role to create and remove its network interfaces: the EC2
+/// actions of the AWS managed policy AWSLambdaVPCAccessExecutionRole but `ec2:DescribeSubnets`, which the
+/// Lambda guide's list of required permissions does not name
+/// (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html,
+/// https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaVPCAccessExecutionRole.html).
+pub const VPC_ENI_ACTIONS: [&str; 5] = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+];
+
+/// Every statement of the role's inline policies.
+pub fn role_statements(template: &Value, role_logical_id: &str) -> Vec<Value> {
+    template["Resources"][role_logical_id]["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The actions the role's inline policies Allow (statements' `Action`, string or list).
 pub fn role_allowed_actions(template: &Value, role_logical_id: &str) -> BTreeSet<String> {
     let role = &template["Resources"][role_logical_id];

@@ -137,7 +137,7 @@ async fn make_package_uploads_every_artifact_and_the_packaged_template_points_at
         assert_object_size(&s3, &bucket, key, &zip, &function.logical_id).await;
         checked += 1;
     }
-    assert_eq!(checked, 7, "the seven Lambdas");
+    assert_eq!(checked, 8, "the eight Lambdas (source-checks among them)");
     let location = &resources["MigrationStateMachine"]["Properties"]["DefinitionS3Location"];
     assert_eq!(location["Bucket"], bucket, "{location}");
     let key = location["Key"].as_str().expect("Key");

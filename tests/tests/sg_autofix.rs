@@ -282,6 +282,7 @@ async fn a_non_rds_host_is_found_through_the_interface_holding_its_address() {
             "pg.internal.lab".to_string(),
             ip.parse().expect("an address"),
         )])),
+        source_checks_group: None,
     };
 
     let rule = format!("{db_group} <- {} tcp/{PORT}", network.dms_group);

@@ -103,11 +103,13 @@ async fn version_count(s3: &aws_sdk_s3::Client, bucket: &str) -> (usize, usize) 
 struct Groups {
     aurora: String,
     dms: String,
+    /// The in-VPC source-checks function's group, which sg-autofix admits on Aurora's like the DMS group.
+    source_checks: String,
 }
 
 async fn security_groups(ec2: &aws_sdk_ec2::Client, stack: &str) -> Groups {
     let mut ids = Vec::new();
-    for role in ["aurora", "dms"] {
+    for role in ["aurora", "dms", "source-checks"] {
         let id = ec2
             .create_security_group()
             .group_name(format!("{stack}-{role}"))
@@ -120,6 +122,7 @@ async fn security_groups(ec2: &aws_sdk_ec2::Client, stack: &str) -> Groups {
         ids.push(id);
     }
     Groups {
+        source_checks: ids.pop().expect("source-checks"),
         dms: ids.pop().expect("dms"),
         aurora: ids.pop().expect("aurora"),
     }
@@ -209,6 +212,13 @@ async fn delete_empties_the_versioned_bucket_and_revokes_only_this_stacks_tagged
         Some((SG_RULE_TAG_KEY, &stack)),
     )
     .await;
+    let source_checks_rule = ingress_rule(
+        &ec2,
+        &groups.aurora,
+        tcp_from_group(5432, &groups.source_checks),
+        Some((SG_RULE_TAG_KEY, &stack)),
+    )
+    .await;
     let users_rule = ingress_rule(
         &ec2,
         &groups.aurora,
@@ -275,8 +285,19 @@ async fn delete_empties_the_versioned_bucket_and_revokes_only_this_stacks_tagged
     assert_eq!(delete.body["RequestId"], "request-Delete");
     assert_eq!(delete.body["Data"]["ObjectVersionsDeleted"], "6");
     assert_eq!(delete.body["Data"]["DeleteMarkersDeleted"], "2");
-    assert_eq!(delete.body["Data"]["SecurityGroupRulesRevoked"], "1");
-    assert_eq!(delete.body["Data"]["RevokedRuleIds"], autofix_rule.as_str());
+    assert_eq!(delete.body["Data"]["SecurityGroupRulesRevoked"], "2");
+    let mut revoked: Vec<&str> = delete.body["Data"]["RevokedRuleIds"]
+        .as_str()
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    revoked.sort_unstable();
+    let mut expected = vec![autofix_rule.as_str(), source_checks_rule.as_str()];
+    expected.sort_unstable();
+    assert_eq!(
+        revoked, expected,
+        "the DMS group's and the source-checks group's rules"
+    );
     // The pre-signed URL's signature covers no content type: none must be sent (cfn-response sends "").
     assert!(
         delete.content_type.as_deref().unwrap_or("").is_empty(),
@@ -296,8 +317,8 @@ async fn delete_empties_the_versioned_bucket_and_revokes_only_this_stacks_tagged
         .expect("the emptied bucket can be deleted, as CloudFormation will");
     let left = ingress_rule_ids(&ec2, &groups.aurora).await;
     assert!(
-        !left.contains(&autofix_rule),
-        "the tagged rule is revoked: {left:?}"
+        !left.contains(&autofix_rule) && !left.contains(&source_checks_rule),
+        "the tagged rules are revoked: {left:?}"
     );
     assert!(
         left.contains(&users_rule),

@@ -62,7 +62,7 @@ use integration_tests::dms_local::wait_for;
 use integration_tests::lab::{binary, Lab};
 use integration_tests::lambda::LocalLambda;
 use integration_tests::rig::{
-    count, events, options, sql, Fault, MigrationRig, RigSpec, SourceAccess,
+    count, events, options, sql, Fault, MigrationRig, RigSpec, SourceAccess, AURORA_PORT,
 };
 use integration_tests::sfn::{function_arn, route, Finished, LocalStateMachine};
 use integration_tests::sns::{Delivered, TopicWithQueue};
@@ -340,8 +340,28 @@ async fn a_blocked_source_is_opened_by_sg_autofix_and_the_run_continues() {
         ]
     );
     let output = finished.output.expect("output");
+    // One rule for DMS, one for the in-VPC source checks, both on Aurora's group.
     let added = output["results"]["sgAutofix"]["added"].clone();
-    assert_eq!(added.as_array().map(Vec::len), Some(1), "{added}");
+    let source_group = output["results"]["sgAutofix"]["sourceGroups"][0]
+        .as_str()
+        .expect("the source's group")
+        .to_string();
+    assert_eq!(
+        added,
+        json!([
+            format!(
+                "{source_group} <- {} tcp/{AURORA_PORT}",
+                output["results"]["sgAutofix"]["dmsGroups"][0]
+                    .as_str()
+                    .unwrap_or("?")
+            ),
+            format!(
+                "{source_group} <- {} tcp/{AURORA_PORT}",
+                rig.source_checks_group
+            ),
+        ]),
+        "{added}"
+    );
     assert!(
         emails[1]
             .message
@@ -349,7 +369,85 @@ async fn a_blocked_source_is_opened_by_sg_autofix_and_the_run_continues() {
         "{}",
         emails[1].message
     );
+    // The source checks ran inside the "VPC" once their rule existed: none is reported as not run.
+    let assessment = &output["results"]["assessment"];
+    assert_eq!(assessment["counts"]["notRun"], json!(0), "{assessment}");
+    assert_eq!(
+        assessment["sourceChecks"]["where"],
+        json!("the source-checks function inside the stack's VPC"),
+        "{assessment}"
+    );
+    assert_eq!(
+        assessment["sourceChecks"]["ran"], assessment["sourceChecks"]["total"],
+        "{assessment}"
+    );
+    assert!(
+        assessment["sourceChecks"]["ran"].as_u64().unwrap_or(0) > 0,
+        "{assessment}"
+    );
+    assert!(
+        assessment["counts"]["pass"].as_u64().unwrap_or(0) >= 10,
+        "{assessment}"
+    );
     assert_eq!(count(&rig.dbs.target_url, "public.orders").await, 30);
+}
+
+/// Aurora's group admits DMS but not the source-checks function: the migration goes on, and the assessment
+/// email counts the source checks as not run, says so in its subject, and names the missing rule (the
+/// source-checks group, the port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_checks_that_cannot_reach_the_source_are_not_run_and_name_the_missing_rule() {
+    let mut spec = RigSpec::new("sfn_vpc_blocked", "full-load");
+    spec.source = SourceAccess::SourceChecksBlocked;
+    let Some(rig) = MigrationRig::start(spec).await else {
+        return;
+    };
+    let (finished, emails) = rig.run(&rig.payload(options(json!({}))), RUN_LIMIT).await;
+    assert_eq!(finished.status, "SUCCEEDED", "{finished:?}");
+    assert_eq!(
+        events(&emails),
+        [
+            "started",
+            "assessment-warnings",
+            "task-started",
+            "succeeded"
+        ]
+    );
+    let output = finished.output.expect("output");
+    let assessment = &output["results"]["assessment"];
+    assert_eq!(assessment["status"], json!("warnings"), "{assessment}");
+    assert_eq!(
+        assessment["counts"]["notRun"],
+        json!(integration_tests::rig::SOURCE_CHECK_COUNT),
+        "{assessment}"
+    );
+    assert_eq!(assessment["notRun"][0]["id"], json!("source.version"));
+    assert_eq!(assessment["sourceChecks"]["ran"], json!(0), "{assessment}");
+    let email = &emails[1];
+    assert!(
+        email.subject.contains("check(s) not run") && !email.subject.contains("passed"),
+        "{}",
+        email.subject
+    );
+    for needed in [
+        format!("inbound TCP {}", rig.source_port),
+        format!("from security group {}", rig.source_checks_group),
+        format!("--source-group {}", rig.source_checks_group),
+    ] {
+        assert!(
+            email.message.contains(&needed),
+            "{needed}: {}",
+            email.message
+        );
+    }
+    assert!(
+        email.message.contains(&format!(
+            "{} not run",
+            integration_tests::rig::SOURCE_CHECK_COUNT
+        )),
+        "{}",
+        email.message
+    );
 }
 
 // Two workers: dms-local's cleanup on drop blocks one, the security-group gate may still forward.

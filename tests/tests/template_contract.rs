@@ -664,9 +664,36 @@ fn timeout_violations(
             }
         }
     }
+    // A function another one invokes synchronously (its role may `lambda:InvokeFunction` on it): the
+    // invoker's Timeout must cover the invoked one's, with the same margin as a state's.
+    for invoker in lambda_functions(template) {
+        for statement in
+            integration_tests::template::role_statements(template, &invoker.role_logical_id)
+        {
+            if statement["Action"] != "lambda:InvokeFunction" {
+                continue;
+            }
+            let Some(function) = statement["Resource"]["Fn::GetAtt"][0].as_str() else {
+                continue;
+            };
+            let (Some(invoked), Some(caller)) =
+                (lambdas.get(function), lambdas.get(&invoker.logical_id))
+            else {
+                continue;
+            };
+            waited_on.insert(function.to_string());
+            if invoked + CALLER_OVER_LAMBDA > *caller {
+                problems.push(format!(
+                    "{}: Timeout {caller} s leaves less than {CALLER_OVER_LAMBDA} s over {function}'s \
+                     Timeout {invoked} s, which it invokes synchronously",
+                    invoker.logical_id
+                ));
+            }
+        }
+    }
     for id in lambdas.keys().filter(|id| !waited_on.contains(*id)) {
         problems.push(format!(
-            "{id}: no Task or custom resource waits for it, so nothing is checked"
+            "{id}: no Task, custom resource or invoking function waits for it, so nothing is checked"
         ));
     }
     problems
@@ -693,11 +720,18 @@ fn the_timeout_check_sees_a_state_shorter_than_its_lambda_and_a_lambda_shorter_t
     let mut asl = asl();
     template["Resources"]["NotifyFunction"]["Properties"]["Timeout"] = 30.into();
     asl["States"]["SgAutofix"]["TimeoutSeconds"] = 120.into();
+    template["Resources"]["PremigrationAssessmentFunction"]["Properties"]["Timeout"] = 200.into();
     let problems = timeout_violations(&template, &asl, 60);
     assert!(
         problems
             .iter()
             .any(|p| p.starts_with("NotifyFunction: Timeout 30 s")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with(
+            "PremigrationAssessmentFunction: Timeout 200 s leaves less than 30 s over SourceChecksFunction's"
+        )),
         "{problems:#?}"
     );
     assert!(
@@ -873,4 +907,143 @@ fn the_state_machine_rig_runs_the_functions_the_template_substitutes() {
         substituted, rig,
         "template substitutions (left) versus tests/src/rig.rs FUNCTIONS (right)"
     );
+}
+
+/// The source checks run inside the VPC (docs/template.md, "Networking"): the function sits in the stack's
+/// subnets with its own group, which allows only the source port out and nothing in; premigration-assessment
+/// may invoke it and knows its name and group, sg-autofix admits that group, and StackCleanup runs before
+/// the group is deleted so the rules naming it are revoked first.
+#[test]
+fn the_source_checks_run_in_the_stacks_subnets_with_a_group_of_their_own() {
+    let template = load(&template_path());
+    let resources = &template["Resources"];
+    let function = &resources["SourceChecksFunction"]["Properties"];
+    assert_eq!(
+        function["VpcConfig"]["SubnetIds"],
+        serde_json::json!({"Ref": "SubnetIds"}),
+        "the replication instance's subnets"
+    );
+    assert_eq!(
+        function["VpcConfig"]["SecurityGroupIds"],
+        serde_json::json!([{"Ref": "SourceChecksSecurityGroup"}])
+    );
+    assert_eq!(
+        resources["DMSReplicationSubnetGroup"]["Properties"]["SubnetIds"],
+        function["VpcConfig"]["SubnetIds"],
+        "the same subnets as the replication instance"
+    );
+    // Its own group: no inbound rule, egress only TCP on the source port.
+    let group = &resources["SourceChecksSecurityGroup"];
+    assert_eq!(group["Type"], "AWS::EC2::SecurityGroup");
+    assert_eq!(
+        group["Properties"]["VpcId"],
+        serde_json::json!({"Ref": "VpcId"})
+    );
+    assert!(group["Properties"].get("SecurityGroupIngress").is_none());
+    let egress = group["Properties"]["SecurityGroupEgress"]
+        .as_array()
+        .expect("explicit egress (the default allows everything)");
+    assert_eq!(egress.len(), 1, "{egress:?}");
+    assert_eq!(egress[0]["IpProtocol"], "tcp");
+    for port in ["FromPort", "ToPort"] {
+        assert_eq!(
+            egress[0][port],
+            serde_json::json!({"Ref": "SourceEndpointPort"})
+        );
+    }
+    let group_id = serde_json::json!({"Fn::GetAtt": ["SourceChecksSecurityGroup", "GroupId"]});
+    for (function, variable) in [
+        ("SgAutofixFunction", "SOURCE_CHECKS_SECURITY_GROUP"),
+        (
+            "PremigrationAssessmentFunction",
+            "SOURCE_CHECKS_SECURITY_GROUP",
+        ),
+    ] {
+        assert_eq!(
+            resources[function]["Properties"]["Environment"]["Variables"][variable], group_id,
+            "{function}.{variable}"
+        );
+    }
+    assert_eq!(
+        resources["PremigrationAssessmentFunction"]["Properties"]["Environment"]["Variables"]
+            ["SOURCE_CHECKS_FUNCTION"],
+        serde_json::json!({"Ref": "SourceChecksFunction"})
+    );
+    let invoke =
+        integration_tests::template::role_statements(&template, "PremigrationAssessmentRole")
+            .into_iter()
+            .filter(|s| s["Action"] == "lambda:InvokeFunction")
+            .map(|s| s["Resource"].clone())
+            .collect::<Vec<_>>();
+    assert_eq!(
+        invoke,
+        [serde_json::json!({"Fn::GetAtt": ["SourceChecksFunction", "Arn"]})],
+        "premigration-assessment invokes exactly the source-checks function"
+    );
+    assert!(
+        depends_on(&resources["StackCleanup"]).contains(&"SourceChecksSecurityGroup".to_string()),
+        "StackCleanup revokes the rules naming the group before the group is deleted"
+    );
+    // No secret in the in-VPC function's environment, and no AWS permission but its ENIs and logs.
+    let variables = function["Environment"]["Variables"]
+        .as_object()
+        .expect("variables");
+    assert!(
+        variables
+            .keys()
+            .all(|k| k == "RUST_LOG" || k == "AWS_LAMBDA_LOG_FORMAT"),
+        "{variables:?}"
+    );
+    // The function's timeout is the one the assessment's invoke budget is built on.
+    assert_eq!(
+        function["Timeout"].as_u64(),
+        Some(core_lib::source_checks::FUNCTION_TIMEOUT_SECONDS)
+    );
+    let assessment_timeout = resources["PremigrationAssessmentFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .expect("a timeout");
+    let waiting = core_lib::source_checks::NOT_READY_RETRY_SECONDS
+        * u64::from(core_lib::source_checks::NOT_READY_ATTEMPTS - 1);
+    let needed = core_lib::source_checks::INVOKE_TIMEOUT_SECONDS
+        + waiting
+        + core_lib::aws::OPERATION_TIMEOUT.as_secs()
+        + 30;
+    assert!(
+        assessment_timeout >= needed,
+        "premigration-assessment's Timeout {assessment_timeout} s < invoke + not-ready wait + one SDK call + 30 s = {needed} s"
+    );
+}
+
+/// Lambda manages a VPC function's network interfaces with the function's own role, and CloudFormation can
+/// only wait for their removal on stack delete while that role allows ec2:DescribeNetworkInterfaces: the
+/// actions are inline in the role the function references (so they outlive the function), and only a
+/// function with VpcConfig has them.
+#[test]
+fn only_the_vpc_function_may_manage_network_interfaces_and_the_permission_outlives_it() {
+    let template = load(&template_path());
+    let resources = &template["Resources"];
+    let eni: BTreeSet<String> = integration_tests::template::VPC_ENI_ACTIONS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    for function in lambda_functions(&template) {
+        let in_vpc = resources[&function.logical_id]["Properties"]
+            .get("VpcConfig")
+            .is_some();
+        let allowed =
+            integration_tests::template::role_allowed_actions(&template, &function.role_logical_id);
+        let managed: BTreeSet<String> = allowed.into_iter().filter(|a| eni.contains(a)).collect();
+        if in_vpc {
+            assert_eq!(managed, eni, "{}: the ENI actions", function.logical_id);
+        } else if function.crate_name != "sg-autofix" {
+            // sg-autofix describes interfaces to find the source's groups, nothing else.
+            assert!(managed.is_empty(), "{}: {managed:?}", function.logical_id);
+        }
+    }
+    for (id, resource) in resources.as_object().expect("resources") {
+        assert_ne!(
+            resource["Type"], "AWS::IAM::Policy",
+            "{id}: a separate policy could be deleted before the function; keep actions inline"
+        );
+    }
 }

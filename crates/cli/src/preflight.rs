@@ -100,6 +100,7 @@ fn render_text(checks: &[Check], counts: CheckCounts, source: &str, target: &str
     for (status, title) in [
         (CheckStatus::Fail, "FAILED"),
         (CheckStatus::Warn, "WARNINGS"),
+        (CheckStatus::NotRun, "NOT RUN"),
         (CheckStatus::Pass, "PASSED"),
     ] {
         let group: Vec<&Check> = checks.iter().filter(|c| c.status == status).collect();

@@ -44,7 +44,7 @@ impl FailureClass {
     pub fn fix(self) -> &'static str {
         match self {
             FailureClass::SecurityGroup => {
-                "The connection attempt timed out, which is what a security group or network ACL that drops the traffic looks like: allow inbound TCP on the database port from the DMS replication instance's security group (sg-autofix does this for the source when autoFixSecurityGroup is on). For a database outside the VPC, also check that the instance's subnets route to it (Internet Gateway with a public instance, or a NAT gateway)."
+                "The connection attempt timed out, which is what a security group or network ACL that drops the traffic looks like: allow inbound TCP on the database port from the DMS replication instance's security group and, on the source, also from the stack's source-checks security group (`<stack>-source-checks`, where the premigration source checks run); sg-autofix adds both rules to the source's group when autoFixSecurityGroup is on. For a database outside the VPC, also check that the instance's subnets route to it (Internet Gateway with a public instance, or a NAT gateway)."
             }
             FailureClass::NoListener => {
                 "The host answered but nothing accepts connections on that port: check that the cluster is running (not stopped, starting or rebooting) and that the endpoint's port is the one the database listens on."

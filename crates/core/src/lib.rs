@@ -33,6 +33,7 @@ pub mod schema_objects;
 pub mod sentinel;
 pub mod sequences;
 pub mod sg_rules;
+pub mod source_checks;
 pub mod sql_ident;
 pub mod state;
 pub mod table_mapping;

@@ -63,6 +63,70 @@ impl fmt::Debug for PgConnectOptions {
     }
 }
 
+/// Connection options as JSON, for one purpose: the assessment hands the source's connection to the
+/// function that runs the source checks inside the VPC, in the synchronous `lambda:Invoke` payload (never
+/// through Step Functions, whose history would keep it). The password is in it: no `Debug`, never logged.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PgConnectWire {
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<String>,
+    dbname: String,
+    ssl_mode: String,
+    root_cert_pem: Option<String>,
+    connect_timeout_seconds: u64,
+    statement_timeout_seconds: u64,
+    application_name: String,
+}
+
+impl From<&PgConnectOptions> for PgConnectWire {
+    fn from(o: &PgConnectOptions) -> Self {
+        PgConnectWire {
+            host: o.host.clone(),
+            port: o.port,
+            user: o.user.clone(),
+            password: o.password.clone(),
+            dbname: o.dbname.clone(),
+            ssl_mode: o.ssl_mode.as_str().to_string(),
+            root_cert_pem: o
+                .root_cert_pem
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            connect_timeout_seconds: o.connect_timeout.as_secs(),
+            statement_timeout_seconds: o.statement_timeout.as_secs(),
+            application_name: o.application_name.clone(),
+        }
+    }
+}
+
+impl TryFrom<PgConnectWire> for PgConnectOptions {
+    type Error = StepError;
+
+    fn try_from(w: PgConnectWire) -> Result<Self, StepError> {
+        let ssl_mode = SslMode::parse(&w.ssl_mode).ok_or_else(|| {
+            StepError::payload(format!(
+                "sslMode `{}` is not one of disable, require, verify-full",
+                w.ssl_mode
+            ))
+        })?;
+        let mut options = PgConnectOptions::from_parts(
+            &w.host,
+            w.port,
+            &w.user,
+            w.password.as_deref(),
+            &w.dbname,
+        );
+        options.ssl_mode = ssl_mode;
+        options.root_cert_pem = w.root_cert_pem.map(String::into_bytes);
+        options.connect_timeout = Duration::from_secs(w.connect_timeout_seconds.max(1));
+        options.statement_timeout = Duration::from_secs(w.statement_timeout_seconds.max(1));
+        options.application_name = w.application_name;
+        Ok(options)
+    }
+}
+
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -204,6 +204,9 @@ pub struct EndpointCheck {
 pub struct SgAutofixResult {
     pub source_groups: Vec<String>,
     pub dms_groups: Vec<String>,
+    /// The in-VPC source-checks function's group, admitted like the DMS groups (None without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_checks_group: Option<String>,
     /// Rules this run added, as `sg-source <- sg-dms tcp/PORT`.
     pub added: Vec<String>,
     /// Rules that were present already.
@@ -223,6 +226,23 @@ pub struct AssessmentResult {
     pub counts: CheckCounts,
     pub failures: Vec<CheckSummary>,
     pub warnings: Vec<CheckSummary>,
+    /// Checks that could not run (their database unreachable from where they run), with why and the fix.
+    pub not_run: Vec<CheckSummary>,
+    /// How many of the source checks ran and where (None before the checks ran, or when they were skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_checks: Option<SourceChecksRan>,
+}
+
+/// The source checks that ran (not `not_run`), of how many, and where: the email says so, so a source
+/// checked from inside the VPC reads as checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SourceChecksRan {
+    pub ran: u32,
+    pub total: u32,
+    /// Where they ran from, in words (`the source-checks function inside the stack's VPC`).
+    #[serde(rename = "where")]
+    pub location: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +251,9 @@ pub struct CheckCounts {
     pub pass: u32,
     pub warn: u32,
     pub fail: u32,
+    /// Neither passed nor found anything: never counted as a pass (docs/checks.md).
+    #[serde(rename = "notRun")]
+    pub not_run: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -359,7 +382,10 @@ impl Results {
             if let Some(reason) = &mut a.reason {
                 cap_in_place(reason, MAX_TEXT_BYTES);
             }
-            for list in [&mut a.failures, &mut a.warnings] {
+            if let Some(s) = &mut a.source_checks {
+                cap_in_place(&mut s.location, MAX_TEXT_BYTES);
+            }
+            for list in [&mut a.failures, &mut a.warnings, &mut a.not_run] {
                 list.truncate(MAX_NAMES);
                 list.iter_mut().for_each(CheckSummary::bound);
             }
@@ -511,6 +537,7 @@ mod tests {
             sg_autofix: Some(SgAutofixResult {
                 source_groups: huge_names(1000),
                 dms_groups: huge_names(1000),
+                source_checks_group: None,
                 added: huge_names(1000),
                 present: huge_names(1000),
             }),

@@ -325,7 +325,7 @@ fn connectivity_failed(view: &StateView) -> Message {
 fn sg_fixed(view: &StateView) -> Message {
     let mut m = Message::new(
         "Security group rule added",
-        "The source refused DMS at the network level, so an ingress rule from the DMS security group was added. Connectivity is tested once more.",
+        "The source refused DMS at the network level, so ingress rules from the DMS security group and from the source-checks security group (where the premigration source checks run) were added. Connectivity is tested once more.",
     );
     m.step = Some("SecurityGroupAutofix".to_string());
     if let Some(sg) = &view.sg_autofix {
@@ -337,7 +337,7 @@ fn sg_fixed(view: &StateView) -> Message {
                 .push(format!("Already present: {}", sg.present.join("; ")));
         }
         m.details
-            .push("The rule is tagged so that deleting the stack removes it.".to_string());
+            .push("The rules are tagged so that deleting the stack removes them.".to_string());
     }
     m
 }
@@ -363,12 +363,33 @@ fn check_lines(checks: &[CheckSummary], out: &mut Vec<String>) {
 
 fn assessment(view: &StateView, blocking: bool) -> Message {
     let a = view.assessment.clone().unwrap_or_default();
+    // A check that could not run checked nothing: the subject says so, so it never reads as a pass.
+    let not_run = match a.counts.not_run {
+        0 => String::new(),
+        n => format!("; {n} check(s) not run"),
+    };
     let mut m = if blocking {
         let mut m = Message::new(
-            format!("FAILED: assessment found {} blocking problem(s)", a.counts.fail),
+            format!(
+                "FAILED: assessment found {} blocking problem(s){not_run}",
+                a.counts.fail
+            ),
             "The migration stopped before the DMS task was started: the premigration assessment found problems that would break it.",
         );
         m.fix = Some("Apply the fix under each failure below, then start a new execution. Run `dms-migrate preflight` to check from your workstation first.".to_string());
+        m
+    } else if a.counts.not_run > 0 {
+        let mut m = Message::new(
+            format!(
+                "Assessment incomplete: {} check(s) not run, {} warning(s)",
+                a.counts.not_run, a.counts.warn
+            ),
+            "The premigration assessment found nothing blocking among the checks that ran, but some checks could not run and checked nothing; the task starts next.",
+        );
+        m.fix = Some(
+            "Make the checks under \"Not run\" runnable (the fix under each), or run `dms-migrate preflight` from a machine that reaches both databases; read the warnings."
+                .to_string(),
+        );
         m
     } else {
         let mut m = Message::new(
@@ -383,9 +404,15 @@ fn assessment(view: &StateView, blocking: bool) -> Message {
     };
     m.step = Some("PremigrationAssessment".to_string());
     m.details.push(format!(
-        "Checks: {} passed, {} warnings, {} failed",
-        a.counts.pass, a.counts.warn, a.counts.fail
+        "Checks: {} passed, {} warnings, {} failed, {} not run",
+        a.counts.pass, a.counts.warn, a.counts.fail, a.counts.not_run
     ));
+    if let Some(source) = &a.source_checks {
+        m.details.push(format!(
+            "Source checks run: {} of {}, from {}",
+            source.ran, source.total, source.location
+        ));
+    }
     if !a.failures.is_empty() {
         m.details.push("Failures:".to_string());
         check_lines(&a.failures, &mut m.details);
@@ -394,10 +421,35 @@ fn assessment(view: &StateView, blocking: bool) -> Message {
         m.details.push("Warnings:".to_string());
         check_lines(&a.warnings, &mut m.details);
     }
+    if !a.not_run.is_empty() {
+        m.details.push("Not run:".to_string());
+        not_run_lines(&a.not_run, &mut m.details);
+    }
     if let Some(run) = &a.run_arn {
         m.details.push(format!("DMS assessment run: {run}"));
     }
     m
+}
+
+/// Checks not run for one reason share their summary and fix (a whole side at once): one entry per reason,
+/// naming every check id.
+fn not_run_lines(checks: &[CheckSummary], out: &mut Vec<String>) {
+    let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for check in checks {
+        match groups
+            .iter_mut()
+            .find(|(summary, fix, _)| *summary == check.summary && *fix == check.fix)
+        {
+            Some((_, _, ids)) => ids.push(&check.id),
+            None => groups.push((&check.summary, &check.fix, vec![&check.id])),
+        }
+    }
+    for (summary, fix, ids) in groups {
+        out.push(format!("- {}: {summary}", ids.join(", ")));
+        if !fix.is_empty() {
+            out.push(format!("  Fix: {fix}"));
+        }
+    }
 }
 
 fn assessment_skipped(view: &StateView) -> Message {
@@ -670,6 +722,77 @@ fn failed(view: &StateView) -> Message {
 mod tests {
     use super::*;
 
+    /// Checks that could not run are counted apart and named in the subject: such an email must never
+    /// read like "Assessment passed".
+    #[test]
+    fn checks_not_run_are_counted_apart_and_named_in_the_subject() {
+        let reason = "not run: the source database could not be reached from the source-checks function inside the VPC (timed out). Missing rule: the source's security group sg-aurora must allow inbound TCP 5432 from security group sg-checks";
+        let not_run = |id: &str| {
+            CheckSummary {
+            id: id.into(),
+            summary: reason.into(),
+            fix: "aws ec2 authorize-security-group-ingress --group-id sg-aurora --protocol tcp --port 5432 --source-group sg-checks".into(),
+            ..Default::default()
+        }
+        };
+        let state = serde_json::json!({
+            "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:ABC",
+            "results": {"assessment": {"status": "warnings",
+                "counts": {"pass": 9, "warn": 0, "fail": 0, "notRun": 17},
+                "sourceChecks": {"ran": 0, "total": 17, "where": "the source-checks function inside the stack's VPC"},
+                "notRun": [not_run("source.version"), not_run("source.wal_level")]}}
+        });
+        let view = StateView::read(&state, "local");
+        let email = render(Event::AssessmentWarnings, &view);
+        assert!(
+            email
+                .subject
+                .contains("Assessment incomplete: 17 check(s) not run"),
+            "{}",
+            email.subject
+        );
+        assert!(!email.subject.contains("passed"), "{}", email.subject);
+        assert!(
+            email
+                .body
+                .contains("Checks: 9 passed, 0 warnings, 0 failed, 17 not run"),
+            "{}",
+            email.body
+        );
+        assert!(
+            email.body.contains(
+                "Source checks run: 0 of 17, from the source-checks function inside the stack's VPC"
+            ),
+            "{}",
+            email.body
+        );
+        // One entry for one reason, naming every check, the rule, the group and the port.
+        assert_eq!(
+            email.body.matches("Missing rule").count(),
+            1,
+            "{}",
+            email.body
+        );
+        assert!(
+            email
+                .body
+                .contains("- source.version, source.wal_level: not run:"),
+            "{}",
+            email.body
+        );
+        assert!(
+            email.body.contains("--source-group sg-checks"),
+            "{}",
+            email.body
+        );
+        let blocking = render(Event::AssessmentFailed, &view);
+        assert!(
+            blocking.subject.contains("17 check(s) not run"),
+            "{}",
+            blocking.subject
+        );
+    }
+
     #[test]
     fn subjects_are_short_ascii_single_lines() {
         let long = "T".repeat(200);
@@ -845,6 +968,7 @@ mod golden {
                               "added": ["sg-0aaa <- sg-0bbb tcp/5432"], "present": []},
                 "assessment": {"status": "warnings", "polls": 4, "runArn": "arn:aws:dms:us-east-1:123456789012:assessment-run:RUN1",
                     "counts": {"pass": 31, "warn": 2, "fail": 1},
+                    "sourceChecks": {"ran": 17, "total": 17, "where": "the source-checks function inside the stack's VPC"},
                     "failures": [{"id": "source.wal_sender_timeout", "summary": "wal_sender_timeout is 5000 ms; DMS needs at least 10000 ms or 0",
                                   "fix": "Set wal_sender_timeout = 10000 in the cluster parameter group and reboot the writer.", "objects": [], "objectsTotal": 0}],
                     "warnings": [{"id": "source.primary_keys", "summary": "3 tables have no primary key: UPDATE and DELETE are lost in CDC",

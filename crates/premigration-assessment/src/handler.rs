@@ -8,18 +8,19 @@ use core_lib::checks::{self, ids, Check, CheckConfig, CheckStatus, TableSelectio
 use core_lib::db_secret::{endpoint_connect_options, SecretStore};
 use core_lib::dms::{Dms, TaskInfo};
 use core_lib::envelope::{read_state, write_state};
-use core_lib::state::{AssessmentResult, CheckCounts, CheckSummary, StartMode, MAX_NAMES};
+use core_lib::state::{
+    AssessmentResult, CheckCounts, CheckSummary, SourceChecksRan, StartMode, MAX_NAMES,
+};
 use core_lib::{ErrorName, StepError};
 use serde_json::Value;
 
-use crate::sql_checks::SqlChecks;
+use crate::sql_checks::{SqlChecks, NOT_RUN_FIX};
 
 const LAMBDA: &str = "premigration-assessment";
 /// Polls before giving up on a run that never ends (× `assessmentPollSeconds`, 30 s by default: an hour).
 pub const MAX_POLLS: u32 = 120;
 /// The check id of the DMS run itself (not started, or ended in an error state).
 pub const RUN_CHECK_ID: &str = "dms.assessment_run";
-const NOT_RUN_FIX: &str = "run `dms-migrate preflight` from a machine that reaches it";
 
 /// Where the DMS run writes its report: a role DMS assumes and the bucket it writes.
 #[derive(Debug, Clone)]
@@ -75,7 +76,20 @@ where
                     reason: Some(reason),
                     ..AssessmentResult::default()
                 },
-                None => start(deps, &task, now).await?,
+                None => {
+                    // The port the stack's rules open and Aurora's groups as sg-autofix found them, for the
+                    // advice when the source is unreachable from where the source checks run.
+                    let network = SourceNetwork {
+                        port: state.source_port,
+                        groups: state
+                            .results
+                            .sg_autofix
+                            .as_ref()
+                            .map(|r| r.source_groups.clone())
+                            .unwrap_or_default(),
+                    };
+                    start(deps, &task, &network, now).await?
+                }
             }
         }
         Action::Poll => {
@@ -90,6 +104,12 @@ where
     tracing::info!(status = %result.status, reason = ?result.reason, run = ?result.run_arn, polls = result.polls, counts = ?result.counts, "assessment result");
     state.results.assessment = Some(result);
     write_state(&state)
+}
+
+/// Where the source listens, as the security-group rules see it.
+struct SourceNetwork {
+    port: u16,
+    groups: Vec<String>,
 }
 
 /// None when the assessment should run: the task has never started, or the target is reloaded anyway.
@@ -114,6 +134,7 @@ fn skip_reason(task: &TaskInfo, start_mode: StartMode) -> Option<String> {
 async fn start<D, A, S, C>(
     deps: &Deps<D, A, S, C>,
     task: &TaskInfo,
+    network: &SourceNetwork,
     now: i64,
 ) -> Result<AssessmentResult, StepError>
 where
@@ -123,7 +144,7 @@ where
     C: SqlChecks + Sync,
 {
     let config = check_config(deps, task).await?;
-    let mut all = sql_checks(deps, task, &config).await?;
+    let mut all = sql_checks(deps, task, &config, network).await?;
     let run_arn = match &deps.run_setup {
         None => {
             all.push(Check::new(
@@ -138,7 +159,10 @@ where
         Some(setup) => Some(start_run(&deps.assessments, task, setup, now).await?),
     };
     log_checks(&all);
-    let mut result = AssessmentResult::default();
+    let mut result = AssessmentResult {
+        source_checks: Some(source_checks_ran(&all, deps.databases.source_location())),
+        ..AssessmentResult::default()
+    };
     add_checks(&mut result, &all);
     match run_arn {
         Some(arn) => {
@@ -148,6 +172,23 @@ where
         None => finish(&mut result),
     }
     Ok(result)
+}
+
+/// How many source checks ran (anything but `not_run`), of how many, from where.
+fn source_checks_ran(all: &[Check], location: &str) -> SourceChecksRan {
+    let count = |ran_only: bool| {
+        let n = all
+            .iter()
+            .filter(|c| ids::SOURCE.contains(&c.id.as_str()))
+            .filter(|c| !ran_only || c.status != CheckStatus::NotRun)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    };
+    SourceChecksRan {
+        ran: count(true),
+        total: count(false),
+        location: location.to_string(),
+    }
 }
 
 /// The task's selection rules and migration type decide which tables are checked and what CDC needs.
@@ -169,12 +210,14 @@ where
     })
 }
 
-/// Source checks, then target checks (they compare with what the source has). A database this Lambda
-/// cannot reach or log in to turns its checks into warnings pointing at `dms-migrate preflight`.
+/// Source checks (inside the VPC when the stack's source-checks function is configured), then target checks
+/// (they compare with what the source has). A database that cannot be reached or logged in to turns its
+/// checks into `not_run` checks saying why and what to fix (for the source: the missing security-group rule).
 async fn sql_checks<D, A, S, C>(
     deps: &Deps<D, A, S, C>,
     task: &TaskInfo,
     config: &CheckConfig,
+    network: &SourceNetwork,
 ) -> Result<Vec<Check>, StepError>
 where
     D: Dms + Sync,
@@ -191,6 +234,13 @@ where
             Ok((found, facts)) => {
                 all.extend(found);
                 Some(facts)
+            }
+            Err(e) if e.name == ErrorName::PostgresUnreachable => {
+                let (summary, fix) =
+                    deps.databases
+                        .source_not_run(network.port, &network.groups, &e.message);
+                all.extend(checks::not_run(&ids::SOURCE, &summary, &fix));
+                None
             }
             Err(e) if is_unreachable(&e) => {
                 all.extend(not_run("source", &ids::SOURCE, &e.message));
@@ -381,6 +431,7 @@ fn add_checks(result: &mut AssessmentResult, found: &[Check]) {
         pass: result.counts.pass + more.pass,
         warn: result.counts.warn + more.warn,
         fail: result.counts.fail + more.fail,
+        not_run: result.counts.not_run + more.not_run,
     };
     let merge = |kept: &mut Vec<CheckSummary>, status: CheckStatus| {
         let mut all: Vec<CheckSummary> = std::mem::take(kept);
@@ -395,13 +446,15 @@ fn add_checks(result: &mut AssessmentResult, found: &[Check]) {
     };
     merge(&mut result.failures, CheckStatus::Fail);
     merge(&mut result.warnings, CheckStatus::Warn);
+    merge(&mut result.not_run, CheckStatus::NotRun);
 }
 
-/// The final verdict: failures block, warnings are emailed.
+/// The final verdict: failures block; warnings and checks that could not run are emailed (a check not run
+/// is never a pass).
 fn finish(result: &mut AssessmentResult) {
     result.status = if result.counts.fail > 0 {
         "failed"
-    } else if result.counts.warn > 0 {
+    } else if result.counts.warn > 0 || result.counts.not_run > 0 {
         "warnings"
     } else {
         "passed"

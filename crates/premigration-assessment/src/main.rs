@@ -1,12 +1,34 @@
+use std::time::Duration;
+
 use core_lib::aws::load_config;
 use core_lib::db_secret::SecretsManagerStore;
 use core_lib::defect::catch_defects;
 use core_lib::dms::DmsClient;
+use core_lib::source_checks::{INVOKE_TIMEOUT_SECONDS, NOT_READY_RETRY_SECONDS};
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 
 mod handler;
+mod in_vpc;
 mod sql_checks;
+
+/// A synchronous invoke lasts as long as the invoked function runs, longer than the shared SDK timeouts
+/// allow (`core_lib::aws`): one attempt, bounded by the function's timeout plus its Init phase. Retries are
+/// the caller's (`in_vpc`), so a not-ready function is waited for, not hammered.
+fn invoke_client(config: &aws_config::SdkConfig) -> aws_sdk_lambda::Client {
+    let invoke = Duration::from_secs(INVOKE_TIMEOUT_SECONDS);
+    let lambda_config = aws_sdk_lambda::config::Builder::from(config)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(invoke)
+                .operation_timeout(invoke)
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build();
+    aws_sdk_lambda::Client::from_conf(lambda_config)
+}
 
 fn optional_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -24,12 +46,26 @@ async fn main() -> Result<(), Error> {
         _ => None,
     };
     let config = load_config().await;
+    // The stack sets both: the source checks run inside the VPC (crates/source-checks). Without them they
+    // run from this Lambda, which reaches only a source open to the internet.
+    let databases = match (
+        optional_env("SOURCE_CHECKS_FUNCTION"),
+        optional_env("SOURCE_CHECKS_SECURITY_GROUP"),
+    ) {
+        (Some(function), Some(security_group)) => in_vpc::Databases::InVpc(in_vpc::InVpcChecks {
+            lambda: invoke_client(&config),
+            function,
+            security_group,
+            retry_wait: Duration::from_secs(NOT_READY_RETRY_SECONDS),
+        }),
+        _ => in_vpc::Databases::Direct(sql_checks::PgChecks),
+    };
     let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
     let deps = handler::Deps {
         dms: dms.clone(),
         assessments: dms,
         secrets: SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&config)),
-        databases: sql_checks::PgChecks,
+        databases,
         run_setup,
     };
     let deps = &deps;

@@ -21,7 +21,22 @@ pub trait SqlChecks {
         source: Option<&Self::Facts>,
         config: &CheckConfig,
     ) -> impl Future<Output = Result<Vec<Check>, StepError>> + Send;
+    /// Where the source checks run, in words, for the email.
+    fn source_location(&self) -> &'static str {
+        "premigration-assessment, outside any VPC"
+    }
+    /// The summary and fix of a source check that could not run because the source was unreachable
+    /// (`why`) from where the source checks run, given the source's port and security groups when known.
+    fn source_not_run(&self, _port: u16, _source_groups: &[String], why: &str) -> (String, String) {
+        (
+            format!("not run: the source database could not be reached from this Lambda ({why})"),
+            format!("{NOT_RUN_FIX}: dms-migrate preflight --source URL --target URL"),
+        )
+    }
 }
+
+/// Where a check that could not run here can run instead.
+pub const NOT_RUN_FIX: &str = "run `dms-migrate preflight` from a machine that reaches it";
 
 pub struct PgChecks;
 

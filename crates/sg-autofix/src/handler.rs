@@ -1,7 +1,8 @@
 //! sg-autofix (docs/architecture.md): runs only after the source's connection test timed out. Finds the source
 //! database's security groups — through RDS for `*.rds.amazonaws.com` names (a public Aurora name resolves
 //! to a public address outside the VPC), otherwise through the network interfaces holding the addresses
-//! the host resolves to — and authorizes TCP `sourcePort` from each of the replication instance's groups.
+//! the host resolves to — and authorizes TCP `sourcePort` from each of the replication instance's groups and
+//! from the group of the `source-checks` function (the premigration source checks run inside the VPC).
 //! Every rule is tagged `tags::SG_RULE_TAG_KEY` = stack name so stack-cleanup revokes exactly these. A rule
 //! that exists already (found in the group, or `InvalidPermission.Duplicate`) is reported as present, so a
 //! second run adds nothing.
@@ -26,6 +27,9 @@ pub struct Clients<D, E, R, N> {
     pub ec2: E,
     pub rds: R,
     pub resolver: N,
+    /// The `source-checks` function's security group (env `SOURCE_CHECKS_SECURITY_GROUP`), admitted on the
+    /// source's groups exactly as the DMS groups are; None when the stack has no such function.
+    pub source_checks_group: Option<String>,
 }
 
 /// Where the source's groups were found, for the log and the errors.
@@ -170,14 +174,25 @@ fn check_same_vpc(
     Ok(())
 }
 
+/// Who a rule admits, for its description.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Admitted {
+    DmsInstance,
+    SourceChecks,
+}
+
 /// EC2's rule description alphabet is `a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*`, at most 255 characters.
-fn rule_description(stack_name: &str) -> String {
+fn rule_description(stack_name: &str, admitted: Admitted) -> String {
     let stack: String = stack_name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "._-:/()#,@[]+=&;{}!$* ".contains(*c))
         .take(128)
         .collect();
-    format!("DMS replication instance to source PostgreSQL - added by sg-autofix of stack {stack}")
+    let who = match admitted {
+        Admitted::DmsInstance => "DMS replication instance",
+        Admitted::SourceChecks => "source-checks Lambda",
+    };
+    format!("{who} to source PostgreSQL - added by sg-autofix of stack {stack}")
 }
 
 fn rule_name(source_group: &str, dms_group: &str, port: u16) -> String {
@@ -210,8 +225,19 @@ pub async fn handle<D: Dms, E: Ec2, R: Rds, N: Resolver>(
     let source = find_source_groups(&clients.ec2, &clients.rds, &clients.resolver, &host).await?;
     tracing::info!(host = %host, found_via = %source.found_via, groups = ?source.group_ids, dms_groups = ?dms_groups, "source security groups");
 
+    // Every group Aurora's must admit: the instance's, then the in-VPC source checks' (same VPC rule).
+    let mut admitted: Vec<(String, Admitted)> = dms_groups
+        .iter()
+        .map(|g| (g.clone(), Admitted::DmsInstance))
+        .collect();
+    if let Some(group) = &clients.source_checks_group {
+        if !dms_groups.contains(group) {
+            admitted.push((group.clone(), Admitted::SourceChecks));
+        }
+    }
+    let admitted_ids: Vec<String> = admitted.iter().map(|(g, _)| g.clone()).collect();
     let mut wanted = source.group_ids.clone();
-    push_unique(&mut wanted, dms_groups.iter().cloned());
+    push_unique(&mut wanted, admitted_ids.iter().cloned());
     let groups: BTreeMap<String, SecurityGroupInfo> = clients
         .ec2
         .security_groups(&wanted)
@@ -219,15 +245,16 @@ pub async fn handle<D: Dms, E: Ec2, R: Rds, N: Resolver>(
         .into_iter()
         .map(|g| (g.id.clone(), g))
         .collect();
-    check_same_vpc(&groups, &source.group_ids, &dms_groups)?;
+    check_same_vpc(&groups, &source.group_ids, &admitted_ids)?;
 
     let mut result = SgAutofixResult {
         source_groups: source.group_ids.clone(),
         dms_groups: dms_groups.clone(),
+        source_checks_group: clients.source_checks_group.clone(),
         ..SgAutofixResult::default()
     };
     for source_group in &source.group_ids {
-        for dms_group in &dms_groups {
+        for (dms_group, who) in &admitted {
             let name = rule_name(source_group, dms_group, port);
             let present = groups.get(source_group).is_some_and(|g| {
                 g.ingress
@@ -242,7 +269,7 @@ pub async fn handle<D: Dms, E: Ec2, R: Rds, N: Resolver>(
                 group_id: source_group.clone(),
                 source_group_id: dms_group.clone(),
                 port,
-                description: rule_description(stack_name),
+                description: rule_description(stack_name, *who),
                 tag_key: SG_RULE_TAG_KEY.to_string(),
                 tag_value: stack_name.to_string(),
             };
@@ -482,7 +509,45 @@ mod tests {
             ec2,
             rds,
             resolver,
+            source_checks_group: None,
         }
+    }
+
+    #[tokio::test]
+    async fn the_source_checks_group_is_admitted_like_the_dms_group_tagged_once() {
+        let mut c = clients(
+            FakeEc2::default()
+                .group("sg-db", "vpc-1")
+                .group("sg-dms", "vpc-1")
+                .group("sg-checks", "vpc-1"),
+            aurora(),
+            resolver(&[]),
+        );
+        c.source_checks_group = Some("sg-checks".into());
+        let out = handle(state(AURORA_HOST), &c, "prod-migration")
+            .await
+            .unwrap();
+        let result = &out["results"]["sgAutofix"];
+        assert_eq!(
+            result["added"],
+            json!(["sg-db <- sg-dms tcp/5432", "sg-db <- sg-checks tcp/5432"])
+        );
+        assert_eq!(result["sourceChecksGroup"], json!("sg-checks"));
+        let authorized = c.ec2.authorized.lock().unwrap().clone();
+        assert_eq!(authorized.len(), 2);
+        assert_eq!(authorized[1].source_group_id, "sg-checks");
+        assert_eq!(authorized[1].port, 5432);
+        assert_eq!(authorized[1].tag_key, SG_RULE_TAG_KEY);
+        assert_eq!(authorized[1].tag_value, "prod-migration");
+        assert!(authorized[1]
+            .description
+            .starts_with("source-checks Lambda"));
+
+        let again = handle(state(AURORA_HOST), &c, "prod-migration")
+            .await
+            .unwrap();
+        assert_eq!(again["results"]["sgAutofix"]["added"], json!([]));
+        assert_eq!(c.ec2.authorized.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -560,6 +625,7 @@ mod tests {
             ),
             rds: aurora(),
             resolver: resolver(&[]),
+            source_checks_group: None,
         };
         let out = handle(state(AURORA_HOST), &c, "s").await.unwrap();
         assert_eq!(
@@ -737,6 +803,7 @@ mod tests {
             ec2: FakeEc2::default(),
             rds: aurora(),
             resolver: resolver(&[]),
+            source_checks_group: None,
         };
         let err = handle(state(AURORA_HOST), &c, "s").await.unwrap_err();
         assert_eq!(err.name, ErrorName::AwsNotFound);
@@ -751,8 +818,13 @@ mod tests {
 
     #[test]
     fn the_description_keeps_to_ec2s_alphabet() {
-        let text = rule_description("prod-migration'\"<x>");
-        assert!(text.contains("prod-migrationx"), "{text}");
-        assert!(text.len() <= 255);
+        for admitted in [Admitted::DmsInstance, Admitted::SourceChecks] {
+            let text = rule_description(
+                &format!("prod-migration'\"<x>{}", "s".repeat(300)),
+                admitted,
+            );
+            assert!(text.contains("prod-migrationx"), "{text}");
+            assert!(text.len() <= 255, "{}", text.len());
+        }
     }
 }

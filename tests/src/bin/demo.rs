@@ -560,6 +560,28 @@ async fn migrate_and_cut_over(demo: &Demo, rig: &MigrationRig, writer: &Writer) 
             finished.cause.unwrap_or_default()
         ));
     }
+    // The source checks run inside the "VPC" (the source-checks function premigration-assessment invokes):
+    // a check reported as not run means that path is broken, not that the source is fine.
+    let assessment = finished
+        .output
+        .as_ref()
+        .map(|o| o["results"]["assessment"].clone())
+        .unwrap_or_default();
+    let (counts, source) = (&assessment["counts"], &assessment["sourceChecks"]);
+    let ran = source["ran"].as_u64().unwrap_or(0);
+    if counts["notRun"].as_u64() != Some(0)
+        || ran == 0
+        || source["ran"] != source["total"]
+        || source["where"] != "the source-checks function inside the stack's VPC"
+    {
+        return Err(format!(
+            "the assessment's checks did not all run (counts {counts}, source checks {source}): the source checks must run through the source-checks function"
+        ));
+    }
+    println!(
+        "Assessment: {} checks passed, {} warned, {} failed, {} not run; {ran} source checks ran through the source-checks function.",
+        counts["pass"], counts["warn"], counts["fail"], counts["notRun"]
+    );
     let latency_target = input["options"]["cdcLatencyTargetSeconds"].to_string();
     cut_over(demo, rig, writer, &latency_target).await
 }

@@ -97,16 +97,17 @@ pub mod ids {
 }
 
 string_enum! {
-    /// Ordered by severity, so sorting puts failures first.
+    /// Ordered by severity, so sorting puts failures first. `NotRun`: the check could not run where it was
+    /// started (its database unreachable from there); it is neither a pass nor a finding, and is counted
+    /// apart.
     #[derive(PartialOrd, Ord)]
     pub enum CheckStatus {
         Fail => "fail",
         Warn => "warn",
+        NotRun => "not_run",
         Pass => "pass",
     }
 }
-
-impl CheckStatus {}
 
 /// One check's outcome, in the JSON shape of docs/checks.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,7 +171,7 @@ impl Check {
     }
 }
 
-/// How many checks passed, warned and failed.
+/// How many checks passed, warned, failed and could not run.
 pub fn counts(checks: &[Check]) -> CheckCounts {
     let count = |status| {
         let n = checks.iter().filter(|c| c.status == status).count();
@@ -180,15 +181,16 @@ pub fn counts(checks: &[Check]) -> CheckCounts {
         pass: count(CheckStatus::Pass),
         warn: count(CheckStatus::Warn),
         fail: count(CheckStatus::Fail),
+        not_run: count(CheckStatus::NotRun),
     }
 }
 
-/// Checks that could not run (the database is unreachable from where they run): warnings saying why and
-/// how to run them elsewhere, never failures (docs/checks.md).
+/// Checks that could not run (the database is unreachable from where they run): `not_run`, saying why and
+/// how to make them run, never failures and never passes (docs/checks.md).
 pub fn not_run(check_ids: &[&str], reason: &str, fix: &str) -> Vec<Check> {
     check_ids
         .iter()
-        .map(|id| Check::new(id, CheckStatus::Warn, reason, Vec::new(), fix))
+        .map(|id| Check::new(id, CheckStatus::NotRun, reason, Vec::new(), fix))
         .collect()
 }
 
@@ -235,8 +237,10 @@ pub async fn run_all_checks(
     Ok(checks)
 }
 
-/// What the checks need to know about the migration besides the databases.
-#[derive(Debug, Clone)]
+/// What the checks need to know about the migration besides the databases. Serializable: the assessment
+/// sends it to the function that runs the source checks inside the VPC.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CheckConfig {
     /// The tables the DMS task maps (its selection rules).
     pub selection: TableSelection,
@@ -380,11 +384,17 @@ mod tests {
             counts(&checks),
             CheckCounts {
                 pass: 1,
-                warn: 17,
-                fail: 0
+                warn: 0,
+                fail: 0,
+                not_run: 17
             }
         );
         assert!(CheckStatus::Fail < CheckStatus::Warn && CheckStatus::Warn < CheckStatus::Pass);
+        assert!(CheckStatus::Warn < CheckStatus::NotRun && CheckStatus::NotRun < CheckStatus::Pass);
+        assert_eq!(
+            serde_json::to_value(CheckStatus::NotRun).unwrap(),
+            serde_json::json!("not_run")
+        );
     }
 
     #[test]

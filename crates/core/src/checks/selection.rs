@@ -6,7 +6,7 @@ use crate::errors::StepError;
 use crate::table_mapping::{RuleAction, TableMappings};
 
 /// Include and exclude rules as (schema pattern, table pattern) pairs in `LIKE` syntax.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableSelection {
     include: Vec<(String, String)>,
     exclude: Vec<(String, String)>,

@@ -28,8 +28,9 @@ const MIN_WAL_SENDER_TIMEOUT_MS: i64 = 10_000;
 /// guide's minimum).
 const MIN_WAL_SENDERS: i32 = 2;
 
-/// What the target checks need to know about the source.
-#[derive(Debug, Clone, Default)]
+/// What the target checks need to know about the source (sent back by the in-VPC source checks).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SourceFacts {
     pub version_num: i32,
     pub version: String,

@@ -254,9 +254,17 @@ async fn start_runs_both_sides_and_starts_the_applicable_assessments() {
     let a = &out["results"]["assessment"];
     assert_eq!(a["status"], json!("running"));
     assert_eq!(a["runArn"], json!(RUN_ARN));
-    assert_eq!(a["counts"], json!({"pass": 2, "warn": 1, "fail": 0}));
+    assert_eq!(
+        a["counts"],
+        json!({"pass": 2, "warn": 1, "fail": 0, "notRun": 0})
+    );
     assert_eq!(a["warnings"][0]["id"], json!("source.primary_keys"));
     assert_eq!(a["warnings"][0]["objects"], json!(["public.events"]));
+    assert_eq!(
+        a["sourceChecks"],
+        json!({"ran": 2, "total": 2, "where": "premigration-assessment, outside any VPC"}),
+        "the email says the source checks ran, and from where"
+    );
     assert_eq!(*d.databases.target_saw_source.lock().unwrap(), Some(true));
     let started = d.assessments.started.lock().unwrap();
     assert_eq!(started.len(), 1);
@@ -271,7 +279,7 @@ async fn start_runs_both_sides_and_starts_the_applicable_assessments() {
 }
 
 #[tokio::test]
-async fn an_unreachable_source_warns_and_points_to_preflight_without_failing() {
+async fn an_unreachable_source_is_not_run_never_a_pass_and_points_to_the_fix() {
     let mut checks = ok_checks();
     checks.source = Err(StepError::new(
         ErrorName::PostgresUnreachable,
@@ -284,17 +292,45 @@ async fn an_unreachable_source_warns_and_points_to_preflight_without_failing() {
     let a = &out["results"]["assessment"];
     assert_eq!(a["status"], json!("running"));
     assert_eq!(a["counts"]["fail"], json!(0));
-    assert_eq!(a["counts"]["warn"], json!(ids::SOURCE.len()));
-    assert_eq!(a["warnings"][0]["id"], json!("source.version"));
-    assert!(a["warnings"][0]["fix"]
+    assert_eq!(a["counts"]["warn"], json!(0));
+    assert_eq!(a["counts"]["notRun"], json!(ids::SOURCE.len()));
+    assert_eq!(
+        a["counts"]["pass"],
+        json!(1),
+        "only the target's check passed"
+    );
+    assert_eq!(a["warnings"], json!([]));
+    assert_eq!(a["sourceChecks"]["ran"], json!(0));
+    assert_eq!(a["sourceChecks"]["total"], json!(ids::SOURCE.len()));
+    assert_eq!(a["notRun"][0]["id"], json!("source.version"));
+    assert!(a["notRun"][0]["fix"]
         .as_str()
         .unwrap()
         .contains("dms-migrate preflight"));
-    assert!(a["warnings"][0]["summary"]
+    assert!(a["notRun"][0]["summary"]
         .as_str()
         .unwrap()
         .contains("connection timed out"));
     assert_eq!(*d.databases.target_saw_source.lock().unwrap(), Some(false));
+}
+
+/// Without a DMS run the verdict is final at once: checks that could not run make it `warnings` (an
+/// email), never `passed` (no email at all).
+#[tokio::test]
+async fn checks_not_run_alone_make_the_verdict_warnings_not_passed() {
+    let mut checks = ok_checks();
+    checks.source = Err(StepError::new(
+        ErrorName::PostgresUnreachable,
+        "connection timed out",
+    ));
+    let mut d = deps(task("ready", false), FakeAssessments::default(), checks);
+    d.run_setup = None;
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(a["counts"]["fail"], json!(0));
+    assert_eq!(a["status"], json!("warnings"), "{a}");
 }
 
 #[tokio::test]
@@ -308,9 +344,10 @@ async fn a_target_login_failure_warns_but_a_query_failure_is_an_error() {
     let out = handle(input("start", json!({}), None), &d, 5)
         .await
         .unwrap();
+    assert_eq!(out["results"]["assessment"]["counts"]["warn"], json!(1));
     assert_eq!(
-        out["results"]["assessment"]["counts"]["warn"],
-        json!(1 + ids::TARGET.len())
+        out["results"]["assessment"]["counts"]["notRun"],
+        json!(ids::TARGET.len())
     );
 
     let mut checks = ok_checks();
@@ -410,7 +447,10 @@ async fn a_finished_run_merges_individual_results_with_the_sql_checks() {
         .unwrap();
     let a = &out["results"]["assessment"];
     assert_eq!(a["status"], json!("warnings"));
-    assert_eq!(a["counts"], json!({"pass": 3, "warn": 2, "fail": 0}));
+    assert_eq!(
+        a["counts"],
+        json!({"pass": 3, "warn": 2, "fail": 0, "notRun": 0})
+    );
     let ids: Vec<&str> = a["warnings"]
         .as_array()
         .unwrap()

@@ -1,0 +1,134 @@
+//! source-checks (docs/architecture.md): runs inside the stack's VPC, in the replication instance's subnets,
+//! with a security group of its own that Aurora's group admits on the source port. It receives the source
+//! connection from premigration-assessment (`core_lib::source_checks`), runs the source checks of
+//! docs/checks.md (core's `checks`) and answers them with the facts the target checks need. It calls no AWS
+//! API, so nothing outside the VPC must be reachable. The event holds the source password: it is never
+//! logged, and an unreadable event is reported without its content.
+
+use std::future::Future;
+
+use core_lib::checks::{self, CheckConfig};
+use core_lib::pg::PgConnectOptions;
+use core_lib::source_checks::{SourceChecksRequest, SourceChecksResponse};
+use core_lib::StepError;
+use serde_json::Value;
+
+/// Runs the source checks on one database; a trait so the event handling is tested without one.
+pub trait SourceDatabase {
+    fn check(
+        &self,
+        source: &PgConnectOptions,
+        config: &CheckConfig,
+    ) -> impl Future<Output = Result<SourceChecksResponse, StepError>> + Send;
+}
+
+pub struct Postgres;
+
+impl SourceDatabase for Postgres {
+    async fn check(
+        &self,
+        source: &PgConnectOptions,
+        config: &CheckConfig,
+    ) -> Result<SourceChecksResponse, StepError> {
+        let client = source.connect().await?;
+        let report = checks::run_source_checks(&client, config).await?;
+        Ok(SourceChecksResponse {
+            checks: report.checks,
+            facts: report.facts,
+        })
+    }
+}
+
+pub async fn handle<D: SourceDatabase>(event: Value, database: &D) -> Result<Value, StepError> {
+    // serde's message could quote a value of the event (the password among them): say only where it broke.
+    let request: SourceChecksRequest = serde_json::from_value(event).map_err(|e| {
+        StepError::payload(format!(
+            "source-checks expects {{\"source\": {{host, port, user, password, dbname, sslMode, ...}}, \"config\": {{...}}}} from premigration-assessment; the event does not match (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let source = PgConnectOptions::try_from(request.source)?;
+    tracing::info!(source = %source.describe(), "running the source checks");
+    let response = database.check(&source, &request.config).await?;
+    tracing::info!(checks = response.checks.len(), "source checks done");
+    serde_json::to_value(&response).map_err(|e| {
+        StepError::new(
+            core_lib::ErrorName::ToolDefect,
+            format!("the source checks' answer could not be serialized: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use core_lib::checks::{Check, SourceFacts};
+    use core_lib::pg::PgConnectWire;
+    use core_lib::ErrorName;
+    use serde_json::json;
+
+    use super::*;
+
+    struct Fake(Result<SourceChecksResponse, StepError>);
+
+    impl SourceDatabase for Fake {
+        async fn check(
+            &self,
+            source: &PgConnectOptions,
+            config: &CheckConfig,
+        ) -> Result<SourceChecksResponse, StepError> {
+            assert_eq!(source.describe(), "app@aurora.internal:5432/shop");
+            assert_eq!(source.password(), Some("s3cret"));
+            assert!(!config.cdc);
+            self.0.clone()
+        }
+    }
+
+    fn event() -> Value {
+        let options =
+            PgConnectOptions::from_parts("aurora.internal", 5432, "app", Some("s3cret"), "shop");
+        let config = CheckConfig {
+            cdc: false,
+            ..CheckConfig::default()
+        };
+        json!({"source": PgConnectWire::from(&options), "config": config})
+    }
+
+    #[tokio::test]
+    async fn answers_the_checks_and_facts_for_the_connection_it_was_given() {
+        let facts = SourceFacts {
+            version_num: 160004,
+            tables: vec!["public.orders".into()],
+            ..SourceFacts::default()
+        };
+        let fake = Fake(Ok(SourceChecksResponse {
+            checks: vec![Check::pass("source.version", "PostgreSQL 16.4")],
+            facts,
+        }));
+        let answer = handle(event(), &fake).await.unwrap();
+        assert_eq!(answer["checks"][0]["id"], "source.version");
+        assert_eq!(answer["checks"][0]["status"], "pass");
+        assert_eq!(answer["facts"]["versionNum"], 160004);
+        assert_eq!(answer["facts"]["tables"], json!(["public.orders"]));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_source_is_the_named_error_the_assessment_reads() {
+        let fake = Fake(Err(StepError::new(
+            ErrorName::PostgresUnreachable,
+            "connect to aurora.internal:5432 timed out",
+        )));
+        let err = handle(event(), &fake).await.unwrap_err();
+        assert_eq!(err.name, ErrorName::PostgresUnreachable);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_event_never_echoes_its_content() {
+        let fake = Fake(Err(StepError::payload("not called")));
+        let err = handle(json!({"source": {"password": "s3cret"}}), &fake)
+            .await
+            .unwrap_err();
+        assert_eq!(err.name, ErrorName::PayloadInvalid);
+        assert!(!err.message.contains("s3cret"), "{}", err.message);
+    }
+}
