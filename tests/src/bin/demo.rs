@@ -320,10 +320,12 @@ async fn run(lab: Lab) -> Step<String> {
     drop(rig);
     for url in admin_urls {
         let admin = connect(&url).await?;
+        // Two calls: DROP DATABASE cannot run inside the implicit transaction of a multi-statement batch.
         let _ = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE); DROP ROLE IF EXISTS \"{name}_app\""
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+        let _ = admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}_app\""))
             .await;
     }
     Ok(verified)
