@@ -744,6 +744,16 @@ async fn doubted_phase(cx: &mut Context) -> Step<String> {
         verify::pin(&source, "source"),
         verify::pin(&target, "target")
     )?;
+    // The target's statistics may predate the full load (nothing has analyzed it since), and with them
+    // the planner may read a whole large table to check one key range. Without sequential scans it
+    // reads the range through the primary key's index, so the check costs the range, not the table
+    // (https://www.postgresql.org/docs/current/runtime-config-query.html#GUC-ENABLE-SEQSCAN).
+    const BY_THE_KEY: &str = "SET enable_seqscan = off";
+    tokio::try_join!(
+        source.batch_execute(BY_THE_KEY),
+        target.batch_execute(BY_THE_KEY)
+    )
+    .map_err(|e| classify_pg_error("preparing the range re-checks", &e))?;
     let pair = Pair { source, target };
     let mut differ = Vec::new();
     for d in &cx.doubted {
