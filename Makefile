@@ -100,6 +100,8 @@ bench: lab-up
 	cargo run -q -p integration-tests --bin bench_preflight
 	cargo run -q -p integration-tests --bin bench_sequences
 	cargo run -q -p integration-tests --bin bench_verify
+	cargo build --workspace --bins
+	cargo run -q -p integration-tests --bin bench_cutover
 
 # The Lambdas' and dms-local's own logs go to target/demo/services.log, so the terminal shows the story.
 demo: lab-up

@@ -716,3 +716,131 @@ async fn with_batch_apply_a_unique_constraint_or_foreign_key_added_during_cdc_fa
         );
     }
 }
+
+/// ModifyReplicationTask as DMS allows it: refused while the task runs ("The task must be stopped before
+/// you can modify it"), accepted once stopped (the task reports `modifying`, then `stopped` again), and a
+/// task resumed with `BatchApplyEnabled` switched off keeps replicating into a table that gained a unique
+/// constraint beside its key, from the position it stopped at.
+#[tokio::test]
+async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_unique_constraint_live()
+{
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("dmsl_modify").await;
+    sql(&dbs.source_url, &format!("{SCHEMA}{ROWS}")).await;
+    sql(&dbs.target_url, SCHEMA).await;
+    let local = DmsLocal::start(&lab).await;
+    let instance_arn = local.register_instance("Lab-Instance").await;
+    let source = local
+        .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "source"))
+        .await;
+    let target = local
+        .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "target"))
+        .await;
+    let settings = json!({"TargetMetadata": {"BatchApplyEnabled": true, "LobMaxSize": 32}});
+    let task_arn = local
+        .try_control(
+            "tasks",
+            &json!({"identifier": "task-modify", "instanceArn": instance_arn,
+                "sourceEndpointArn": source, "targetEndpointArn": target,
+                "migrationType": "full-load-and-cdc", "tableMappings": all_public_tables(),
+                "settings": settings.to_string()}),
+        )
+        .await
+        .expect("the task registers")["arn"]
+        .as_str()
+        .expect("a task ARN")
+        .to_string();
+    let dms = local.dms_client().await;
+    dms.start_task(&task_arn, StartType::StartReplication)
+        .await
+        .expect("start");
+    wait_for_task(&dms, &task_arn, "the full load to finish", |t| {
+        t.status == "running"
+            && t.stats
+                .as_ref()
+                .is_some_and(|s| s.full_load_progress_percent == 100)
+    })
+    .await;
+
+    let off = json!({"TargetMetadata": {"BatchApplyEnabled": false, "LobMaxSize": 32}}).to_string();
+    let refused = dms
+        .modify_task_settings(&task_arn, &off)
+        .await
+        .expect_err("DMS refuses to modify a running task");
+    assert_eq!(refused.name, ErrorName::DmsInvalidState, "{refused:?}");
+    assert!(
+        refused.message.contains("must be stopped"),
+        "{}",
+        refused.message
+    );
+
+    dms.stop_task(&task_arn).await.expect("stop");
+    wait_for_task(&dms, &task_arn, "the task to stop", |t| {
+        t.status == "stopped"
+    })
+    .await;
+    // Rows written while the task is stopped must arrive after the resume (the slot keeps the position).
+    sql(
+        &dbs.source_url,
+        "INSERT INTO public.customers VALUES (1001, 'while stopped');",
+    )
+    .await;
+    dms.modify_task_settings(&task_arn, &off)
+        .await
+        .expect("a stopped task may be modified");
+    assert_eq!(
+        dms.describe_task(&task_arn).await.expect("describe").status,
+        "modifying"
+    );
+    let refused = dms
+        .start_task(&task_arn, StartType::ResumeProcessing)
+        .await
+        .expect_err("no start while modifying");
+    assert_eq!(refused.name, ErrorName::DmsInvalidState, "{refused:?}");
+    wait_for_task(&dms, &task_arn, "the modification to finish", |t| {
+        t.status == "stopped"
+    })
+    .await;
+    let stored = dms
+        .task_settings(&task_arn)
+        .await
+        .expect("settings")
+        .unwrap_or_default();
+    assert!(
+        stored.contains("\"BatchApplyEnabled\":false"),
+        "the new settings are described: {stored}"
+    );
+
+    sql(
+        &dbs.target_url,
+        "ALTER TABLE public.customers ADD CONSTRAINT customers_name_key UNIQUE (name);",
+    )
+    .await;
+    dms.start_task(&task_arn, StartType::ResumeProcessing)
+        .await
+        .expect("resume");
+    wait_for_task(&dms, &task_arn, "the task to run again", |t| {
+        t.status == "running"
+    })
+    .await;
+    sql(
+        &dbs.source_url,
+        "INSERT INTO public.customers VALUES (1002, 'after resume');",
+    )
+    .await;
+    wait_for("both new rows on the target", LIMIT, || async {
+        (count(&dbs.target_url, "public.customers").await == 42).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tables = dms.table_statistics(&task_arn).await.expect("stats");
+    assert!(
+        tables.iter().all(|t| t.state == "Table completed"),
+        "transactional apply leaves a table with a unique constraint alone: {tables:?}"
+    );
+    assert_eq!(
+        count(&dbs.target_url, "public.orders").await,
+        250,
+        "nothing copied twice"
+    );
+}

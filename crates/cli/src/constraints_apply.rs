@@ -39,19 +39,19 @@ pub struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum Status {
+pub(crate) enum Status {
     Applied,
     Skipped,
     Failed,
 }
 
 #[derive(Debug, Serialize)]
-struct ItemReport {
-    kind: &'static str,
-    name: String,
-    status: Status,
+pub(crate) struct ItemReport {
+    pub kind: &'static str,
+    pub name: String,
+    pub status: Status,
     #[serde(skip_serializing_if = "String::is_empty")]
-    detail: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -82,42 +82,8 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     target.statement_timeout = Duration::ZERO;
     progress.say(&format!("connecting to {}", target.describe()));
     let client = target.connect().await?;
-    let catalog = Catalog::read(&client, &target).await?;
-    let mut reports = Vec::with_capacity(items.len());
-    for (n, item) in items.iter().enumerate() {
-        progress.say(&format!(
-            "[{}/{}] {} {}",
-            n + 1,
-            items.len(),
-            item.kind.label(),
-            item.display_name()
-        ));
-        let (status, detail) = match apply(&client, &catalog, item).await {
-            Ok(Done::Skipped(why)) => (Status::Skipped, why.to_string()),
-            Ok(Done::Applied(how)) => (Status::Applied, how.to_string()),
-            Err(err) if err.is_closed() => {
-                return Err(classify_pg_error(&target.describe(), &err));
-            }
-            // A partition's copy of its parent's constraint is created with the parent's item.
-            Err(err)
-                if [SqlState::DUPLICATE_OBJECT, SqlState::DUPLICATE_TABLE]
-                    .iter()
-                    .any(|c| err.code() == Some(c)) =>
-            {
-                (
-                    Status::Skipped,
-                    "exists (created along with an earlier item)".to_string(),
-                )
-            }
-            Err(err) => (Status::Failed, failure(&client, item, &err).await),
-        };
-        reports.push(ItemReport {
-            kind: item.kind.label(),
-            name: item.display_name(),
-            status,
-            detail,
-        });
-    }
+    let all: Vec<&Item> = items.iter().collect();
+    let reports = apply_items(&client, &target, &all, &progress).await?;
     let count = |s| reports.iter().filter(|r| r.status == s).count();
     let summary = Summary {
         applied: count(Status::Applied),
@@ -143,6 +109,54 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     } else {
         Outcome::Ok
     })
+}
+
+/// Applies `items` in order on `client`, each reported applied, skipped (already there) or failed (with
+/// the reason); only a lost connection stops it. `constraints apply` gives every item of the file;
+/// `cutover` gives the items that may run while DMS still applies changes, and later the rest.
+pub(crate) async fn apply_items(
+    client: &Client,
+    target: &PgConnectOptions,
+    items: &[&Item],
+    progress: &Progress,
+) -> Result<Vec<ItemReport>, StepError> {
+    let catalog = Catalog::read(client, target).await?;
+    let mut reports = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate() {
+        progress.say(&format!(
+            "[{}/{}] {} {}",
+            n + 1,
+            items.len(),
+            item.kind.label(),
+            item.display_name()
+        ));
+        let (status, detail) = match apply(client, &catalog, item).await {
+            Ok(Done::Skipped(why)) => (Status::Skipped, why.to_string()),
+            Ok(Done::Applied(how)) => (Status::Applied, how.to_string()),
+            Err(err) if err.is_closed() => {
+                return Err(classify_pg_error(&target.describe(), &err));
+            }
+            // A partition's copy of its parent's constraint is created with the parent's item.
+            Err(err)
+                if [SqlState::DUPLICATE_OBJECT, SqlState::DUPLICATE_TABLE]
+                    .iter()
+                    .any(|c| err.code() == Some(c)) =>
+            {
+                (
+                    Status::Skipped,
+                    "exists (created along with an earlier item)".to_string(),
+                )
+            }
+            Err(err) => (Status::Failed, failure(client, item, &err).await),
+        };
+        reports.push(ItemReport {
+            kind: item.kind.label(),
+            name: item.display_name(),
+            status,
+            detail,
+        });
+    }
+    Ok(reports)
 }
 
 enum Done {

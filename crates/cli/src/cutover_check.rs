@@ -295,7 +295,7 @@ fn latency_line(latency: CdcLatency, args: &Args, running: bool) -> Check {
 
 /// Where the sentinel lives: the first schema of `--schemas`, else the first schema on the source holding
 /// it that the task's table mappings select.
-async fn sentinel_schema(
+pub(crate) async fn sentinel_schema(
     source: &Client,
     task: &TaskInfo,
     schemas: &[String],
@@ -324,7 +324,11 @@ async fn sentinel_schema(
         .cloned())
 }
 
-async fn table_exists(client: &Client, qualified: &str, side: &str) -> Result<bool, StepError> {
+pub(crate) async fn table_exists(
+    client: &Client,
+    qualified: &str,
+    side: &str,
+) -> Result<bool, StepError> {
     client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
         .await
@@ -389,50 +393,8 @@ async fn sentinel_line(
             "see the task line",
         ));
     }
-    let token = format!(
-        "cutover-check {} {}",
-        std::process::id(),
-        clock::now_epoch_seconds()
-    );
-    let written = Instant::now();
-    source
-        .execute(
-            &format!("INSERT INTO {table} (token) VALUES ($1)"),
-            &[&token],
-        )
-        .await
-        .map_err(|e| {
-            classify_pg_error(
-                &format!("writing the sentinel row into {table} on the source"),
-                &e,
-            )
-        })?;
     let limit = Duration::from_secs(u64::from(args.latency_target));
-    let select = format!("SELECT count(*) FROM {table} WHERE token = $1");
-    let arrived = loop {
-        let count: i64 = target
-            .query_one(&select, &[&token])
-            .await
-            .map(|r| r.get(0))
-            .map_err(|e| classify_pg_error(&format!("reading {table} on the target"), &e))?;
-        if count > 0 {
-            break Some(written.elapsed());
-        }
-        if written.elapsed() >= limit {
-            break None;
-        }
-        tokio::time::sleep(SENTINEL_POLL).await;
-    };
-    // The row has done its job; deleting it replicates too and keeps the table small.
-    source
-        .execute(&format!("DELETE FROM {table} WHERE token = $1"), &[&token])
-        .await
-        .map_err(|e| {
-            classify_pg_error(
-                &format!("deleting the sentinel row from {table} on the source"),
-                &e,
-            )
-        })?;
+    let arrived = round_trip(source, target, &table, "cutover-check", limit).await?;
     Ok(match arrived {
         Some(took) => Check::pass(
             ids::SENTINEL,
@@ -453,6 +415,64 @@ async fn sentinel_line(
             "changes are not applied on the target fast enough, or at all: look at the task's CloudWatch log and CDC latency, and run cutover-check again",
         ),
     })
+}
+
+/// Writes a sentinel row into `table` on the source and waits (at most `limit`) until the target holds it:
+/// once it has arrived, every change committed on the source before it has been applied on the target.
+/// The row is deleted afterwards (the delete replicates too and keeps the table small). None: not in time.
+pub(crate) async fn round_trip(
+    source: &Client,
+    target: &Client,
+    table: &str,
+    who: &str,
+    limit: Duration,
+) -> Result<Option<Duration>, StepError> {
+    let token = format!(
+        "{who} {} {}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let written = Instant::now();
+    source
+        .execute(
+            &format!("INSERT INTO {table} (token) VALUES ($1)"),
+            &[&token],
+        )
+        .await
+        .map_err(|e| {
+            classify_pg_error(
+                &format!("writing the sentinel row into {table} on the source"),
+                &e,
+            )
+        })?;
+    let select = format!("SELECT count(*) FROM {table} WHERE token = $1");
+    let arrived = loop {
+        let count: i64 = target
+            .query_one(&select, &[&token])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| classify_pg_error(&format!("reading {table} on the target"), &e))?;
+        if count > 0 {
+            break Some(written.elapsed());
+        }
+        if written.elapsed() >= limit {
+            break None;
+        }
+        tokio::time::sleep(SENTINEL_POLL).await;
+    };
+    source
+        .execute(&format!("DELETE FROM {table} WHERE token = $1"), &[&token])
+        .await
+        .map_err(|e| {
+            classify_pg_error(
+                &format!("deleting the sentinel row from {table} on the source"),
+                &e,
+            )
+        })?;
+    Ok(arrived)
 }
 
 async fn sequences_line(

@@ -5,6 +5,7 @@
 mod cleanup;
 mod connection;
 mod constraints_apply;
+mod cutover;
 mod cutover_check;
 mod deferred_file;
 mod output;
@@ -59,6 +60,10 @@ enum Command {
     /// Is the migration ready to switch the application over?
     #[command(after_help = EXIT_CODES)]
     CutoverCheck(cutover_check::Args),
+    /// The whole cutover: everything that grows with the data before the freeze, then a short freeze
+    /// proved and drained, ending with the instruction to switch (docs/cutover.md).
+    #[command(after_help = EXIT_CODES)]
+    Cutover(cutover::Args),
     /// After the switch: drop what the migration left on the source.
     #[command(after_help = EXIT_CODES)]
     Cleanup(cleanup::Args),
@@ -98,6 +103,7 @@ async fn main() -> ExitCode {
         }
         Command::Verify(args) => verify::run(args, &env).await,
         Command::CutoverCheck(args) => cutover_check::run(args, &env).await,
+        Command::Cutover(args) => cutover::run(args, &env).await,
         Command::Cleanup(args) => cleanup::run(args, &env).await,
     };
     match result {

@@ -255,7 +255,10 @@ pub fn plan(
 
 /// One statement for every change. `greatest`/`least` with the live value keeps a sequence the target
 /// advanced meanwhile where it is; `setval` returns what was set, reported instead of the plan's value.
-async fn apply(client: &tokio_postgres::Client, plan: &mut Plan) -> Result<(), StepError> {
+pub(crate) async fn apply(
+    client: &tokio_postgres::Client,
+    plan: &mut Plan,
+) -> Result<(), StepError> {
     const SQL: &str = r#"
 SELECT w.schema, w.name,
        setval(c.oid,

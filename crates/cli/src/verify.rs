@@ -213,7 +213,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     )
 }
 
-async fn pin(client: &Client, side: &str) -> Result<(), StepError> {
+pub(crate) async fn pin(client: &Client, side: &str) -> Result<(), StepError> {
     client
         .batch_execute(SESSION)
         .await

@@ -151,6 +151,15 @@ pub struct TableResult {
 }
 
 impl TableResult {
+    /// The plan this result was compared with, to check some of its ranges again.
+    pub fn plan(&self) -> Option<TablePlan> {
+        Some(TablePlan {
+            info: self.info.clone()?,
+            method: self.method?,
+            boundaries: self.boundaries.clone(),
+        })
+    }
+
     pub fn mismatched(&self) -> bool {
         self.missing_on_target
             || self.source_rows != self.target_rows
@@ -349,7 +358,7 @@ struct Unit {
 }
 
 /// A row count and the sum of the row hashes (as text: a numeric beyond 64 bits).
-type Totals = (i64, String);
+pub type Totals = (i64, String);
 
 struct UnitResult {
     table: usize,
@@ -462,6 +471,49 @@ pub async fn compare(
         t.mismatches.sort_by_key(|m| m.range);
     }
     Ok(results)
+}
+
+/// One range of a planned table counted and checksummed again on both sides: one statement per side,
+/// bounded by the range's key values (the whole table only when it has no primary key).
+pub async fn recheck(
+    pair: &Pair,
+    plan: &TablePlan,
+    range: usize,
+) -> Result<(Totals, Totals), StepError> {
+    let unit = Unit {
+        table: 0,
+        ranges: Some((range, range)),
+    };
+    let result = run_unit(pair, plan, unit).await?;
+    let empty = || (0i64, "0".to_string());
+    Ok(result
+        .ranges
+        .into_iter()
+        .next()
+        .map(|(_, s, t)| (s, t))
+        .unwrap_or_else(|| (empty(), empty())))
+}
+
+impl TablePlan {
+    /// Whether a range of this plan is the whole table, however large (no primary key to bound it by).
+    pub fn whole_table(&self) -> bool {
+        self.info.primary_key.is_empty()
+    }
+
+    pub fn display(&self) -> String {
+        self.info.display()
+    }
+
+    /// The range's bounds as text, e.g. `id >= 100 and < 200`.
+    pub fn describe_range(&self, range: usize) -> String {
+        let key = self.info.primary_key.first().map(|k| quote_if_needed(k));
+        match (key, self.lower(range), self.upper(range)) {
+            (None, _, _) | (Some(_), None, None) => "the whole table".to_string(),
+            (Some(k), Some(lo), Some(hi)) => format!("{k} >= {lo} and < {hi}"),
+            (Some(k), Some(lo), None) => format!("{k} >= {lo}"),
+            (Some(k), None, Some(hi)) => format!("{k} < {hi}"),
+        }
+    }
 }
 
 /// `WHERE` over ranges first..=last of the first key column, with the parameters it binds.

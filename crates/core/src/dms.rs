@@ -120,6 +120,46 @@ impl DmsClient {
             .cloned()
             .ok_or_else(|| not_found("replication task", task_arn))
     }
+
+    /// The task's `ReplicationTaskSettings` JSON text, as DMS returns it (None when it returns none).
+    pub async fn task_settings(&self, task_arn: &str) -> Result<Option<String>, StepError> {
+        Ok(self
+            .describe_one_task(task_arn, true)
+            .await?
+            .replication_task_settings()
+            .map(str::to_string))
+    }
+
+    /// StopReplicationTask. DMS accepts it only for a running (or starting) task and answers
+    /// `InvalidResourceStateFault` otherwise
+    /// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_StopReplicationTask.html>).
+    pub async fn stop_task(&self, task_arn: &str) -> Result<(), StepError> {
+        self.client
+            .stop_replication_task()
+            .replication_task_arn(task_arn)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("dms:StopReplicationTask", task_arn, &e))?;
+        Ok(())
+    }
+
+    /// ModifyReplicationTask with new settings: "The task must be stopped before you can modify it"
+    /// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_ModifyReplicationTask.html>); the task
+    /// reports `modifying` until DMS has applied the change.
+    pub async fn modify_task_settings(
+        &self,
+        task_arn: &str,
+        settings: &str,
+    ) -> Result<(), StepError> {
+        self.client
+            .modify_replication_task()
+            .replication_task_arn(task_arn)
+            .replication_task_settings(settings)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("dms:ModifyReplicationTask", task_arn, &e))?;
+        Ok(())
+    }
 }
 
 impl Dms for DmsClient {

@@ -116,6 +116,9 @@ pub enum PendingAction {
     /// The `recoverableError` fault: the task is already reported stopped with RECOVERABLE_ERROR; the
     /// engine disables the subscription (and restarts the task at `Task::restart_at`, if set).
     RecoverableStop,
+    /// ModifyReplicationTask was accepted: the task reports `modifying` until the next tick puts back the
+    /// status it had (`stopped`, `failed` or `ready`), as DMS reports `modifying` while it applies a change.
+    Modified(String),
 }
 
 /// DescribeTableStatistics `TableState` values (DMS spelling).
@@ -236,6 +239,7 @@ pub mod task_status {
     pub const STOPPING: &str = "stopping";
     pub const STOPPED: &str = "stopped";
     pub const FAILED: &str = "failed";
+    pub const MODIFYING: &str = "modifying";
 }
 
 pub mod stop_reason {

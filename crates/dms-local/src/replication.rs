@@ -197,6 +197,10 @@ async fn step(app: &App, arn: &str) {
         Some(PendingAction::Fail | PendingAction::RecoverableStop) => {
             set_enabled(app, &snap, false).await
         }
+        Some(PendingAction::Modified(status)) => {
+            update(app, arn, |t| t.status = status);
+            return;
+        }
         None => observe(app, &snap).await,
     };
     if let Err(err) = result {

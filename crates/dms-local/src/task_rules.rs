@@ -57,6 +57,21 @@ pub fn check_stop(task: &Task) -> Result<(), DmsError> {
     }
 }
 
+/// ModifyReplicationTask: "Tasks that have run must have a status of Stopped or Failed to be modified"
+/// (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.Modifying.html); a task that never ran
+/// (`ready`) may be modified too. Anything else answers InvalidResourceStateFault
+/// (https://docs.aws.amazon.com/dms/latest/APIReference/API_ModifyReplicationTask.html: "The task must be
+/// stopped before you can modify it").
+pub fn check_modify(task: &Task) -> Result<(), DmsError> {
+    match task.reported_status() {
+        task_status::STOPPED | task_status::FAILED | task_status::READY => Ok(()),
+        status => Err(DmsError::invalid_state(format!(
+            "Replication task {} is in state {status}: the task must be stopped before you can modify it",
+            task.arn
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

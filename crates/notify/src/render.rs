@@ -563,20 +563,14 @@ fn ready_for_cutover(view: &StateView) -> Message {
         format!("The target is caught up: CDC latency has stayed under {target} and no table is in error. The task keeps replicating."),
     );
     m.step = Some("PollProgress".to_string());
-    m.details.extend(
-        [
-            "Cutover, from your workstation:",
-            "1. dms-migrate sequences sync --rate-window 60 (DMS does not copy sequences; the margin covers the writes still coming)",
-            "2. dms-migrate cutover-check",
-            "3. Stop application writes to the source",
-            "4. dms-migrate cutover-check again (proves the drain)",
-            "5. dms-migrate sequences sync (the final values), then stop the DMS task",
-            "6. dms-migrate constraints apply, then dms-migrate verify",
-            "7. Point the application at PlanetScale",
-            "8. dms-migrate cleanup, then delete the stack",
-        ]
-        .map(str::to_string),
-    );
+    let arn = view.task_arn.as_deref().unwrap_or("<ReplicationTaskArn>");
+    m.details.extend([
+        "Cutover, from your workstation, in one command:".to_string(),
+        format!("1. dms-migrate cutover --task-arn {arn} --freeze"),
+        "   While the application still writes it switches the task to transactional apply (stopped, modified, resumed from its position), sets sequences ahead, builds the deferred constraints and indexes online and verifies every range. Then it makes the source read-only for the application's roles and, in seconds whatever the size, proves the drain, the final sequences, DMS's validation and that writes stopped, and stops the task. Without --freeze it tells you when to stop the application's writes.".to_string(),
+        "2. On SWITCH NOW, point the application at PlanetScale. On NOT SWITCHING the source is writable again and nothing is lost: fix the reason it gives and run the command again.".to_string(),
+        "3. dms-migrate cleanup, then delete the stack".to_string(),
+    ]);
     m
 }
 
@@ -916,6 +910,20 @@ mod tests {
             waits.contains("constraints apply") && waits.contains("stopped"),
             "{waits}"
         );
+    }
+
+    /// The ready-for-cutover email points to the one cutover command, with the task's ARN filled in.
+    #[test]
+    fn ready_for_cutover_gives_the_cutover_command_for_this_task() {
+        let arn = "arn:aws:dms:us-east-1:123456789012:task:ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let view = StateView::read(&serde_json::json!({"replicationTaskArn": arn}), "local");
+        let body = render(Event::ReadyForCutover, &view).body;
+        assert!(
+            body.contains(&format!("dms-migrate cutover --task-arn {arn} --freeze")),
+            "{body}"
+        );
+        assert!(body.contains("SWITCH NOW"), "{body}");
+        assert!(!body.contains("cutover-check again"), "{body}");
     }
 
     #[test]

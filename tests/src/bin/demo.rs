@@ -2,12 +2,16 @@
 //! (tests/fixtures/demo_*.sql) on a source database of its own; `dms-migrate preflight` and `schema apply`;
 //! the real state machine in moto with the six built Lambdas and a DMS task in dms-local (the rig of the
 //! state machine tests) started with the payload the stack outputs, every email printed as it arrives while
-//! the source keeps taking writes; then the cutover commands in order, ending with `verify`. Each step is
+//! the source keeps taking writes; then `dms-migrate cutover --freeze` while the application (a writer
+//! committing every 50 ms as a role of its own) writes to the source until the freeze and to the target
+//! from the switch instruction on; the measured outage, every committed row on the target and `verify`
+//! equal at the switch. Each step is
 //! numbered; any failure ends the demo with exit code 1. The lab password never reaches the output: every
 //! text shown is checked for it first.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -17,6 +21,7 @@ use integration_tests::rig::{options, MigrationRig, RigSpec};
 use integration_tests::sns::Delivered;
 use integration_tests::template;
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
@@ -28,9 +33,13 @@ const EXECUTION_LIMIT: Duration = Duration::from_secs(8 * 60);
 /// workspace root (where the demo runs every command, so the commands print it as typed).
 const DEFERRED_FILE: &str = "target/demo/deferred.sql";
 const COMMAND_LIMIT: Duration = Duration::from_secs(180);
-const WRITE_EVERY: Duration = Duration::from_millis(200);
-/// A writer that is never stopped gives up after this many rounds (10 minutes at one every 200 ms).
-const MAX_WRITES: u64 = 3_000;
+const WRITE_EVERY: Duration = Duration::from_millis(50);
+/// A writer that is never stopped gives up after this many attempts (10 minutes at one every 50 ms).
+const MAX_WRITES: u64 = 12_000;
+/// The application's role on the source (one per demo database): the freeze makes it read-only.
+const APP_PASSWORD: &str = "demo-app";
+/// How long the writer writes to the target after the switch instruction before the demo stops it.
+const AFTER_SWITCH: Duration = Duration::from_secs(2);
 
 type Step<T> = Result<T, String>;
 
@@ -152,6 +161,67 @@ impl Demo {
         ))
     }
 
+    /// As `dms_migrate`, each stdout line printed (and given to `on_line`) as it comes.
+    async fn dms_migrate_streaming(
+        &self,
+        args: &[&str],
+        extra: &[(String, String)],
+        mut on_line: impl FnMut(&str),
+    ) -> Step<Ran> {
+        println!("\n$ dms-migrate {}", args.join(" "));
+        let mut child = tokio::process::Command::new(binary("dms-migrate"))
+            .args(args)
+            .current_dir(workspace_root())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("PGSOURCE", &self.source_url)
+            .env("PGTARGET", &self.target_url)
+            .env("PGPASSWORD", &self.secret)
+            .envs(self.aws_env.iter().cloned())
+            .envs(extra.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("running dms-migrate: {e}"))?;
+        let (Some(out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err("dms-migrate's output is not piped".into());
+        };
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text).await;
+            text
+        });
+        let mut stdout = String::new();
+        let read = async {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                on_line(&line);
+                show(&format!("  {line}\n"), &self.secret)?;
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+            child
+                .wait()
+                .await
+                .map_err(|e| format!("waiting for dms-migrate: {e}"))
+        };
+        let status = tokio::time::timeout(COMMAND_LIMIT, read)
+            .await
+            .map_err(|_| {
+                format!(
+                    "dms-migrate {} ran longer than {} s",
+                    args[0],
+                    COMMAND_LIMIT.as_secs()
+                )
+            })??;
+        show(&indent(&stderr.await.unwrap_or_default()), &self.secret)?;
+        let code = status.code().unwrap_or(-1);
+        println!("  (exit {code})");
+        Ok(Ran { code, stdout })
+    }
+
     /// As `dms_migrate`, printing only the command and stderr (the caller shows stdout its own way).
     async fn run_quietly(&self, args: &[&str], extra: &[(String, String)]) -> Step<Ran> {
         println!("\n$ dms-migrate {}", args.join(" "));
@@ -236,7 +306,8 @@ async fn run(lab: Lab) -> Step<String> {
     let admin_urls = [lab.var("SOURCE_URL"), lab.var("TARGET_URL")];
     let rig = MigrationRig::start_on(spec, lab, dbs, &mappings).await;
     println!("A DMS task in dms-local (the project's DMS stand-in: real logical replication between the lab clusters) with the stack's table mappings (every schema but the system ones), both endpoints' credentials in Secrets Manager secrets (moto), the six built Lambdas and statemachine.asl.json in moto's Step Functions.");
-    let writer = Writer::start(&rig.dbs.source_url).await?;
+    let app_url = app_role(&rig.lab, &rig.dbs.source_url, &rig.dbs.name).await?;
+    let writer = Writer::start(app_url, demo.target_admin_url.clone());
     let outcome = migrate_and_cut_over(&demo, &rig, &writer).await;
     let stopped = writer.finish().await;
     let verified = outcome?;
@@ -249,8 +320,12 @@ async fn run(lab: Lab) -> Step<String> {
     drop(rig);
     for url in admin_urls {
         let admin = connect(&url).await?;
+        // Two calls: DROP DATABASE cannot run inside the implicit transaction of a multi-statement batch.
         let _ = admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+        let _ = admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}_app\""))
             .await;
     }
     Ok(verified)
@@ -320,39 +395,129 @@ async fn prepare_target(demo: &Demo) -> Step<()> {
     Ok(())
 }
 
-/// Inserts, updates and deletes across the three schemas every WRITE_EVERY, once begun, until halted.
+/// The application's login role on the source, allowed to write the three schemas: `cutover --freeze`
+/// makes it read-only and ends its sessions (the lab's admin is a superuser, which no setting binds).
+/// Returns the source URL that logs in as it.
+async fn app_role(lab: &Lab, source_url: &str, database: &str) -> Step<String> {
+    let role = format!("{database}_app");
+    let source = connect(source_url).await?;
+    source
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS \"{role}\";
+             CREATE ROLE \"{role}\" LOGIN PASSWORD '{APP_PASSWORD}';
+             GRANT USAGE ON SCHEMA app, \"Billing\", audit TO \"{role}\";
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA app, \"Billing\", audit TO \"{role}\";
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA app, \"Billing\", audit TO \"{role}\";"
+        ))
+        .await
+        .map_err(|e| format!("creating the application's role: {e}"))?;
+    let admin = format!(
+        "{}:{}@",
+        lab.var("LAB_ADMIN_USER"),
+        lab.var("LAB_ADMIN_PASSWORD")
+    );
+    Ok(source_url.replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1))
+}
+
+/// What the writer committed, where and when.
+#[derive(Default, Clone)]
+struct WriteLog {
+    /// Rounds committed on the source, then on the target.
+    source: Vec<u64>,
+    target: Vec<u64>,
+    last_source: Option<Instant>,
+    first_target: Option<Instant>,
+    /// Attempts refused (read-only) or cut (session ended) between the freeze and the switch.
+    refused: u64,
+}
+
+/// The application: once begun, a transaction every WRITE_EVERY on the source; after `switch`, on the
+/// target. A refused or cut transaction is retried on a new session, as an application does; one cut
+/// while committing is looked up on the source before it counts as lost.
 struct Writer {
     go: Arc<AtomicBool>,
     halt: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
-    /// Transactions committed.
-    rounds: Arc<AtomicU64>,
+    on_target: Arc<AtomicBool>,
+    log: Arc<Mutex<WriteLog>>,
     task: JoinHandle<Step<()>>,
 }
 
 impl Writer {
-    async fn start(url: &str) -> Step<Writer> {
-        let client = connect(url).await?;
-        let [go, halt, done] = [(); 3].map(|()| Arc::new(AtomicBool::new(false)));
-        let rounds = Arc::new(AtomicU64::new(0));
-        let (g, h, d, r) = (go.clone(), halt.clone(), done.clone(), rounds.clone());
+    fn start(source_url: String, target_url: String) -> Writer {
+        let [go, halt, done, on_target] = [(); 4].map(|()| Arc::new(AtomicBool::new(false)));
+        let log = Arc::new(Mutex::new(WriteLog::default()));
+        let (g, h, d, t, l) = (
+            go.clone(),
+            halt.clone(),
+            done.clone(),
+            on_target.clone(),
+            log.clone(),
+        );
         let task = tokio::spawn(async move {
             let result = async {
-                // Bounded even if never halted: MAX_WRITES rounds, or 10 times as long waiting to begin.
+                let mut client: Option<(bool, Client)> = None;
+                let mut n: u64 = 0;
+                // Bounded even if never halted: MAX_WRITES attempts, or 10 times as long waiting to begin.
+                let mut attempts = 0;
                 for _ in 0..MAX_WRITES * 10 {
                     tokio::time::sleep(WRITE_EVERY).await;
-                    let n = r.load(Ordering::SeqCst) + 1;
-                    if h.load(Ordering::SeqCst) || n > MAX_WRITES {
+                    if h.load(Ordering::SeqCst) || attempts >= MAX_WRITES {
                         break;
                     }
                     if !g.load(Ordering::SeqCst) {
                         continue;
                     }
-                    client
-                        .batch_execute(&write_round(n))
-                        .await
-                        .map_err(|e| format!("writing to the source (round {n}): {e}"))?;
-                    r.store(n, Ordering::SeqCst);
+                    attempts += 1;
+                    let target = t.load(Ordering::SeqCst);
+                    if client
+                        .as_ref()
+                        .is_none_or(|(side, c)| *side != target || c.is_closed())
+                    {
+                        let url = if target { &target_url } else { &source_url };
+                        client = match tokio_postgres::connect(url, NoTls).await {
+                            Ok((c, connection)) => {
+                                tokio::spawn(connection);
+                                Some((target, c))
+                            }
+                            Err(_) => None,
+                        };
+                    }
+                    let Some((_, c)) = client.as_ref() else {
+                        lock(&l).refused += 1;
+                        continue;
+                    };
+                    let round = n + 1;
+                    let sql = if target {
+                        write_round_after_switch(round)
+                    } else {
+                        write_round(round)
+                    };
+                    let committed = match c.batch_execute(&sql).await {
+                        Ok(()) => true,
+                        Err(e) if target => {
+                            return Err(format!("writing to the target (round {round}): {e}"))
+                        }
+                        // A session ended while committing may have committed: look, on a new one.
+                        Err(_) => {
+                            client = None;
+                            committed_on_source(&source_url, round).await
+                        }
+                    };
+                    let mut log = lock(&l);
+                    if !committed {
+                        log.refused += 1;
+                        continue;
+                    }
+                    n = round;
+                    let now = Instant::now();
+                    if target {
+                        log.target.push(round);
+                        log.first_target.get_or_insert(now);
+                    } else {
+                        log.source.push(round);
+                        log.last_source = Some(now);
+                    }
                 }
                 Ok(())
             }
@@ -360,21 +525,32 @@ impl Writer {
             d.store(true, Ordering::SeqCst);
             result
         });
-        Ok(Writer {
+        Writer {
             go,
             halt,
             done,
-            rounds,
+            on_target,
+            log,
             task,
-        })
+        }
     }
 
     fn begin(&self) {
         self.go.store(true, Ordering::SeqCst);
     }
 
-    fn rounds(&self) -> u64 {
-        self.rounds.load(Ordering::SeqCst)
+    /// From now on the writer writes to the target (the switch instruction).
+    fn switch(&self) {
+        self.on_target.store(true, Ordering::SeqCst);
+    }
+
+    fn log(&self) -> WriteLog {
+        lock(&self.log).clone()
+    }
+
+    fn rounds(&self) -> usize {
+        let log = self.log();
+        log.source.len() + log.target.len()
     }
 
     /// Stops writing and waits (up to 30 s) until the transaction in flight has committed.
@@ -399,6 +575,26 @@ impl Writer {
     }
 }
 
+fn lock(log: &Mutex<WriteLog>) -> std::sync::MutexGuard<'_, WriteLog> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether round `n`'s customer is on the source (reading works in the freeze).
+async fn committed_on_source(url: &str, n: u64) -> bool {
+    let Ok((client, connection)) = tokio_postgres::connect(url, NoTls).await else {
+        return false;
+    };
+    tokio::spawn(connection);
+    client
+        .query_one(
+            "SELECT count(*) FROM app.customers WHERE email = $1",
+            &[&format!("live{n}@example.com")],
+        )
+        .await
+        .is_ok_and(|row| row.get::<_, i64>(0) == 1)
+}
+
 /// One transaction: a new customer with an order, its line, invoice, payment and audit event; an update
 /// of a product's jsonb and of an old order; the delete of an old audit event.
 fn write_round(n: u64) -> String {
@@ -421,6 +617,50 @@ fn write_round(n: u64) -> String {
          COMMIT;",
         product = 1 + n % 50
     )
+}
+
+/// One transaction on the target after the switch: a new customer with an order, its line, invoice,
+/// payment and audit event, all marked, so the demo can take them out again and compare the target with
+/// the source as it was at the switch.
+fn write_round_after_switch(n: u64) -> String {
+    format!(
+        "BEGIN;
+         WITH c AS (INSERT INTO app.customers (email, \"displayName\")
+                    VALUES ('after-switch{n}@example.com', 'After the switch {n}') RETURNING id),
+              o AS (INSERT INTO app.orders (customer_id, placed_at) SELECT id, now() FROM c RETURNING id),
+              i AS (INSERT INTO app.order_items (order_id, line_no, product_id, quantity, unit_price_cents)
+                    SELECT id, 1, {product}, 1, 150 FROM o),
+              v AS (INSERT INTO \"Billing\".\"Invoices\" (order_id, \"amountCents\", issued_at, details)
+                    SELECT id, 150, now(), '{{\"currency\": \"USD\"}}' FROM o RETURNING id),
+              p AS (INSERT INTO \"Billing\".payments (invoice_id, amount_cents, paid_at)
+                    SELECT id, 150, now() FROM v)
+         INSERT INTO audit.events (happened_at, actor, payload)
+         SELECT now(), 'demo-writer-after-switch', jsonb_build_object('action', 'order.placed', 'order_id', id) FROM o;
+         COMMIT;",
+        product = 1 + n % 50
+    )
+}
+
+/// Removes from the target what the writer wrote there after the switch (marked by
+/// write_round_after_switch), children first; the number of rows removed.
+async fn remove_after_switch(target: &Client) -> Step<u64> {
+    const ORDERS: &str = "SELECT o.id FROM app.orders o JOIN app.customers c ON c.id = o.customer_id WHERE c.email LIKE 'after-switch%'";
+    let statements = [
+        "DELETE FROM audit.events WHERE actor = 'demo-writer-after-switch'".to_string(),
+        format!("DELETE FROM \"Billing\".payments WHERE invoice_id IN (SELECT id FROM \"Billing\".\"Invoices\" WHERE order_id IN ({ORDERS}))"),
+        format!("DELETE FROM \"Billing\".\"Invoices\" WHERE order_id IN ({ORDERS})"),
+        format!("DELETE FROM app.order_items WHERE order_id IN ({ORDERS})"),
+        format!("DELETE FROM app.orders WHERE id IN ({ORDERS})"),
+        "DELETE FROM app.customers WHERE email LIKE 'after-switch%'".to_string(),
+    ];
+    let mut removed = 0;
+    for sql in &statements {
+        removed += target
+            .execute(sql.as_str(), &[])
+            .await
+            .map_err(|e| format!("removing the writes after the switch: {e}"))?;
+    }
+    Ok(removed)
 }
 
 /// The execution's status from moto's Step Functions.
@@ -594,43 +834,93 @@ async fn cut_over(
 ) -> Step<String> {
     heading(
         4,
-        "Cutover from the workstation, in the order the ready-for-cutover email gives",
+        "The cutover: one command while the application writes, then a freeze of seconds",
     );
     let dms = rig.dms.env();
     let task = rig.task.task_arn.as_str();
-    let check = [
-        "cutover-check",
+    println!(
+        "The application (the writer, logged in as its own role) commits every {} ms to the source; it \
+         switches to the target when the command says SWITCH NOW.",
+        WRITE_EVERY.as_millis()
+    );
+    let args = [
+        "cutover",
         "--task-arn",
         task,
+        "--freeze",
         "--latency-target",
         latency_target,
+        "--rate-window",
+        "5",
+        "--deferred-file",
+        DEFERRED_FILE,
     ];
-    println!("While the application (the writer) still writes: DMS does not replicate sequences, so they go");
-    println!("ahead first, with a margin sized from the consumption observed over a window:");
-    demo.require_ok(&["sequences", "sync", "--rate-window", "5"], &[])
+    let ran = demo
+        .dms_migrate_streaming(&args, &dms, |line| {
+            if line.starts_with("SWITCH NOW") {
+                writer.switch();
+            }
+        })
         .await?;
-    demo.require_ok(&check, &dms).await?;
+    if ran.code != 0 || !ran.stdout.contains("SWITCH NOW") {
+        return Err(format!("dms-migrate cutover exited {}", ran.code));
+    }
+    tokio::time::sleep(AFTER_SWITCH).await;
     writer.halt().await?;
+    let log = writer.log();
+    let (Some(last_source), Some(first_target)) = (log.last_source, log.first_target) else {
+        return Err(format!(
+            "the writer did not write on both sides ({} rounds on the source, {} on the target)",
+            log.source.len(),
+            log.target.len()
+        ));
+    };
     println!(
-        "\nApplication writes stopped after {} transactions. The drain:",
-        writer.rounds()
+        "\nThe application's write outage, measured by the writer: {:.1} s, from its last commit on the \
+         source to its first on the target ({} commits on the source, {} attempts refused or cut in the \
+         freeze, {} commits on the target).",
+        first_target.duration_since(last_source).as_secs_f64(),
+        log.source.len(),
+        log.refused,
+        log.target.len()
     );
-    demo.require_ok(&check, &dms).await?;
-    println!("-> the sentinel row written now reached the target: every earlier change has too.");
-    println!("\nThe final sequence values, now that nothing writes:");
-    demo.require_ok(&["sequences", "sync"], &[]).await?;
 
-    println!("\nStopping the DMS task (StopReplicationTask, as the console's Stop does):");
-    stop_task(rig).await?;
-    demo.require_ok(&["constraints", "apply", "--file", DEFERRED_FILE], &[])
-        .await?;
+    let target = connect(&demo.target_admin_url).await?;
+    let emails: Vec<String> = log
+        .source
+        .iter()
+        .map(|n| format!("live{n}@example.com"))
+        .collect();
+    let found: i64 = target
+        .query_one(
+            "SELECT count(*) FROM app.customers WHERE email = ANY($1)",
+            &[&emails],
+        )
+        .await
+        .map_err(|e| format!("looking up the committed rounds on the target: {e}"))?
+        .get(0);
+    if found != emails.len() as i64 {
+        return Err(format!(
+            "{} of the {} rounds committed on the source are missing on the target",
+            emails.len() as i64 - found,
+            emails.len()
+        ));
+    }
+    println!(
+        "-> every one of the {} rounds the application committed on the source is on the target.",
+        emails.len()
+    );
+    let removed = remove_after_switch(&target).await?;
+    println!(
+        "The {removed} rows the application wrote to the target after the switch are taken out again, so \
+         verify compares the target with the source as the freeze left it:"
+    );
     let verified = verify(demo).await?;
-    println!("\nThe application would switch to the target here; then:");
+    println!("\nThen, with the application on the target:");
     demo.require_ok(&["cleanup", "--task-arn", task, "--yes"], &dms)
         .await?;
     // dms-local's subscription lost its slot to cleanup: detach it so dms-local's shutdown can drop it.
-    connect(&demo.target_admin_url)
-        .await?
+    target
         .batch_execute(&format!(
             "ALTER SUBSCRIPTION dms_local_{} SET (slot_name = NONE)",
             task.rsplit(':')
@@ -696,37 +986,6 @@ async fn verify(demo: &Demo) -> Step<String> {
     ))
 }
 
-async fn stop_task(rig: &MigrationRig) -> Step<()> {
-    let sdk = rig.dms.sdk().await;
-    let arn = rig.task.task_arn.as_str();
-    sdk.stop_replication_task()
-        .replication_task_arn(arn)
-        .send()
-        .await
-        .map_err(|e| format!("StopReplicationTask: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = sdk
-            .describe_replication_tasks()
-            .send()
-            .await
-            .map_err(|e| format!("DescribeReplicationTasks: {e}"))?
-            .replication_tasks()
-            .iter()
-            .find(|t| t.replication_task_arn() == Some(arn))
-            .and_then(|t| t.status().map(str::to_string))
-            .unwrap_or_default();
-        println!("  task status: {status}");
-        if status == "stopped" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err("the DMS task did not stop within 60 s".into());
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 fn next_steps() {
     heading(5, "What the real deployment needs next");
     println!(
@@ -742,10 +1001,8 @@ fn next_steps() {
 5. Copy the stack output StepFunctionsPayloadTemplate, open StepFunctionsConsoleURL, Start execution, paste it as is.
    The emails above then arrive at the real pace (a poll every 60 s; ready after 3 polls under 5 s of CDC latency).
 6. After the ready-for-cutover email, the cutover above with the ReplicationTaskArn output:
-     dms-migrate sequences sync --rate-window 60;  dms-migrate cutover-check --task-arn ARN
-     stop application writes;  dms-migrate cutover-check --task-arn ARN;  dms-migrate sequences sync
-     stop the DMS task (console: DMS > Database migration tasks > Stop)
-     dms-migrate constraints apply;  dms-migrate verify;  switch the application to PlanetScale
+     dms-migrate cutover --task-arn ARN --freeze   (the migration user needs rds_superuser and rds_replication)
+     on SWITCH NOW: switch the application to PlanetScale
      dms-migrate cleanup --task-arn ARN --yes;  delete the stack (it empties its bucket and revokes its rules)"
     );
 }

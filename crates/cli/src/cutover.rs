@@ -1,0 +1,1242 @@
+//! `dms-migrate cutover`: the whole cutover in one command, with a write outage that does not grow with
+//! the database (docs/cutover.md). Everything whose cost grows with the data runs before the freeze while
+//! the application still writes (the apply mode switched to transactional with the task stopped and
+//! resumed, sequences with a rate-aware margin, the deferred objects, a live verify); inside the freeze
+//! only the sentinel drain, the final sequences, DMS's validation state, the ranges the live verify
+//! doubted, identity columns and the task stop. Any failed gate, Ctrl-C or lost connection before the
+//! switch instruction undoes the freeze and says what was done. Exit 0: switch now; 1: a gate failed
+//! (aborted, source writable); 2: could not run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use core_lib::arn::DmsArn;
+use core_lib::dms::{Dms, DmsClient, StartType};
+use core_lib::errors::StepError;
+use core_lib::pg::{classify_pg_error, PgConnectOptions};
+use core_lib::sentinel;
+use core_lib::sequences;
+use core_lib::task_phase::{MigrationType, TaskStatus};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tokio_postgres::Client;
+
+use crate::connection::{BothDatabases, Connected, Environment};
+use crate::constraints_apply::{self, Status};
+use crate::cutover_check;
+use crate::deferred_file::{self, DeferredKind, Item};
+use crate::output::{Outcome, Progress};
+use crate::sequences_sync;
+use crate::verify::{self, with_pair, Pair};
+use crate::verify_rows::{self, TablePlan, Totals};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub databases: BothDatabases,
+    /// The DMS task (the stack output's replicationTaskArn).
+    #[arg(long, value_name = "ARN")]
+    pub task_arn: String,
+    /// The deferred file `schema apply` wrote.
+    #[arg(long, value_name = "FILE", default_value = deferred_file::DEFAULT_PATH)]
+    pub deferred_file: PathBuf,
+    /// Make the source database read-only for every role but the migration's and DMS's, ending their
+    /// sessions; without it, the command waits for the operator to stop the application's writes.
+    #[arg(long)]
+    pub freeze: bool,
+    /// Only undo a freeze an earlier run left in place (after the switch), then exit.
+    #[arg(long, conflicts_with = "freeze")]
+    pub undo_freeze: bool,
+    /// The sentinel's round trip (the drain) must take less than this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub latency_target: u64,
+    /// Before the freeze: observe sequence consumption this long to size the margin.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub rate_window: u64,
+    /// Steps each target sequence is set beyond the source's last value.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..=1_000_000_000_000))]
+    pub margin: i64,
+    /// Live verify: how many times a differing range is checked again, each after a sentinel round trip.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub rechecks: u32,
+    /// Without --freeze: how long the source must stay free of application changes to count as stopped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub quiet_seconds: u64,
+    /// Without --freeze: how long to wait for the application's writes to stop.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stop_timeout: u64,
+    /// How long DMS's validation may stay pending for a table once the drain is proved.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub validation_wait: u64,
+    /// Connections per side for the live verify.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// The migrated schemas (the sentinel lives in the first); default: found from the sentinel table.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub schemas: Vec<String>,
+}
+
+/// Why the cutover stopped before the switch instruction.
+enum Stop {
+    /// A gate did not pass: what it found and what to do.
+    Gate(String),
+    /// The command could not go on (a lost connection, a refused call).
+    Error(StepError),
+    Interrupted,
+}
+
+impl From<StepError> for Stop {
+    fn from(err: StepError) -> Self {
+        Stop::Error(err)
+    }
+}
+
+type Step<T> = Result<T, Stop>;
+
+/// Bounds of the waits on DMS (DMS takes seconds to minutes to stop, modify and start a task).
+const TASK_WAIT: Duration = Duration::from_secs(600);
+const POLL: Duration = Duration::from_millis(500);
+/// Changes decoded per call from the write-stop slot, and calls per reading.
+const DECODE_BATCH: i64 = 10_000;
+const DECODE_CALLS: usize = 1_000;
+
+/// Set by SIGINT; every wait checks it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// What this run has done that an abort must undo or report.
+struct Context {
+    args: Args,
+    progress: Progress,
+    source_opts: PgConnectOptions,
+    target_opts: PgConnectOptions,
+    source: Client,
+    target: Client,
+    dms: DmsClient,
+    task_arn: String,
+    /// `"schema".dms_migrate_sentinel`.
+    sentinel: String,
+    started: Instant,
+    /// When the application's writes stopped (the freeze, or the last change the proof saw).
+    outage_start: Option<Instant>,
+    /// This run stopped the task inside the freeze: an abort resumes it.
+    stopped_task: bool,
+    /// The write-stop proof's session and slot, from the freeze on.
+    proof: Option<WriteProof>,
+    timeline: Vec<Phase>,
+    doubted: Vec<Doubt>,
+    deferred: Vec<Item>,
+}
+
+struct Phase {
+    name: &'static str,
+    in_outage: bool,
+    seconds: f64,
+}
+
+/// A range the live verify could not settle while rows changed.
+struct Doubt {
+    plan: Arc<TablePlan>,
+    range: usize,
+    last_source: Option<Totals>,
+}
+
+pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
+    let progress = Progress::for_stderr();
+    let task_arn = args.task_arn.trim().to_string();
+    DmsArn::parse(&task_arn, "task")
+        .map_err(|why| StepError::payload(format!("--task-arn `{task_arn}`: {why}")))?;
+    let Connected {
+        source: source_opts,
+        target: target_opts,
+        source_client,
+        target_client,
+    } = args.databases.connect(env, &progress).await?;
+    crate::connection::refuse_unknown_schemas(&source_client, &args.schemas).await?;
+    let config = core_lib::aws::load_config().await;
+    let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
+    let task = dms.describe_task(&task_arn).await?;
+    let Some(schema) = cutover_check::sentinel_schema(&source_client, &task, &args.schemas).await?
+    else {
+        println!(
+            "NOT SWITCHING: no {} table on the source; run `dms-migrate schema apply` first",
+            sentinel::TABLE
+        );
+        return Ok(Outcome::Failed);
+    };
+    let sentinel_table = sentinel::qualified(&schema);
+
+    if args.undo_freeze {
+        let reset = freeze_undo(&source_client, &sentinel_table).await?;
+        println!("{}", describe_undo(&reset));
+        return Ok(Outcome::Ok);
+    }
+
+    let deferred = if args.deferred_file.exists() {
+        let path = args.deferred_file.display().to_string();
+        let text = std::fs::read_to_string(&args.deferred_file).map_err(|e| {
+            StepError::payload(format!("cannot read the deferred file {path}: {e}"))
+        })?;
+        deferred_file::parse(&text, &path)?
+    } else {
+        return Err(StepError::payload(format!(
+            "no deferred file at {}: give the file `dms-migrate schema apply` wrote with --deferred-file",
+            args.deferred_file.display()
+        )));
+    };
+
+    // Ctrl-C: the waits below see the flag and the abort path undoes the freeze. The handler is the
+    // process's for as long as the command runs.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        }
+    });
+
+    let mut cx = Context {
+        args,
+        progress,
+        source_opts,
+        target_opts,
+        source: source_client,
+        target: target_client,
+        dms,
+        task_arn,
+        sentinel: sentinel_table,
+        started: Instant::now(),
+        outage_start: None,
+        stopped_task: false,
+        proof: None,
+        timeline: Vec::new(),
+        doubted: Vec::new(),
+        deferred,
+    };
+    println!(
+        "Cutover of task {} ({} mode)",
+        cx.task_arn,
+        if cx.args.freeze {
+            "--freeze"
+        } else {
+            "the operator stops the application"
+        }
+    );
+    let result = cutover(&mut cx).await;
+    match result {
+        Ok(()) => {
+            print_summary(&cx);
+            Ok(Outcome::Ok)
+        }
+        Err(stop) => abort(cx, stop).await,
+    }
+}
+
+/// Runs one phase, timing it and printing its line as soon as it is done.
+macro_rules! phase {
+    ($cx:expr, $name:expr, $in_outage:expr, $body:ident) => {{
+        check_interrupt()?;
+        $cx.progress.say($name);
+        let started = Instant::now();
+        let proved = $body($cx).await?;
+        finish($cx, $name, $in_outage, started, proved);
+        check_interrupt()?;
+    }};
+}
+
+async fn cutover(cx: &mut Context) -> Step<()> {
+    // Before the freeze, while the application still writes.
+    phase!(cx, "1. task", false, task_phase);
+    phase!(cx, "2. apply mode", false, apply_mode_phase);
+    phase!(cx, "3. sequences", false, sequences_ahead_phase);
+    phase!(cx, "4. deferred objects", false, deferred_phase);
+    phase!(cx, "5. live verify", false, live_verify_phase);
+    // The outage.
+    phase!(cx, "6. freeze", true, freeze_phase);
+    phase!(cx, "7. drain", true, drain_phase);
+    phase!(cx, "8. final sequences", true, final_sequences_phase);
+    phase!(cx, "9. DMS validation", true, validation_phase);
+    phase!(cx, "10. doubted ranges", true, doubted_phase);
+    phase!(cx, "11. identity", true, identity_phase);
+    phase!(cx, "12. task stopped", true, stop_task_phase);
+    // What must exist before the application writes to the target is armed here: after the drain and
+    // the task stop, before the switch instruction (and so inside the abort guarantees).
+    phase!(cx, "13. writes stopped", true, write_proof_phase);
+    Ok(())
+}
+
+fn finish(cx: &mut Context, name: &'static str, in_outage: bool, started: Instant, proved: String) {
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "  [{:>6.1} s] {name:<22} {seconds:>6.1} s{}  {proved}",
+        cx.started.elapsed().as_secs_f64(),
+        if in_outage { " (outage)" } else { "" }
+    );
+    cx.timeline.push(Phase {
+        name,
+        in_outage,
+        seconds,
+    });
+}
+
+fn check_interrupt() -> Step<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(Stop::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+async fn sleep(duration: Duration) -> Step<()> {
+    check_interrupt()?;
+    tokio::time::sleep(duration).await;
+    check_interrupt()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Before the freeze
+
+async fn task_phase(cx: &mut Context) -> Step<String> {
+    let task = cx.dms.describe_task(&cx.task_arn).await?;
+    if MigrationType::parse(&task.migration_type) == Some(MigrationType::FullLoad) {
+        return Err(Stop::Gate(
+            "a full-load-only task replicates no changes: cutover needs a full-load-and-cdc or cdc task (switch after sequences sync, constraints apply and verify)".into(),
+        ));
+    }
+    let mut resumed = "";
+    match TaskStatus::parse(&task.status) {
+        Some(TaskStatus::Running) => {}
+        // A stop by an earlier run of this command (or by hand) keeps the position: resume-processing
+        // replicates "the changes from the last stop position"
+        // (https://docs.aws.amazon.com/dms/latest/APIReference/API_StartReplicationTask.html).
+        Some(TaskStatus::Stopped) => {
+            cx.dms
+                .start_task(&cx.task_arn, StartType::ResumeProcessing)
+                .await?;
+            wait_task(cx, "running").await?;
+            resumed = "resumed from its stop position; ";
+        }
+        _ => {
+            return Err(Stop::Gate(format!(
+                "the task is {}{}: fix it (the ready-for-cutover email's state machine can resume it) and run cutover again",
+                task.status,
+                task.last_failure_message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            )))
+        }
+    }
+    let took = round_trip(cx).await?;
+    Ok(format!(
+        "the task runs {} ({resumed}a sentinel row reached the target in {took:.1} s)",
+        task.migration_type
+    ))
+}
+
+async fn apply_mode_phase(cx: &mut Context) -> Step<String> {
+    let Some(text) = cx.dms.task_settings(&cx.task_arn).await? else {
+        return Ok("DMS returned no task settings: BatchApplyEnabled is DMS's default, false (transactional apply)".into());
+    };
+    let mut settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Stop::Error(StepError::config(format!(
+            "the task's ReplicationTaskSettings are not JSON: {e}"
+        )))
+    })?;
+    let batch = settings
+        .pointer("/TargetMetadata/BatchApplyEnabled")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if !batch {
+        return Ok("the task already applies changes transactionally (BatchApplyEnabled false): unique constraints may be built while it runs".into());
+    }
+    let before = round_trip(cx).await?;
+    // Batch apply does not support target tables with a unique constraint besides the primary key
+    // (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.TargetMetadata.html);
+    // settings change only while the task is stopped
+    // (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.Modifying.html).
+    cx.dms.stop_task(&cx.task_arn).await?;
+    wait_task(cx, "stopped").await?;
+    if let Some(metadata) = settings
+        .get_mut("TargetMetadata")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        metadata.insert("BatchApplyEnabled".into(), serde_json::Value::Bool(false));
+    }
+    cx.dms
+        .modify_task_settings(&cx.task_arn, &settings.to_string())
+        .await?;
+    wait_task(cx, "stopped").await?;
+    cx.dms
+        .start_task(&cx.task_arn, StartType::ResumeProcessing)
+        .await?;
+    wait_task(cx, "running").await?;
+    let after = round_trip(cx).await?;
+    Ok(format!(
+        "BatchApplyEnabled set to false with the task stopped, then resumed from its position; sentinel round trip {before:.1} s before, {after:.1} s after"
+    ))
+}
+
+async fn sequences_ahead_phase(cx: &mut Context) -> Step<String> {
+    let first = sequences::read_sequences(&cx.source, &cx.args.schemas).await?;
+    sleep(Duration::from_secs(cx.args.rate_window)).await?;
+    let (source, target) = tokio::try_join!(
+        sequences::read_sequences(&cx.source, &cx.args.schemas),
+        sequences::read_sequences(&cx.target, &cx.args.schemas)
+    )?;
+    let mut plan = sequences_sync::plan(&source, Some(&first), &target, cx.args.margin);
+    sequences_sync::apply(&cx.target, &mut plan).await?;
+    if !plan.problems.is_empty() {
+        return Err(Stop::Gate(format!(
+            "sequences: {}",
+            plan.problems
+                .iter()
+                .map(|p| format!("{}: {}", p.sequence, p.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    Ok(format!(
+        "{} target sequences set ahead by max({}, 10 × the values used in {} s), {} already ahead",
+        plan.changes.len(),
+        cx.args.margin,
+        cx.args.rate_window,
+        plan.already_ahead
+    ))
+}
+
+async fn deferred_phase(cx: &mut Context) -> Step<String> {
+    // Identity columns stay BY DEFAULT while DMS inserts explicit values; the rest is built online.
+    let items: Vec<&Item> = cx
+        .deferred
+        .iter()
+        .filter(|i| i.kind != DeferredKind::IdentityAlways)
+        .collect();
+    apply_deferred(cx, &items, "deferred objects").await
+}
+
+async fn apply_deferred(cx: &Context, items: &[&Item], what: &str) -> Step<String> {
+    let mut target = cx.target_opts.clone();
+    target.statement_timeout = Duration::ZERO;
+    let client = target.connect().await?;
+    let reports = constraints_apply::apply_items(&client, &target, items, &cx.progress).await?;
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .map(|r| format!("{} {}: {}", r.kind, r.name, r.detail))
+        .collect();
+    if !failed.is_empty() {
+        return Err(Stop::Gate(format!(
+            "{what}: {} failed: {}",
+            failed.len(),
+            failed.join("; ")
+        )));
+    }
+    let applied = reports
+        .iter()
+        .filter(|r| r.status == Status::Applied)
+        .count();
+    Ok(format!(
+        "{what}: {applied} applied, {} already there",
+        reports.len() - applied
+    ))
+}
+
+async fn live_verify_phase(cx: &mut Context) -> Step<String> {
+    let (source_opts, target_opts) = (cx.source_opts.clone(), cx.target_opts.clone());
+    let jobs = cx.args.jobs as usize;
+    let pairs: Vec<Arc<Pair>> = stream::iter(0..jobs)
+        .map(|_| async {
+            let (s, t) = tokio::try_join!(source_opts.connect(), target_opts.connect())?;
+            tokio::try_join!(verify::pin(&s, "source"), verify::pin(&t, "target"))?;
+            Ok::<_, StepError>(Arc::new(Pair {
+                source: s,
+                target: t,
+            }))
+        })
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await?;
+    let main = Arc::clone(&pairs[0]);
+    let pool = Mutex::new(pairs);
+    let tables: Vec<_> = verify_rows::read_tables(&main.source, &main.target, &cx.args.schemas)
+        .await?
+        .into_iter()
+        // The drain proves the sentinel itself; its rows come and go with every round trip.
+        .filter(|t| t.name != sentinel::TABLE)
+        .collect();
+    let table_count = tables.len();
+    let plans: Vec<TablePlan> = stream::iter(tables)
+        .map(|table| {
+            with_pair(&pool, move |pair| async move {
+                verify_rows::plan(&pair, table).await
+            })
+        })
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await?;
+    let results = verify_rows::compare(&pool, plans, None, jobs).await?;
+    let rows: i64 = results.iter().map(|r| r.source_rows).sum();
+    let mut real = Vec::new();
+    let mut open = Vec::new();
+    for result in &results {
+        if result.missing_on_target {
+            real.push(format!("{} is missing on the target", result.table));
+            continue;
+        }
+        let Some(plan) = result.plan().map(Arc::new) else {
+            continue;
+        };
+        for mismatch in &result.mismatches {
+            open.push(Doubt {
+                plan: Arc::clone(&plan),
+                range: mismatch.range,
+                last_source: None,
+            });
+        }
+    }
+    let first_pass = open.len();
+    // A differing range may only be a change DMS has not applied yet: check it again once a sentinel
+    // round trip shows DMS has applied everything committed before the re-check began. A range whose
+    // source side did not change between two checks and still differs is a real difference.
+    for _ in 0..cx.args.rechecks {
+        if open.is_empty() {
+            break;
+        }
+        round_trip(cx).await?;
+        let mut still = Vec::new();
+        for mut doubt in open {
+            let (plan, range) = (Arc::clone(&doubt.plan), doubt.range);
+            let (s, t) = with_pair(&pool, |pair| async move {
+                verify_rows::recheck(&pair, &plan, range).await
+            })
+            .await?;
+            if s == t {
+                continue;
+            }
+            if doubt.last_source.as_ref() == Some(&s) {
+                real.push(describe_range(&doubt.plan, doubt.range, &s, &t));
+                continue;
+            }
+            doubt.last_source = Some(s);
+            still.push(doubt);
+        }
+        open = still;
+    }
+    let (unbounded, doubted): (Vec<Doubt>, Vec<Doubt>) =
+        open.into_iter().partition(|d| d.plan.whole_table());
+    for d in &unbounded {
+        real.push(format!(
+            "{} (no primary key) kept changing and differing; it cannot be re-checked in the freeze without scanning it whole",
+            d.plan.display()
+        ));
+    }
+    if !real.is_empty() {
+        return Err(Stop::Gate(format!(
+            "live verify found {} difference(s): {}. Fix the target (dms-migrate verify --exact names the rows), or reload the tables, then run cutover again",
+            real.len(),
+            real.join("; ")
+        )));
+    }
+    let proved = format!(
+        "{table_count} tables, {rows} rows: every range equal ({first_pass} differed at first and settled after re-checks{})",
+        if doubted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} still changing, re-checked in the freeze",
+                doubted.len()
+            )
+        }
+    );
+    cx.doubted = doubted;
+    Ok(proved)
+}
+
+fn describe_range(plan: &TablePlan, range: usize, s: &Totals, t: &Totals) -> String {
+    format!(
+        "{} range {}: {} source rows, {} target rows{}",
+        plan.display(),
+        plan.describe_range(range),
+        s.0,
+        t.0,
+        if s.1 == t.1 { "" } else { ", checksums differ" }
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The freeze
+
+async fn freeze_phase(cx: &mut Context) -> Step<String> {
+    if cx.args.freeze {
+        let frozen = freeze(cx).await?;
+        cx.outage_start = Some(Instant::now());
+        let proof = WriteProof::start(&cx.source_opts).await?;
+        cx.proof = Some(proof);
+        return Ok(frozen);
+    }
+    // The operator stops the application; the proof watches until the source has been quiet long enough.
+    let proof = WriteProof::start(&cx.source_opts).await?;
+    println!(
+        "STOP WRITES: stop the application's writes to the source now (waiting up to {} s for {} s without a change)",
+        cx.args.stop_timeout, cx.args.quiet_seconds
+    );
+    let deadline = Instant::now() + Duration::from_secs(cx.args.stop_timeout);
+    let quiet = Duration::from_secs(cx.args.quiet_seconds);
+    let mut last_change = Instant::now();
+    let mut seen = 0usize;
+    let mut last_tables = BTreeMap::new();
+    loop {
+        let changes = proof.application_changes().await?;
+        if !changes.is_empty() {
+            last_change = Instant::now();
+            seen += changes.values().sum::<usize>();
+            last_tables = changes;
+        }
+        if last_change.elapsed() >= quiet {
+            break;
+        }
+        if Instant::now() > deadline {
+            cx.proof = Some(proof);
+            return Err(Stop::Gate(format!(
+                "the application kept writing for {} s after STOP WRITES (last on {}); stop it, or use --freeze",
+                cx.args.stop_timeout,
+                names(&last_tables)
+            )));
+        }
+        sleep(Duration::from_millis(250)).await?;
+    }
+    cx.outage_start = Some(last_change);
+    cx.proof = Some(proof);
+    Ok(format!(
+        "no application change on the source for {} s ({seen} changes decoded before that); the outage is counted from the last one",
+        cx.args.quiet_seconds
+    ))
+}
+
+async fn drain_phase(cx: &mut Context) -> Step<String> {
+    let took = round_trip(cx).await?;
+    // The round trip deletes its row on the source; wait for that delete too, so the sentinel table is
+    // the same on both sides when the task stops (verify after the switch compares it).
+    let count = format!("SELECT count(*) FROM {}", cx.sentinel);
+    let deadline = Instant::now() + Duration::from_secs(cx.args.latency_target);
+    loop {
+        let (s, t) = tokio::try_join!(
+            cx.source.query_one(&count, &[]),
+            cx.target.query_one(&count, &[])
+        )
+        .map_err(|e| classify_pg_error("counting the sentinel rows", &e))?;
+        if s.get::<_, i64>(0) == t.get::<_, i64>(0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Stop::Gate(format!(
+                "the sentinel row's delete did not reach the target within {} s",
+                cx.args.latency_target
+            )));
+        }
+        sleep(Duration::from_millis(100)).await?;
+    }
+    Ok(format!(
+        "a sentinel row written after the freeze reached the target in {took:.1} s: DMS has applied every change before it"
+    ))
+}
+
+async fn final_sequences_phase(cx: &mut Context) -> Step<String> {
+    let (source, target) = tokio::try_join!(
+        sequences::read_sequences(&cx.source, &cx.args.schemas),
+        sequences::read_sequences(&cx.target, &cx.args.schemas)
+    )?;
+    let mut plan = sequences_sync::plan(&source, None, &target, cx.args.margin);
+    sequences_sync::apply(&cx.target, &mut plan).await?;
+    if !plan.problems.is_empty() {
+        return Err(Stop::Gate(format!(
+            "final sequences: {}",
+            plan.problems
+                .iter()
+                .map(|p| format!("{}: {}", p.sequence, p.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    Ok(format!(
+        "every target sequence ahead of the source's final value ({} set, {} already ahead)",
+        plan.changes.len(),
+        plan.already_ahead
+    ))
+}
+
+/// DMS's validation states
+/// (https://docs.aws.amazon.com/dms/latest/APIReference/API_TableStatistics.html): which one fails the
+/// cutover, which one is waited for, which one only says validation did not look at the table.
+fn validation_verdict(state: &str) -> Verdict {
+    match state {
+        "Validated" => Verdict::Good,
+        "Pending records" | "Pending validation" | "Preparing table" | "Pending revalidation" => {
+            Verdict::Wait
+        }
+        "Not enabled" | "No primary key" | "" => Verdict::NotValidated,
+        _ => Verdict::Bad,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Good,
+    Wait,
+    NotValidated,
+    Bad,
+}
+
+async fn validation_phase(cx: &mut Context) -> Step<String> {
+    let deadline = Instant::now() + Duration::from_secs(cx.args.validation_wait);
+    loop {
+        let stats = cx.dms.table_statistics(&cx.task_arn).await?;
+        let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut bad = Vec::new();
+        let mut waiting = Vec::new();
+        let mut unvalidated = 0usize;
+        for t in stats.iter().filter(|t| t.table != sentinel::TABLE) {
+            let state = t.validation_state.as_deref().unwrap_or_default();
+            by.entry(state).or_default().push(t.qualified_name());
+            match validation_verdict(state) {
+                Verdict::Good => {}
+                Verdict::Wait => waiting.push(format!("{} ({state})", t.qualified_name())),
+                Verdict::NotValidated => unvalidated += 1,
+                Verdict::Bad => bad.push(format!("{} ({state})", t.qualified_name())),
+            }
+        }
+        if !bad.is_empty() {
+            return Err(Stop::Gate(format!(
+                "DMS validation: {}; read the task's validation failures (the awsdms_validation_failures_v1 table on the target) and fix them",
+                bad.join(", ")
+            )));
+        }
+        if waiting.is_empty() {
+            let validated = by.get("Validated").map_or(0, Vec::len);
+            return Ok(if unvalidated > 0 {
+                format!("{validated} tables Validated by DMS; {unvalidated} not validated by DMS (validation not enabled, or no primary key): the live verify and the doubted ranges stand for them")
+            } else {
+                format!("every one of {validated} tables Validated by DMS")
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(Stop::Gate(format!(
+                "DMS validation still pending after {} s: {}",
+                cx.args.validation_wait,
+                waiting.join(", ")
+            )));
+        }
+        sleep(Duration::from_secs(1)).await?;
+    }
+}
+
+async fn doubted_phase(cx: &mut Context) -> Step<String> {
+    if cx.doubted.is_empty() {
+        return Ok("no range left in doubt by the live verify".into());
+    }
+    let (source, target) = tokio::try_join!(cx.source_opts.connect(), cx.target_opts.connect())?;
+    tokio::try_join!(
+        verify::pin(&source, "source"),
+        verify::pin(&target, "target")
+    )?;
+    // The target's statistics may predate the full load (nothing has analyzed it since), and with them
+    // the planner may read a whole large table to check one key range. Without sequential scans it
+    // reads the range through the primary key's index, so the check costs the range, not the table
+    // (https://www.postgresql.org/docs/current/runtime-config-query.html#GUC-ENABLE-SEQSCAN).
+    const BY_THE_KEY: &str = "SET enable_seqscan = off";
+    tokio::try_join!(
+        source.batch_execute(BY_THE_KEY),
+        target.batch_execute(BY_THE_KEY)
+    )
+    .map_err(|e| classify_pg_error("preparing the range re-checks", &e))?;
+    let pair = Pair { source, target };
+    let mut differ = Vec::new();
+    for d in &cx.doubted {
+        let (s, t) = verify_rows::recheck(&pair, &d.plan, d.range).await?;
+        if s != t {
+            differ.push(describe_range(&d.plan, d.range, &s, &t));
+        }
+    }
+    if !differ.is_empty() {
+        return Err(Stop::Gate(format!(
+            "with writes stopped and the drain proved, {} range(s) still differ: {}",
+            differ.len(),
+            differ.join("; ")
+        )));
+    }
+    Ok(format!(
+        "{} range(s) the live verify doubted are equal with writes stopped",
+        cx.doubted.len()
+    ))
+}
+
+async fn identity_phase(cx: &mut Context) -> Step<String> {
+    let deferred = std::mem::take(&mut cx.deferred);
+    let items: Vec<&Item> = deferred
+        .iter()
+        .filter(|i| i.kind == DeferredKind::IdentityAlways)
+        .collect();
+    let result = if items.is_empty() {
+        Ok("no identity column to restore".into())
+    } else {
+        apply_deferred(
+            cx,
+            &items,
+            "identity columns back to GENERATED ALWAYS (catalog only)",
+        )
+        .await
+    };
+    cx.deferred = deferred;
+    result
+}
+
+async fn stop_task_phase(cx: &mut Context) -> Step<String> {
+    cx.stopped_task = true;
+    cx.dms.stop_task(&cx.task_arn).await?;
+    wait_task(cx, "stopped").await?;
+    Ok("StopReplicationTask: the task is stopped (its slot keeps the position)".into())
+}
+
+async fn write_proof_phase(cx: &mut Context) -> Step<String> {
+    let Some(proof) = cx.proof.as_ref() else {
+        return Err(Stop::Error(StepError::config(
+            "the write-stop proof was never started",
+        )));
+    };
+    let changes = proof.application_changes().await?;
+    if !changes.is_empty() {
+        return Err(Stop::Gate(format!(
+            "writes did not stop: {} change(s) committed on the source during the freeze, on {}",
+            changes.values().sum::<usize>(),
+            names(&changes)
+        )));
+    }
+    Ok(format!(
+        "the source committed no change to an application table since the {} (decoded from a logical slot, the sentinel's apart)",
+        if cx.args.freeze { "freeze" } else { "writes stopped" }
+    ))
+}
+
+fn names(changes: &BTreeMap<String, usize>) -> String {
+    let mut parts: Vec<String> = changes
+        .iter()
+        .take(20)
+        .map(|(t, n)| format!("{t} ({n})"))
+        .collect();
+    if changes.len() > 20 {
+        parts.push(format!("and {} more tables", changes.len() - 20));
+    }
+    parts.join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The freeze itself, and its undo
+
+/// The sentinel row recording one frozen role (the table is replicated, small and dropped by cleanup).
+const FREEZE_TOKEN: &str = "freeze:";
+
+/// Every role that may log in to this database, except the migration's (this session's) and the DMS
+/// source endpoint's user, superusers (a setting cannot bind them: the write-stop proof watches them) and
+/// the providers' own (`rds*`, `pg_*`), gets `default_transaction_read_only = on` in this database; its
+/// sessions are ended. A role that already had the setting is left alone (not recorded, so not undone).
+async fn freeze(cx: &mut Context) -> Step<String> {
+    let task = cx.dms.describe_task(&cx.task_arn).await?;
+    let dms_user = cx
+        .dms
+        .describe_endpoint(&task.source_endpoint_arn)
+        .await?
+        .username
+        .unwrap_or_default();
+    let rows = cx
+        .source
+        .query(
+            "SELECT r.rolname::text FROM pg_catalog.pg_roles r
+             WHERE r.rolcanlogin AND NOT r.rolsuper
+               AND r.rolname <> current_user AND r.rolname <> $1
+               AND r.rolname !~ '^(rds|pg_)'
+               AND has_database_privilege(r.oid, current_database(), 'CONNECT')
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s
+                   JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+                   WHERE d.datname = current_database() AND s.setrole = r.oid
+                     AND 'default_transaction_read_only=on' = ANY (s.setconfig))
+             ORDER BY 1 LIMIT 1000",
+            &[&dms_user],
+        )
+        .await
+        .map_err(|e| classify_pg_error("listing the roles to freeze", &e))?;
+    let roles: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut frozen = Vec::new();
+    for role in &roles {
+        // Recorded first: the undo then covers every role this loop may have altered.
+        let token = format!("{FREEZE_TOKEN}{role}");
+        if token.len() > 64 {
+            continue;
+        }
+        cx.source
+            .execute(
+                &format!(
+                    "INSERT INTO {} (token) VALUES ($1) ON CONFLICT DO NOTHING",
+                    cx.sentinel
+                ),
+                &[&token],
+            )
+            .await
+            .map_err(|e| classify_pg_error("recording the freeze in the sentinel table", &e))?;
+        let sql = format!(
+            "DO $$BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET default_transaction_read_only = on', {}, current_database()); END$$",
+            quote_literal(role)
+        );
+        match cx.source.batch_execute(&sql).await {
+            Ok(()) => frozen.push(role.clone()),
+            // Dropped meanwhile: nothing to freeze.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {}
+            Err(e) => return Err(classify_pg_error(&format!("freezing role {role}"), &e).into()),
+        }
+    }
+    let ended: i64 = cx
+        .source
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = ANY($1)",
+            &[&frozen],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| classify_pg_error("ending the frozen roles' sessions", &e))?;
+    Ok(format!(
+        "source read-only for {} role(s) ({}); {ended} of their sessions ended; recorded in {} for the undo",
+        frozen.len(),
+        if frozen.is_empty() {
+            "none besides the migration's".to_string()
+        } else {
+            frozen.join(", ")
+        },
+        cx.sentinel
+    ))
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Resets every role the sentinel table records as frozen, and forgets the record. Idempotent.
+async fn freeze_undo(source: &Client, sentinel_table: &str) -> Result<Vec<String>, StepError> {
+    let rows = source
+        .query(
+            &format!(
+                "SELECT substr(token, {}) FROM {sentinel_table} WHERE token LIKE 'freeze:%' ORDER BY 1",
+                FREEZE_TOKEN.len() + 1
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| classify_pg_error("reading the freeze record", &e))?;
+    let mut reset = Vec::new();
+    for row in rows {
+        let role: String = row.get(0);
+        let sql = format!(
+            "DO $$BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET default_transaction_read_only', {}, current_database()); END$$",
+            quote_literal(&role)
+        );
+        match source.batch_execute(&sql).await {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {}
+            Err(e) => return Err(classify_pg_error(&format!("unfreezing role {role}"), &e)),
+        }
+        source
+            .execute(
+                &format!("DELETE FROM {sentinel_table} WHERE token = $1"),
+                &[&format!("{FREEZE_TOKEN}{role}")],
+            )
+            .await
+            .map_err(|e| classify_pg_error("forgetting the freeze record", &e))?;
+        reset.push(role);
+    }
+    Ok(reset)
+}
+
+fn describe_undo(reset: &[String]) -> String {
+    if reset.is_empty() {
+        "no freeze recorded: the source is writable for every role".to_string()
+    } else {
+        format!(
+            "freeze undone: {} role(s) writable again ({}); their new sessions can write",
+            reset.len(),
+            reset.join(", ")
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The write-stop proof
+
+/// A temporary logical replication slot on the source (test_decoding: its text output names each
+/// changed table), on a session of its own; PostgreSQL drops it when the session ends. It decodes every
+/// change committed after its creation. The WAL position is no proof: Aurora writes WAL on its own.
+struct WriteProof {
+    client: Client,
+    slot: String,
+}
+
+impl WriteProof {
+    async fn start(source: &PgConnectOptions) -> Result<WriteProof, StepError> {
+        let mut options = source.clone();
+        // Creating a slot waits for the transactions running at that moment to end.
+        options.statement_timeout = Duration::from_secs(60);
+        let client = options.connect().await?;
+        let slot = format!("dms_migrate_cutover_{}", std::process::id());
+        client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'test_decoding', true)",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| {
+                classify_pg_error(
+                    "creating the write-stop proof's temporary logical slot (the migration user needs REPLICATION, rds_replication on Aurora)",
+                    &e,
+                )
+            })?;
+        Ok(WriteProof { client, slot })
+    }
+
+    /// Changes committed since the last call, per table, the sentinel's and DMS's own left out.
+    async fn application_changes(&self) -> Result<BTreeMap<String, usize>, StepError> {
+        // Decoding stops at the WAL flushed to disk; with synchronous_commit off a commit may not be
+        // flushed yet. A transaction of this session with an id, committed synchronously, flushes the
+        // WAL up to its commit record and so every commit before it.
+        self.client
+            .batch_execute(
+                "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT;",
+            )
+            .await
+            .map_err(|e| {
+                classify_pg_error("flushing the source's WAL for the write-stop proof", &e)
+            })?;
+        let mut changes = BTreeMap::new();
+        for _ in 0..DECODE_CALLS {
+            let rows = self
+                .client
+                .query(
+                    "SELECT data FROM pg_logical_slot_get_changes($1, NULL, $2::int)",
+                    &[&self.slot, &(DECODE_BATCH as i32)],
+                )
+                .await
+                .map_err(|e| classify_pg_error("reading the write-stop proof's slot", &e))?;
+            for row in &rows {
+                let data: String = row.get(0);
+                if let Some(table) = changed_table(&data) {
+                    *changes.entry(table.to_string()).or_insert(0) += 1;
+                }
+            }
+            if (rows.len() as i64) < DECODE_BATCH {
+                break;
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// The table of one test_decoding line (`table app.orders: INSERT: ...`), unless it is the sentinel or
+/// one of DMS's own tables (`awsdms_*`, e.g. the heartbeat).
+fn changed_table(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("table ")?;
+    let end = rest.find(": ")?;
+    let table = &rest[..end];
+    let bare = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
+    if bare == sentinel::TABLE || bare.starts_with("awsdms_") {
+        return None;
+    }
+    Some(table)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers, abort and summary
+
+async fn round_trip(cx: &Context) -> Step<f64> {
+    let limit = Duration::from_secs(cx.args.latency_target);
+    match cutover_check::round_trip(&cx.source, &cx.target, &cx.sentinel, "cutover", limit).await? {
+        Some(took) => Ok(took.as_secs_f64()),
+        None => Err(Stop::Gate(format!(
+            "a sentinel row written on the source did not reach the target within {} s: DMS is behind or not applying; look at the task's CDC latency and log",
+            cx.args.latency_target
+        ))),
+    }
+}
+
+async fn wait_task(cx: &Context, wanted: &str) -> Step<()> {
+    let deadline = Instant::now() + TASK_WAIT;
+    loop {
+        let task = cx.dms.describe_task(&cx.task_arn).await?;
+        if task.status == wanted {
+            return Ok(());
+        }
+        if task.status == "failed" {
+            return Err(Stop::Gate(format!(
+                "the task failed while waiting for it to be {wanted}: {}",
+                task.last_failure_message.unwrap_or_default()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Stop::Gate(format!(
+                "the task is still {} after {} s (waiting for {wanted})",
+                task.status,
+                TASK_WAIT.as_secs()
+            )));
+        }
+        sleep(POLL).await?;
+    }
+}
+
+/// Undoes what the run did to the source and the task, on fresh connections when the old ones are
+/// gone, and says so. The freeze is undone from its record, so a freeze interrupted half-way is undone
+/// too.
+async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
+    let (reason, outcome) = match &stop {
+        Stop::Gate(why) => (why.clone(), Ok(Outcome::Failed)),
+        Stop::Interrupted => ("interrupted (Ctrl-C)".to_string(), Ok(Outcome::Failed)),
+        Stop::Error(err) => (err.to_string(), Err(())),
+    };
+    let phase = cx.timeline.len() + 1;
+    println!("NOT SWITCHING: stopped in phase {phase}: {reason}");
+    let mut problems = Vec::new();
+    let source = if cx.source.is_closed() {
+        let mut fresh = None;
+        for _ in 0..3 {
+            match cx.source_opts.connect().await {
+                Ok(c) => {
+                    fresh = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    problems.push(e.to_string());
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        fresh
+    } else {
+        Some(cx.source)
+    };
+    match &source {
+        Some(client) => match freeze_undo(client, &cx.sentinel).await {
+            Ok(reset) => println!("  {}", describe_undo(&reset)),
+            Err(e) => problems.push(format!("undoing the freeze: {e}")),
+        },
+        None => problems.push("the source cannot be reached to undo the freeze".into()),
+    }
+    if cx.stopped_task {
+        let resumed = match cx.dms.describe_task(&cx.task_arn).await {
+            Ok(t) if t.status == "stopped" => cx
+                .dms
+                .start_task(&cx.task_arn, StartType::ResumeProcessing)
+                .await
+                .map(|_| {
+                    "  the DMS task this run stopped is resuming from its position".to_string()
+                }),
+            Ok(t) => Ok(format!("  the DMS task is {}; not resumed", t.status)),
+            Err(e) => Err(e),
+        };
+        match resumed {
+            Ok(line) => println!("{line}"),
+            Err(e) => problems.push(format!("resuming the task: {e}")),
+        }
+    }
+    let done: Vec<&str> = cx.timeline.iter().map(|p| p.name).collect();
+    println!(
+        "  done before the stop: {}",
+        if done.is_empty() {
+            "nothing".to_string()
+        } else {
+            done.join(", ")
+        }
+    );
+    if problems.is_empty() {
+        println!("  The application stays on Aurora, which takes writes; nothing was lost. Fix the cause and run cutover again: it resumes safely.");
+    } else {
+        println!(
+            "  UNDO INCOMPLETE: {}. Run `dms-migrate cutover --undo-freeze` as soon as the source is reachable.",
+            problems.join("; ")
+        );
+    }
+    match (outcome, stop) {
+        (Ok(o), _) => Ok(o),
+        (Err(()), Stop::Error(err)) => Err(err),
+        (Err(()), _) => Ok(Outcome::Failed),
+    }
+}
+
+fn print_summary(cx: &Context) {
+    let outage = cx
+        .outage_start
+        .map(|t| t.elapsed().as_secs_f64())
+        .unwrap_or_default();
+    let before: f64 = cx
+        .timeline
+        .iter()
+        .filter(|p| !p.in_outage)
+        .map(|p| p.seconds)
+        .sum();
+    println!(
+        "Timeline: {:.1} s before the freeze while the application wrote; write outage so far {outage:.1} s",
+        before
+    );
+    for p in &cx.timeline {
+        println!(
+            "  {:<22} {:>6.1} s{}",
+            p.name,
+            p.seconds,
+            if p.in_outage { "  (outage)" } else { "" }
+        );
+    }
+    println!(
+        "SWITCH NOW: point the application at the target (PlanetScale). The source stays read-only for the frozen roles (`dms-migrate cutover --undo-freeze` reverts that); the DMS task is stopped. Outage until now: {outage:.1} s."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proof_names_application_tables_and_ignores_the_sentinel_and_dms_own() {
+        assert_eq!(
+            changed_table("table app.orders: INSERT: id[bigint]:1"),
+            Some("app.orders")
+        );
+        assert_eq!(
+            changed_table("table \"Billing\".\"Invoices\": UPDATE: id[integer]:2"),
+            Some("\"Billing\".\"Invoices\"")
+        );
+        assert_eq!(
+            changed_table(
+                "table \"Billing\".dms_migrate_sentinel: INSERT: token[character varying]:'x'"
+            ),
+            None
+        );
+        assert_eq!(
+            changed_table("table public.awsdms_heartbeat: UPDATE: hearbeat_id[integer]:1"),
+            None
+        );
+        assert_eq!(changed_table("BEGIN 1234"), None);
+        assert_eq!(changed_table("COMMIT 1234"), None);
+    }
+
+    #[test]
+    fn validation_states_fail_wait_or_pass_as_dms_documents_them() {
+        assert_eq!(validation_verdict("Validated"), Verdict::Good);
+        assert_eq!(validation_verdict("Pending records"), Verdict::Wait);
+        assert_eq!(validation_verdict("Pending revalidation"), Verdict::Wait);
+        assert_eq!(validation_verdict("Mismatched records"), Verdict::Bad);
+        assert_eq!(validation_verdict("Suspended records"), Verdict::Bad);
+        assert_eq!(validation_verdict("Table error"), Verdict::Bad);
+        assert_eq!(validation_verdict("Error"), Verdict::Bad);
+        assert_eq!(validation_verdict("Not enabled"), Verdict::NotValidated);
+        assert_eq!(validation_verdict("No primary key"), Verdict::NotValidated);
+    }
+}
