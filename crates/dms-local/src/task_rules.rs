@@ -57,6 +57,20 @@ pub fn check_stop(task: &Task) -> Result<(), DmsError> {
     }
 }
 
+/// https://docs.aws.amazon.com/dms/latest/APIReference/API_ModifyReplicationTask.html: "The task must be
+/// stopped before you can modify it"; https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.Modifying.html:
+/// "Tasks that have run must have a status of Stopped or Failed to be modified", so a task that never ran
+/// (`ready`) is modifiable too. The reported status decides, so a held `modifying` refuses.
+pub fn check_modify(task: &Task) -> Result<(), DmsError> {
+    match task.reported_status() {
+        task_status::READY | task_status::STOPPED | task_status::FAILED => Ok(()),
+        status => Err(DmsError::invalid_state(format!(
+            "Replication task {} is in state {status}: stop the task before you modify it",
+            task.arn
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +143,17 @@ mod tests {
         assert!(start_action(&held, "resume-processing").is_err());
         assert!(check_stop(&held).is_err());
         assert!(check_stop(&task("running", true, MigrationType::Cdc)).is_ok());
+        for status in ["running", "starting", "stopping", "creating"] {
+            let err = check_modify(&task(status, true, MigrationType::FullLoad)).expect_err(status);
+            assert_eq!(err.code, "InvalidResourceStateFault", "{status}");
+        }
+        for status in ["ready", "stopped", "failed"] {
+            assert!(
+                check_modify(&task(status, true, MigrationType::FullLoad)).is_ok(),
+                "{status}"
+            );
+        }
+        assert!(check_modify(&held).is_err(), "held modifying");
         let cdc = task("stopped", true, MigrationType::Cdc);
         assert_eq!(
             start_action(&cdc, "reload-target").map_err(|e| e.code),
