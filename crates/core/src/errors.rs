@@ -40,13 +40,17 @@ pub enum ErrorName {
     /// start-task will not start the task as it stands (restarting would duplicate rows, the task failed,
     /// or another execution watches it): the user must act; the message says what to do. No retry.
     TaskRestartRefused,
+    /// The plan file in the stack's bucket (`dms-migrate plan`) does not parse, names a table the target
+    /// lacks, or sets a task setting a plan may not set: start-task applied nothing and started nothing.
+    /// No retry: the user replaces or deletes the file.
+    PlanInvalid,
     /// A Lambda of this tool panicked: a bug in the tool, not in the user's setup. Never retried (the same
     /// input panics again); the failure email asks for a report. See `crate::defect`.
     ToolDefect,
 }
 
 impl ErrorName {
-    pub const ALL: [ErrorName; 14] = [
+    pub const ALL: [ErrorName; 15] = [
         ErrorName::PayloadInvalid,
         ErrorName::AwsThrottled,
         ErrorName::AwsTransient,
@@ -60,6 +64,7 @@ impl ErrorName {
         ErrorName::PostgresQueryFailed,
         ErrorName::ConfigInvalid,
         ErrorName::TaskRestartRefused,
+        ErrorName::PlanInvalid,
         ErrorName::ToolDefect,
     ];
 
@@ -79,6 +84,7 @@ impl ErrorName {
             ErrorName::PostgresQueryFailed => "Postgres.QueryFailed",
             ErrorName::ConfigInvalid => "Config.Invalid",
             ErrorName::TaskRestartRefused => "Task.RestartRefused",
+            ErrorName::PlanInvalid => "Plan.Invalid",
             ErrorName::ToolDefect => "Tool.Defect",
         }
     }
