@@ -172,10 +172,10 @@ async fn segments_of_a_skewed_table_hold_even_row_counts_and_dms_limits_hold() {
              CREATE TABLE app.float_key (k float8 PRIMARY KEY) WITH (autovacuum_enabled = false);
              INSERT INTO app.float_key SELECT g FROM generate_series(1, 600000) g;
              ANALYZE app.no_key, app.float_key;
-             CREATE TABLE app.docs (id int4 PRIMARY KEY, body text, blob bytea, meta jsonb);
+             CREATE TABLE app.docs (id int4 PRIMARY KEY, body text, blob bytea, meta jsonb, note varchar, code varchar(20));
              INSERT INTO app.docs VALUES
-               (1, repeat('a', 100), '\\x00', '{}'),
-               (2, repeat(U&'\\+01F600', 1000) || repeat('a', 500), decode(repeat('ff', 7000), 'hex'), '{\"k\": \"\\u00e9\"}');",
+               (1, repeat('a', 100), '\\x00', '{}', 'n', 'c'),
+               (2, repeat(U&'\\+01F600', 1000) || repeat('a', 500), decode(repeat('ff', 7000), 'hex'), '{\"k\": \"\\u00e9\"}', repeat('n', 300), 'c');",
         )
         .await
         .unwrap();
@@ -234,7 +234,7 @@ async fn segments_of_a_skewed_table_hold_even_row_counts_and_dms_limits_hold() {
     );
 
     // LOBs as DMS counts them: 1,000 emoji (4 bytes each in UTF-16) + 500 ASCII = 5,000 bytes of NCLOB;
-    // 7,000 bytes of BLOB; LobMaxSize 7,000 bytes + 10% = 8 KB.
+    // 7,000 bytes of BLOB; LobMaxSize 7,000 bytes + 10% = 8 KB, raised to DMS's default 32 KB.
     let columns = plan["lob"]["columns"].as_array().unwrap();
     let size = |c: &str| {
         columns
@@ -245,9 +245,12 @@ async fn segments_of_a_skewed_table_hold_even_row_counts_and_dms_limits_hold() {
             .unwrap()
     };
     assert_eq!(size("body"), 5000);
+    // varchar without a length is an NCLOB for DMS; varchar(20) is not a LOB.
+    assert_eq!(size("note"), 600);
+    assert!(columns.iter().all(|l| l["column"] != "code"), "{columns:?}");
     assert_eq!(size("blob"), 7000);
     assert!(columns.iter().all(|l| l["exact"] == true));
-    assert_eq!(plan["taskSettings"]["TargetMetadata"]["LobMaxSize"], 8);
+    assert_eq!(plan["taskSettings"]["TargetMetadata"]["LobMaxSize"], 32);
     assert_eq!(plan["estimate"]["region"], "us-east-1");
     assert!(plan["estimate"]["fullLoadHoursMax"].as_f64().unwrap() > 0.0);
 

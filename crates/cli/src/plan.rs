@@ -69,7 +69,11 @@ leaves AS (
 ),
 cols AS (
   SELECT a.attrelid, a.attnum, a.attname::text AS name, NOT a.attnotnull AS nullable,
-         coalesce(bt.typname, ty.typname)::text AS typname,
+         -- varchar without a length is an NCLOB for DMS, as text is (the rule of the source.lob_columns
+         -- check, crates/core/src/checks/sql/mapped_columns.sql)
+         CASE WHEN coalesce(bt.typname, ty.typname) = 'varchar'
+                   AND (CASE WHEN bt.oid IS NULL THEN a.atttypmod ELSE ty.typtypmod END) = -1
+              THEN 'text' ELSE coalesce(bt.typname, ty.typname) END::text AS typname,
          coalesce(bt.typcategory, ty.typcategory)::text AS typcategory
   FROM pg_attribute a
   JOIN pg_type ty ON ty.oid = a.atttypid
@@ -398,7 +402,7 @@ pub async fn build(client: &Client, args: &Args, progress: &Progress) -> Result<
         "summary": {
             "tables": tables.len(),
             "segmentedTables": segmented,
-            "segments": tables.iter().map(|t| t.segments).sum::<usize>(),
+            "segments": tables.iter().filter(|t| t.segments > 1).map(|t| t.segments).sum::<usize>(),
             "maxSegmentRows": args.max_segment_rows,
             "maxFullLoadSubTasks": subtasks,
         },

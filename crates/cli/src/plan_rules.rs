@@ -27,7 +27,8 @@ pub const DEFAULT_MAX_SEGMENT_ROWS: u64 = 10_000_000;
 
 /// How DMS's PostgreSQL source maps a column type
 /// (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Source.PostgreSQL.html#CHAP_Source-PostgreSQL-DataTypes):
-/// TEXT, JSON, JSONB, XML, HSTORE and arrays become NCLOB, BYTEA becomes BLOB, REAL and DOUBLE become
+/// TEXT, JSON, JSONB, XML, HSTORE, arrays (and VARCHAR without a length, which the catalog read passes as
+/// `text`) become NCLOB, BYTEA becomes BLOB, REAL and DOUBLE become
 /// REAL4/REAL8. DMS treats NCLOB and BLOB as LOBs even between two PostgreSQL databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum DmsKind {
@@ -212,9 +213,9 @@ pub fn lob_decision(lobs: &[LobColumn]) -> LobDecision {
     };
     let sampled = lobs.iter().any(|l| !l.exact);
     let margin = if sampled { 1.5 } else { 1.1 };
-    let kb = ((largest.max_bytes as f64 * margin) / 1024.0)
-        .ceil()
-        .max(1.0) as u64;
+    // Never below DMS's default: values written during CDC can outgrow what was measured, and the stack
+    // fails the task on a truncated LOB rather than cutting it.
+    let kb = (((largest.max_bytes as f64 * margin) / 1024.0).ceil() as u64).max(DEFAULT_LOB_KB);
     let what = format!(
         "largest LOB value {} bytes as DMS counts it ({}.{}.{}, {:?}{})",
         largest.max_bytes,
@@ -241,7 +242,7 @@ pub fn lob_decision(lobs: &[LobColumn]) -> LobDecision {
         full_lob_mode: false,
         lob_max_size_kb: kb,
         reason: format!(
-            "{what} plus {}%: LobMaxSize {kb} KB",
+            "{what} plus {}%, at least DMS's default {DEFAULT_LOB_KB} KB: LobMaxSize {kb} KB",
             ((margin - 1.0) * 100.0).round()
         ),
     }
@@ -566,8 +567,12 @@ mod tests {
     #[test]
     fn lob_max_size_has_a_margin_and_full_lob_mode_above_100_mb() {
         assert_eq!(lob_decision(&[]).lob_max_size_kb, DEFAULT_LOB_KB);
-        assert_eq!(lob_decision(&[lob(10_240, true)]).lob_max_size_kb, 11);
-        assert_eq!(lob_decision(&[lob(10_240, false)]).lob_max_size_kb, 15);
+        assert_eq!(
+            lob_decision(&[lob(10_240, true)]).lob_max_size_kb,
+            DEFAULT_LOB_KB
+        );
+        assert_eq!(lob_decision(&[lob(40_960, true)]).lob_max_size_kb, 44);
+        assert_eq!(lob_decision(&[lob(40_960, false)]).lob_max_size_kb, 60);
         // 100 MB / 1.1 still fits limited mode; just above it does not.
         let fits = lob_decision(&[lob(95_325_000, true)]);
         assert!(
