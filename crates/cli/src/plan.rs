@@ -45,7 +45,8 @@ pub const SAMPLE_PAGES: f64 = 5000.0;
 /// One row per ordinary or partitioned (root) table: size and row estimate summed over its leaf
 /// partitions (pg_partition_tree lists no row for a plain table: it is its own leaf), whether every leaf
 /// has statistics (reltuples -1: never vacuumed or analysed), the primary key's columns with the base type's name and
-/// category (domains resolved), and its LOB columns the same way.
+/// category (domains resolved), and its LOB columns the same way. Set-based (grouped CTEs joined once):
+/// correlated subqueries per table made it quadratic in the number of tables.
 const TABLES_SQL: &str = "
 WITH t AS (
   SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name, c.relkind = 'p' AS partitioned
@@ -79,26 +80,32 @@ cols AS (
   JOIN pg_type ty ON ty.oid = a.atttypid
   LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
   WHERE a.attrelid IN (SELECT oid FROM t) AND a.attnum > 0 AND NOT a.attisdropped
+),
+pk AS (
+  SELECT con.conrelid AS oid,
+         array_agg(c.name ORDER BY k.ord) AS names,
+         array_agg(c.typname || ':' || c.typcategory || ':' || c.nullable::text ORDER BY k.ord) AS types
+  FROM pg_constraint con
+  CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+  JOIN cols c ON c.attrelid = con.conrelid AND c.attnum = k.attnum
+  WHERE con.contype = 'p' AND con.conrelid IN (SELECT oid FROM t)
+  GROUP BY con.conrelid
+),
+lobs AS (
+  SELECT c.attrelid AS oid,
+         array_agg(c.name ORDER BY c.attnum) AS names,
+         array_agg(c.typname || ':' || c.typcategory ORDER BY c.attnum) AS types
+  FROM cols c
+  WHERE c.typname IN ('text', 'json', 'jsonb', 'xml', 'hstore', 'bytea') OR c.typcategory = 'A'
+  GROUP BY c.attrelid
 )
 SELECT t.schema, t.name, t.partitioned,
        coalesce(l.rows, 0), coalesce(l.counted, true), coalesce(l.bytes, 0), coalesce(l.heap_bytes, 0),
-       coalesce((SELECT array_agg(c.name ORDER BY k.ord) FROM pg_constraint con,
-                   unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
-                   JOIN cols c ON c.attnum = k.attnum
-                 WHERE con.conrelid = t.oid AND con.contype = 'p' AND c.attrelid = t.oid), '{}'),
-       coalesce((SELECT array_agg(c.typname || ':' || c.typcategory || ':' || c.nullable::text ORDER BY k.ord)
-                 FROM pg_constraint con, unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
-                   JOIN cols c ON c.attnum = k.attnum
-                 WHERE con.conrelid = t.oid AND con.contype = 'p' AND c.attrelid = t.oid), '{}'),
-       coalesce((SELECT array_agg(c.name ORDER BY c.attnum) FROM cols c
-                 WHERE c.attrelid = t.oid
-                   AND (c.typname IN ('text', 'json', 'jsonb', 'xml', 'hstore', 'bytea') OR c.typcategory = 'A')),
-                '{}'),
-       coalesce((SELECT array_agg(c.typname || ':' || c.typcategory ORDER BY c.attnum) FROM cols c
-                 WHERE c.attrelid = t.oid
-                   AND (c.typname IN ('text', 'json', 'jsonb', 'xml', 'hstore', 'bytea') OR c.typcategory = 'A')),
-                '{}')
+       coalesce(pk.names, '{}'), coalesce(pk.types, '{}'),
+       coalesce(lobs.names, '{}'), coalesce(lobs.types, '{}')
 FROM t LEFT JOIN leaves l ON l.oid = t.oid
+LEFT JOIN pk ON pk.oid = t.oid
+LEFT JOIN lobs ON lobs.oid = t.oid
 ORDER BY 1, 2";
 
 /// The equi-depth histogram of a column, where ANALYZE made one (the inherited row for a partitioned
@@ -293,7 +300,8 @@ async fn plan_table(
     // A table never analysed or vacuumed has no row estimate: the sample says how many rows it holds.
     let mut rows = plan.estimated_rows;
     let first = t.pk.first();
-    if !t.counted {
+    // An empty heap has no rows to count.
+    if !t.counted && t.heap_bytes > 0 {
         if let Some(key) = first.filter(|k| k.kind == DmsKind::Other) {
             let (_, sampled_rows) = sample_boundaries(client, t, &key.name, 1).await?;
             rows = sampled_rows.round() as u64;
@@ -372,7 +380,8 @@ pub async fn build(client: &Client, args: &Args, progress: &Progress) -> Result<
     let mut lobs = Vec::new();
     for t in &catalog {
         tables.push(plan_table(client, t, args.max_segment_rows, &mut warnings).await?);
-        if t.bytes > 0 {
+        // An empty heap holds no value to measure (an empty TOAST table still has its index's pages).
+        if t.heap_bytes > 0 {
             lobs.extend(measure_lobs(client, t, args.exact_lobs).await?);
         }
     }
