@@ -30,7 +30,7 @@ venv() { # venv NAME PACKAGE... : create once, install what is missing
     echo "$*" >"$stamp"
   fi
 }
-venv py 'moto[server]==5.2.5' 'boto3' 'cfn-lint'
+venv py 'moto[server]==5.2.5' 'boto3' 'cfn-lint' 'jsonschema'
 venv lambda 'cargo-lambda==1.9.2' 'awslambdaric==4.2.2' 'boto3'
 venv checkov 'checkov'
 venv awscli 'awscli'

@@ -145,6 +145,23 @@ impl Lab {
             admin_urls,
         }
     }
+
+    /// Drops a test's databases on both clusters (for tests whose data is too big to leave behind).
+    pub async fn drop_databases(&self, dbs: &TestDatabases) {
+        for key in ["SOURCE_URL", "TARGET_URL"] {
+            let (client, conn) = tokio_postgres::connect(&self.var(key), tokio_postgres::NoTls)
+                .await
+                .expect("lab admin connect");
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    dbs.name
+                ))
+                .await
+                .expect("drop");
+        }
+    }
 }
 
 /// `t_<test>_<pid>_<n>` whose process no longer runs. A database named otherwise, or whose process is

@@ -81,6 +81,8 @@ pub struct RigSpec {
     /// Gives premigration-assessment ASSESSMENT_ROLE_ARN / ASSESSMENT_BUCKET, so a DMS run is polled.
     pub dms_assessment: bool,
     pub source: SourceAccess,
+    /// Gives start-task PLAN_BUCKET: the bucket (in moto S3) where it reads `dms-plan.json`.
+    pub plan_bucket: Option<String>,
 }
 
 impl RigSpec {
@@ -91,6 +93,7 @@ impl RigSpec {
             target_sql: SCHEMA,
             dms_assessment: false,
             source: SourceAccess::Direct,
+            plan_bucket: None,
         }
     }
 }
@@ -600,7 +603,11 @@ impl MigrationRig {
                     }
                     extra
                 }
-                "start-task" => vec![("STATE_MACHINE_ARN", machine.arn.clone())],
+                "start-task" => {
+                    let mut env = vec![("STATE_MACHINE_ARN", machine.arn.clone())];
+                    env.extend(spec.plan_bucket.iter().map(|b| ("PLAN_BUCKET", b.clone())));
+                    env
+                }
                 _ => vec![],
             };
             env.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));

@@ -844,3 +844,88 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
         "nothing copied twice"
     );
 }
+
+/// ModifyReplicationTask as https://docs.aws.amazon.com/dms/latest/APIReference/API_ModifyReplicationTask.html
+/// describes it: a task that is not running takes new table mappings and settings (start-task sends the
+/// whole settings document, the plan's keys laid over the task's); a mapping that selects nothing is
+/// refused; a running task is
+/// refused with InvalidResourceStateFault ("The task must be stopped before you can modify it").
+#[tokio::test]
+async fn modify_replication_task_applies_a_plan_only_while_the_task_is_not_running() {
+    use aws_sdk_databasemigration::error::ProvideErrorMetadata;
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("dmsl_modify").await;
+    sql(&dbs.source_url, &format!("{SCHEMA}{ROWS}")).await;
+    sql(&dbs.target_url, SCHEMA).await;
+    let local = DmsLocal::start(&lab).await;
+    let ids = local
+        .register_lab_task(&lab, &dbs, "full-load-and-cdc", &all_public_tables())
+        .await;
+    let sdk = local.sdk().await;
+    let plan_mappings = json!({"rules": [
+        {"rule-type": "selection", "rule-id": "1", "rule-name": "include-1",
+         "object-locator": {"schema-name": "public", "table-name": "%"}, "rule-action": "include"},
+        {"rule-type": "table-settings", "rule-id": "2", "rule-name": "parallel-load-2",
+         "object-locator": {"schema-name": "public", "table-name": "orders"},
+         "parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [["100"], ["200"]]}}
+    ]});
+    let modified = sdk
+        .modify_replication_task()
+        .replication_task_arn(&ids.task_arn)
+        .table_mappings(plan_mappings.to_string())
+        .replication_task_settings(
+            json!({"FullLoadSettings": {"MaxFullLoadSubTasks": 20}, "TargetMetadata": {"LobMaxSize": 8}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("a ready task is modified");
+    let task = modified.replication_task().expect("the task");
+    let mappings: Value = serde_json::from_str(task.table_mappings().unwrap_or("")).unwrap();
+    assert_eq!(mappings, plan_mappings);
+    let settings: Value =
+        serde_json::from_str(task.replication_task_settings().unwrap_or("")).unwrap();
+    assert_eq!(settings["FullLoadSettings"]["MaxFullLoadSubTasks"], 20);
+    assert_eq!(settings["TargetMetadata"]["LobMaxSize"], 8);
+
+    let selects_nothing = json!({"rules": [
+        {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
+         "object-locator": {"schema-name": "public", "table-name": "%"}, "rule-action": "exclude"}]});
+    let err = sdk
+        .modify_replication_task()
+        .replication_task_arn(&ids.task_arn)
+        .table_mappings(selects_nothing.to_string())
+        .send()
+        .await
+        .expect_err("a mapping that selects nothing");
+    assert_eq!(
+        err.code(),
+        Some("InvalidParameterValueException"),
+        "{err:?}"
+    );
+
+    let dms = local.dms_client().await;
+    wait_for_task(&dms, &ids.task_arn, "the modification to apply", |t| {
+        t.status != "modifying"
+    })
+    .await;
+    dms.start_task(&ids.task_arn, StartType::StartReplication)
+        .await
+        .expect("start");
+    wait_for_task(&dms, &ids.task_arn, "the task to run", |t| {
+        t.status == "running"
+    })
+    .await;
+    let err = sdk
+        .modify_replication_task()
+        .replication_task_arn(&ids.task_arn)
+        .table_mappings(plan_mappings.to_string())
+        .send()
+        .await
+        .expect_err("a running task");
+    assert_eq!(err.code(), Some("InvalidResourceStateFault"), "{err:?}");
+    assert!(
+        err.message().unwrap_or("").contains("must be stopped"),
+        "{err:?}"
+    );
+}

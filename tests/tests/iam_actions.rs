@@ -43,6 +43,12 @@ const IMPLIED: &[(&str, &[&str], &str)] = &[
          as ec2:CreateTags (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html)",
     ),
     (
+        "s3:GetObject",
+        &["s3:ListBucket"],
+        "without s3:ListBucket, S3 answers GetObject of a missing key with 403 AccessDenied instead of \
+         404 NoSuchKey (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)",
+    ),
+    (
         "s3:DeleteObjectVersion",
         &["s3:DeleteObject"],
         "DeleteObjects always needs s3:DeleteObject, and s3:DeleteObjectVersion for a version id \

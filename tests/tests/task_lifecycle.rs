@@ -778,3 +778,139 @@ async fn a_recoverable_stop_past_dms_retry_bound_fails_with_dms_message() {
         "DMS's task is left as DMS left it"
     );
 }
+
+/// The stack's bucket in moto, holding `plan` (if any) under the key start-task reads.
+async fn plan_bucket(lab: &Lab, plan: Option<&Value>) -> String {
+    let s3 = aws_sdk_s3::Client::new(&lab.aws_config().await);
+    let bucket = unique_name("plan").to_lowercase();
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("moto creates the bucket");
+    if let Some(plan) = plan {
+        s3.put_object()
+            .bucket(&bucket)
+            .key("dms-plan.json")
+            .body(plan.to_string().into_bytes().into())
+            .send()
+            .await
+            .expect("moto stores the plan");
+    }
+    bucket
+}
+
+fn plan_for_orders(table: &str) -> Value {
+    json!({"tableMappings": {"rules": [
+        {"rule-type": "selection", "rule-id": "1", "rule-name": "include-1",
+         "object-locator": {"schema-name": "public", "table-name": "%"}, "rule-action": "include"},
+        {"rule-type": "table-settings", "rule-id": "2", "rule-name": "parallel-load-2",
+         "object-locator": {"schema-name": "public", "table-name": table},
+         "parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [["100"], ["200"]]}}]},
+        "taskSettings": {"FullLoadSettings": {"MaxFullLoadSubTasks": 12},
+                         "TargetMetadata": {"SupportLobs": true, "FullLobMode": false, "LimitedSizeLobMode": true, "LobMaxSize": 8}},
+        "estimate": {}})
+}
+
+/// A console user's plan in the stack's bucket (S3 in moto): start-task applies it to the task with
+/// ModifyReplicationTask (dms-local) and starts it; the task holds the plan's mappings and settings,
+/// every row is copied, and the result names the plan for the task-started email.
+#[tokio::test]
+async fn a_plan_in_the_stacks_bucket_is_applied_then_the_task_starts() {
+    let Some(rig) = rig("lc_plan", "full-load", SCHEMA).await else {
+        return;
+    };
+    let plan = plan_for_orders("orders");
+    let bucket = plan_bucket(&rig.lab, Some(&plan)).await;
+    let start = lambda(
+        &rig.lab,
+        &rig.dms,
+        "start-task",
+        &[("PLAN_BUCKET".to_string(), bucket.clone())],
+    )
+    .await;
+    let state = start
+        .invoke(&json!({ "state": rig.state(options(json!({}))) }))
+        .await
+        .expect("applied and started");
+    let applied = state["results"]["startTask"]["plan"].as_str().unwrap_or("");
+    assert!(
+        applied.contains(&format!("s3://{bucket}/dms-plan.json applied")),
+        "{applied}"
+    );
+    assert_eq!(
+        state["results"]["startTask"]["action"],
+        json!("start-replication")
+    );
+    let task = rig
+        .dms
+        .sdk()
+        .await
+        .describe_replication_tasks()
+        .filters(
+            aws_sdk_databasemigration::types::Filter::builder()
+                .name("replication-task-arn")
+                .values(&rig.task.task_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("describe");
+    let task = &task.replication_tasks()[0];
+    let mappings: Value = serde_json::from_str(task.table_mappings().unwrap()).unwrap();
+    assert_eq!(mappings, plan["tableMappings"]);
+    let settings: Value = serde_json::from_str(task.replication_task_settings().unwrap()).unwrap();
+    assert_eq!(settings["FullLoadSettings"]["MaxFullLoadSubTasks"], 12);
+    assert_eq!(settings["TargetMetadata"]["LobMaxSize"], 8);
+    let (state, _) = rig.poll_until(state, &[]).await;
+    assert_eq!(state["results"]["progress"]["phase"], json!("succeeded"));
+    assert_eq!(count(&rig.dbs.target_url, "public.orders").await, 300);
+}
+
+/// A plan naming a table the target lacks fails start-task with Plan.Invalid naming the table; the task
+/// keeps its mappings and never starts.
+#[tokio::test]
+async fn a_plan_naming_a_missing_table_fails_before_the_task_starts() {
+    let Some(rig) = rig("lc_badplan", "full-load", SCHEMA).await else {
+        return;
+    };
+    let bucket = plan_bucket(&rig.lab, Some(&plan_for_orders("invoices"))).await;
+    let start = lambda(
+        &rig.lab,
+        &rig.dms,
+        "start-task",
+        &[("PLAN_BUCKET".to_string(), bucket)],
+    )
+    .await;
+    let err = start
+        .invoke(&json!({ "state": rig.state(options(json!({}))) }))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.error_type, "Plan.Invalid", "{}", err.error_message);
+    assert!(
+        err.error_message
+            .contains("public.invoices, which does not exist on the target"),
+        "{}",
+        err.error_message
+    );
+    assert_eq!(rig.status().await, "ready");
+
+    // Without a plan file in the bucket, the task starts with its own mappings.
+    let empty = plan_bucket(&rig.lab, None).await;
+    let start = lambda(
+        &rig.lab,
+        &rig.dms,
+        "start-task",
+        &[("PLAN_BUCKET".to_string(), empty)],
+    )
+    .await;
+    let state = start
+        .invoke(&json!({ "state": rig.state(options(json!({}))) }))
+        .await
+        .expect("started without a plan");
+    assert!(
+        state["results"]["startTask"].get("plan").is_none(),
+        "{state}"
+    );
+}

@@ -9,6 +9,8 @@ mod cutover;
 mod cutover_check;
 mod deferred_file;
 mod output;
+mod plan;
+mod plan_rules;
 mod preflight;
 mod schema_apply;
 mod schema_split;
@@ -45,6 +47,9 @@ enum Command {
     /// Check that the source and the target are ready for the DMS task (the checks of docs/checks.md).
     #[command(after_help = EXIT_CODES)]
     Preflight(preflight::Args),
+    /// Size the DMS task from the source's statistics: parallel-load ranges, task settings, an estimate.
+    #[command(after_help = EXIT_CODES)]
+    Plan(plan::Args),
     /// Create the schema on the target before the DMS full load.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -96,6 +101,7 @@ async fn main() -> ExitCode {
     let env = Environment::from_process();
     let result = match cli.command {
         Command::Preflight(args) => preflight::run(args, &env).await,
+        Command::Plan(args) => plan::run(args, &env).await,
         Command::Schema(SchemaCommand::Apply(args)) => schema_apply::run(args, &env).await,
         Command::Sequences(SequencesCommand::Sync(args)) => sequences_sync::run(args, &env).await,
         Command::Constraints(ConstraintsCommand::Apply(args)) => {

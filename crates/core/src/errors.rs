@@ -41,6 +41,10 @@ string_enum! {
         /// start-task will not start the task as it stands (restarting would duplicate rows, the task failed,
         /// or another execution watches it): the user must act; the message says what to do. No retry.
         TaskRestartRefused => "Task.RestartRefused",
+        /// The plan file in the stack's bucket (`dms-migrate plan`) does not parse, names a table the target
+        /// lacks, or sets a task setting a plan may not set: start-task applied nothing and started nothing.
+        /// No retry: the user replaces or deletes the file.
+        PlanInvalid => "Plan.Invalid",
         /// A Lambda of this tool panicked: a bug in the tool, not in the user's setup. Never retried (the same
         /// input panics again); the failure email asks for a report. See `crate::defect`.
         ToolDefect => "Tool.Defect",

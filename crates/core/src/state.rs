@@ -298,6 +298,10 @@ pub struct StartTaskResult {
     pub status_before: String,
     pub truncated_tables: Vec<String>,
     pub truncated_total: u32,
+    /// What start-task did with the plan file in the stack's bucket (docs/console.md, *Applying a plan*):
+    /// applied, already applied, or why not. None when there is no plan file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

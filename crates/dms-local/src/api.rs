@@ -271,6 +271,12 @@ fn modify_task(app: &App, input: &Value) -> Result<Value, DmsError> {
             .pointer("/TargetMetadata/BatchApplyEnabled")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        task.lob_max_size_kb = settings
+            .pointer("/TargetMetadata/LobMaxSize")
+            .and_then(Value::as_u64)
+            .map_or(crate::model::DEFAULT_LOB_MAX_SIZE_KB, |kb| {
+                kb.min(u64::from(u32::MAX)) as u32
+            });
         task.settings = Some(settings.to_string());
     }
     if let Some(mappings) = mappings {

@@ -144,6 +144,17 @@ mod tests {
         assert!(start_action(&held, "resume-processing").is_err());
         assert!(check_stop(&held).is_err());
         assert!(check_stop(&task("running", true, MigrationType::Cdc)).is_ok());
+        for status in ["running", "starting", "stopping", "creating"] {
+            let err = check_modify(&task(status, true, MigrationType::FullLoad)).expect_err(status);
+            assert_eq!(err.code, "InvalidResourceStateFault", "{status}");
+        }
+        for status in ["ready", "stopped", "failed"] {
+            assert!(
+                check_modify(&task(status, true, MigrationType::FullLoad)).is_ok(),
+                "{status}"
+            );
+        }
+        assert!(check_modify(&held).is_err(), "held modifying");
         let cdc = task("stopped", true, MigrationType::Cdc);
         assert_eq!(
             start_action(&cdc, "reload-target").map_err(|e| e.code),

@@ -501,6 +501,9 @@ fn task_started(view: &StateView) -> Message {
             names(&s.truncated_tables, s.truncated_total as usize)
         ));
     }
+    if let Some(plan) = &s.plan {
+        m.details.push(format!("Plan: {plan}"));
+    }
     m
 }
 
@@ -673,6 +676,7 @@ fn error_fix(error: &str) -> &'static str {
         "Postgres.QueryFailed" => "A SQL statement failed; the message above names it. Fix the privilege or object it names, then start a new execution.",
         "Config.Invalid" => "The Lambda is missing part of its configuration. Update or redeploy the stack.",
         "Task.RestartRefused" => "The task was not started, because starting it as it stands would duplicate rows or disturb another run; the message above says why. Do what it says (for a fresh load: start a new execution with options startMode \"reload\" and truncateTarget true, which empties the mapped target tables first).",
+        "Plan.Invalid" => "The plan file in the stack's bucket was not applied and the task was not started; the message above names the problem. Write a new plan with `dms-migrate plan --format json` and upload it under the same key, or delete the file to start with the template's table mappings and settings, then start a new execution.",
         "Tool.Defect" => "This is a defect in the migration tool, not in your setup: the same input will most likely fail the same way. Report it to the tool's maintainers and send this email plus the failed step's Lambda log from CloudWatch (the stack's function for that step, the lines around the panic), with any secret removed. Read what the steps before it reported to know what was already done.",
         "States.Timeout" => "The step ran past its time limit. Start a new execution; if it happens again, read the step's Lambda log in CloudWatch.",
         // AWS reports a function that ran past its own timeout as Sandbox.Timedout.

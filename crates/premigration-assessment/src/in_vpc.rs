@@ -298,11 +298,8 @@ mod tests {
 
     #[test]
     fn the_not_run_advice_names_the_rule_the_group_and_the_port() {
-        let (summary, fix) = checks("http://127.0.0.1:9").source_not_run(
-            5432,
-            &["sg-aurora".into()],
-            "timed out",
-        );
+        let (summary, fix) =
+            checks("http://127.0.0.1:9").source_not_run(5432, &["sg-aurora".into()], "timed out");
         assert!(
             summary.contains("sg-aurora must allow inbound TCP 5432 from security group sg-checks"),
             "{summary}"

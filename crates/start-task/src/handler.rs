@@ -1,10 +1,12 @@
 //! start-task: reads the DMS task and starts, resumes or reloads it as its real state calls for
 //! (`start_rules`), refusing — with what to do instead — whenever a start would duplicate rows or another
 //! execution already drives the task. Safe to re-run: a task already running is left alone, and a reload
-//! empties the mapped target tables again before loading them.
+//! empties the mapped target tables again before loading them. Before a fresh start or a reload, a plan
+//! file in the stack's bucket (`plan_file`) is checked and applied with ModifyReplicationTask; a task that
+//! already holds it is not modified again.
 
 use core_lib::db_secret::{endpoint_connect_options, SecretStore};
-use core_lib::dms::{Dms, TaskInfo};
+use core_lib::dms::{Dms, DmsModify, StartType, TaskInfo};
 use core_lib::envelope::{read_state, write_state};
 use core_lib::state::{capped, ExecutionState, StartAction, StartTaskResult};
 use core_lib::table_mapping::TableMappings;
@@ -13,22 +15,31 @@ use core_lib::{ErrorName, StepError};
 use serde_json::Value;
 
 use crate::executions::Executions;
+use crate::plan_file;
+use crate::plan_source::PlanSource;
 use crate::start_rules::{plan, History, Plan};
 use crate::target_tables::TargetTables;
 
-pub struct Deps<D, S, E, T> {
+pub struct Deps<D, S, E, T, M, P> {
     pub dms: D,
     pub secrets: S,
     pub executions: E,
     pub target_tables: T,
+    pub modify: M,
+    pub plans: P,
 }
 
-pub async fn handle<D, S, E, T>(input: Value, deps: &Deps<D, S, E, T>) -> Result<Value, StepError>
+pub async fn handle<D, S, E, T, M, P>(
+    input: Value,
+    deps: &Deps<D, S, E, T, M, P>,
+) -> Result<Value, StepError>
 where
     D: Dms + Sync,
     S: SecretStore + Sync,
     E: Executions + Sync,
     T: TargetTables + Sync,
+    M: DmsModify + Sync,
+    P: PlanSource + Sync,
 {
     let mut state = read_state(input, "start-task")?;
     let task_arn = state.replication_task_arn.clone();
@@ -52,12 +63,22 @@ where
         Plan::Nothing { reason } => {
             result.action = StartAction::Untouched;
             result.reason = reason;
+            result.plan = plan_not_applied(deps, "the task is already running").await?;
         }
         Plan::Start {
             start_type,
             truncate,
             reason,
         } => {
+            if start_type == StartType::ResumeProcessing {
+                result.plan = plan_not_applied(
+                    deps,
+                    "the task resumes where it stopped; a plan applies to a fresh start or a reload",
+                )
+                .await?;
+            } else if let Some(applied) = apply_plan(deps, &task).await? {
+                result.plan = Some(applied);
+            }
             if truncate {
                 let emptied = empty_mapped_target_tables(deps, &task).await?;
                 let (shown, total) = capped(&emptied);
@@ -123,10 +144,97 @@ async fn history<D: Dms>(dms: &D, task: &TaskInfo) -> Result<History, StepError>
     })
 }
 
+/// How long start-task waits for DMS to finish modifying the task after it applied a plan: polls of
+/// `MODIFY_POLL`, at most `MODIFY_POLLS` of them (one minute, well within the function's timeout).
+const MODIFY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+const MODIFY_POLLS: u32 = 12;
+
+/// The plan file, checked against the target's tables and applied to the task unless it already holds
+/// it. After ModifyReplicationTask DMS shows the task `modifying` and refuses to start it: start-task
+/// waits (bounded) for it to leave that state; past the wait it ends `Dms.InvalidState`, which the state
+/// machine retries, and the retry finds the plan applied and starts the task. None without a plan file.
+async fn apply_plan<D, S, E, T, M, P>(
+    deps: &Deps<D, S, E, T, M, P>,
+    task: &TaskInfo,
+) -> Result<Option<String>, StepError>
+where
+    D: Dms + Sync,
+    S: SecretStore + Sync,
+    T: TargetTables + Sync,
+    M: DmsModify + Sync,
+    P: PlanSource + Sync,
+{
+    let Some(bytes) = deps.plans.read().await? else {
+        return Ok(None);
+    };
+    let location = deps.plans.location().unwrap_or_default();
+    let endpoint = deps
+        .dms
+        .describe_endpoint(&task.target_endpoint_arn)
+        .await?;
+    let target = endpoint_connect_options(&endpoint, &deps.secrets).await?;
+    let catalog = deps.target_tables.list(&target).await?;
+    let checked = plan_file::check(&bytes, &catalog).map_err(|why| {
+        StepError::new(
+            ErrorName::PlanInvalid,
+            format!("{location}: {why}. Nothing was applied and the task was not started"),
+        )
+    })?;
+    let applied = format!("{location} applied: {}", checked.summary);
+    let current = deps.modify.task_documents(&task.arn).await?;
+    if plan_file::already_applied(
+        &checked,
+        current.table_mappings.as_deref(),
+        current.settings.as_deref(),
+    ) {
+        return Ok(Some(applied));
+    }
+    deps.modify
+        .modify_task(
+            &task.arn,
+            &checked.table_mappings.to_string(),
+            &plan_file::full_settings(&checked, current.settings.as_deref()).to_string(),
+        )
+        .await?;
+    tracing::info!(task = %task.arn, plan = %location, summary = %checked.summary, "plan applied with ModifyReplicationTask");
+    for poll in 0..=MODIFY_POLLS {
+        let status = deps.dms.describe_task(&task.arn).await?.status;
+        if status != "modifying" {
+            return Ok(Some(applied));
+        }
+        if poll < MODIFY_POLLS {
+            tokio::time::sleep(MODIFY_POLL).await;
+        }
+    }
+    Err(StepError::new(
+        ErrorName::DmsInvalidState,
+        format!(
+            "{location} applied to {} with ModifyReplicationTask ({}); DMS is still modifying the task, so this step runs again",
+            task.arn, checked.summary
+        ),
+    ))
+}
+
+/// Why an existing plan file was left alone, for the task-started email; None without a plan file.
+async fn plan_not_applied<D, S, E, T, M, P>(
+    deps: &Deps<D, S, E, T, M, P>,
+    why: &str,
+) -> Result<Option<String>, StepError>
+where
+    P: PlanSource + Sync,
+{
+    Ok(deps.plans.read().await?.map(|_| {
+        format!(
+            "{} not applied: {why}",
+            deps.plans.location().unwrap_or_default()
+        )
+    }))
+}
+
 /// Resolves the task's mappings against the target catalog and empties exactly those tables. The full
 /// list goes to the log; the state carries at most `MAX_NAMES`.
-async fn empty_mapped_target_tables<D, S, E, T>(
-    deps: &Deps<D, S, E, T>,
+async fn empty_mapped_target_tables<D, S, E, T, M, P>(
+    deps: &Deps<D, S, E, T, M, P>,
     task: &TaskInfo,
 ) -> Result<Vec<String>, StepError>
 where

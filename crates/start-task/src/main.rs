@@ -7,6 +7,8 @@ use serde_json::Value;
 
 mod executions;
 mod handler;
+mod plan_file;
+mod plan_source;
 mod start_rules;
 mod target_tables;
 
@@ -17,15 +19,22 @@ async fn main() -> Result<(), Error> {
     let state_machine_arn = std::env::var("STATE_MACHINE_ARN")
         .ok()
         .filter(|v| !v.trim().is_empty());
+    // Optional: the stack's bucket, where a console user uploads the plan file; without it no plan is read.
+    let plan_bucket = std::env::var("PLAN_BUCKET")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let config = load_config().await;
+    let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
     let deps = handler::Deps {
-        dms: DmsClient::new(aws_sdk_databasemigration::Client::new(&config)),
+        dms: dms.clone(),
         secrets: SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&config)),
         executions: executions::SfnExecutions::new(
             aws_sdk_sfn::Client::new(&config),
             state_machine_arn,
         ),
         target_tables: target_tables::PgTargetTables,
+        modify: dms,
+        plans: plan_source::S3PlanSource::new(aws_sdk_s3::Client::new(&config), plan_bucket),
     };
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

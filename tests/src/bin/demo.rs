@@ -295,6 +295,7 @@ async fn run(lab: Lab) -> Step<String> {
     );
     let mut spec = RigSpec::new("demo", "full-load-and-cdc");
     spec.dms_assessment = true;
+    spec.plan_bucket = Some(upload_plan(&demo, &lab).await?);
     let stack = template::load(&template::template_path());
     let mappings: Value = stack
         .pointer("/Resources/ReplicationTask/Properties/TableMappings")
@@ -329,6 +330,50 @@ async fn run(lab: Lab) -> Step<String> {
             .await;
     }
     Ok(verified)
+}
+
+/// Segments of this many rows: the sample's largest tables get parallel-load ranges (a real database
+/// keeps the default, 10,000,000).
+const DEMO_SEGMENT_ROWS: &str = "50000";
+
+/// `dms-migrate plan` on the source, shown; its JSON uploaded as `dms-plan.json` to the stack's bucket (a
+/// bucket in moto S3), where start-task applies it before starting the task. Returns the bucket.
+async fn upload_plan(demo: &Demo, lab: &Lab) -> Step<String> {
+    println!(
+        "\nSizing the DMS task from the source's statistics (docs/console.md, Applying a plan):"
+    );
+    let args = ["plan", "--max-segment-rows", DEMO_SEGMENT_ROWS];
+    let shown = demo.dms_migrate(&args, &[]).await?;
+    if shown.code != 0 {
+        return Err(format!("dms-migrate plan exited {}", shown.code));
+    }
+    let json = demo
+        .run_quietly(&[&args[..], &["--format", "json"]].concat(), &[])
+        .await?;
+    if json.code != 0 {
+        return Err(format!(
+            "dms-migrate plan --format json exited {}",
+            json.code
+        ));
+    }
+    serde_json::from_str::<Value>(&json.stdout)
+        .map_err(|e| format!("dms-migrate plan --format json is not JSON: {e}"))?;
+    let s3 = aws_sdk_s3::Client::new(&lab.aws_config().await);
+    let bucket = integration_tests::unique_name("demo-plan").to_lowercase();
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| format!("creating the plan bucket in moto: {e}"))?;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("dms-plan.json")
+        .body(json.stdout.into_bytes().into())
+        .send()
+        .await
+        .map_err(|e| format!("uploading the plan to moto: {e}"))?;
+    println!("-> uploaded as s3://{bucket}/dms-plan.json (the stack's bucket): start-task applies it to the task before starting it, and the task-started email says so.");
+    Ok(bucket)
 }
 
 /// Exact row counts of every table of the three schemas.

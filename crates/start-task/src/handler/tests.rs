@@ -101,7 +101,53 @@ fn task(status: &str, stop: Option<&str>, migration: &str, has_run: bool) -> Tas
     }
 }
 
-fn deps(dms: FakeDms) -> Deps<FakeDms, FakeSecrets, FakeExecutions, FakeTarget> {
+/// The task's documents as DMS holds them; ModifyReplicationTask replaces them.
+#[derive(Default)]
+struct FakeModify {
+    documents: Mutex<core_lib::dms::TaskDocuments>,
+    modified: Mutex<u32>,
+}
+
+impl DmsModify for FakeModify {
+    async fn task_documents(
+        &self,
+        _task_arn: &str,
+    ) -> Result<core_lib::dms::TaskDocuments, StepError> {
+        Ok(self.documents.lock().unwrap().clone())
+    }
+    async fn modify_task(
+        &self,
+        task_arn: &str,
+        table_mappings: &str,
+        settings: &str,
+    ) -> Result<(), StepError> {
+        assert_eq!(task_arn, TASK_ARN);
+        *self.modified.lock().unwrap() += 1;
+        *self.documents.lock().unwrap() = core_lib::dms::TaskDocuments {
+            table_mappings: Some(table_mappings.to_string()),
+            settings: Some(settings.to_string()),
+        };
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakePlans {
+    file: Option<Vec<u8>>,
+}
+
+impl PlanSource for FakePlans {
+    fn location(&self) -> Option<String> {
+        Some("s3://bucket/dms-plan.json".into())
+    }
+    async fn read(&self) -> Result<Option<Vec<u8>>, StepError> {
+        Ok(self.file.clone())
+    }
+}
+
+type TestDeps = Deps<FakeDms, FakeSecrets, FakeExecutions, FakeTarget, FakeModify, FakePlans>;
+
+fn deps(dms: FakeDms) -> TestDeps {
     Deps {
         dms,
         secrets: FakeSecrets,
@@ -115,7 +161,118 @@ fn deps(dms: FakeDms) -> Deps<FakeDms, FakeSecrets, FakeExecutions, FakeTarget> 
             ],
             ..FakeTarget::default()
         },
+        modify: FakeModify::default(),
+        plans: FakePlans::default(),
     }
+}
+
+fn with_plan(dms: FakeDms, plan: Value) -> TestDeps {
+    let mut d = deps(dms);
+    d.plans.file = Some(plan.to_string().into_bytes());
+    d
+}
+
+fn a_plan(segmented_table: &str) -> Value {
+    json!({"tableMappings": {"rules": [
+        {"rule-type": "selection", "rule-id": "1", "rule-name": "include-1",
+         "object-locator": {"schema-name": "public", "table-name": "%"}, "rule-action": "include"},
+        {"rule-type": "table-settings", "rule-id": "2", "rule-name": "parallel-load-2",
+         "object-locator": {"schema-name": "public", "table-name": segmented_table},
+         "parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [["1000"], ["2000"]]}}]},
+        "taskSettings": {"FullLoadSettings": {"MaxFullLoadSubTasks": 12}},
+        "estimate": {}})
+}
+
+/// A fresh start with a plan file: it is applied (ModifyReplicationTask), then the task starts and the
+/// result names the plan for the task-started email; a re-run finds the plan applied and does not modify
+/// the task again.
+#[tokio::test]
+async fn a_plan_file_is_applied_before_a_fresh_start_and_only_once() {
+    let d = with_plan(
+        dms(task("ready", None, "full-load-and-cdc", false))
+            .endpoint(target_endpoint(Some("target-secret"))),
+        a_plan("orders"),
+    );
+    let out = handle(input(json!({})), &d)
+        .await
+        .expect("applied and started");
+    assert_eq!(*d.modify.modified.lock().unwrap(), 1);
+    assert_eq!(d.dms.started(), vec![StartType::StartReplication]);
+    let plan = out["results"]["startTask"]["plan"].as_str().unwrap();
+    assert_eq!(
+        plan,
+        "s3://bucket/dms-plan.json applied: 2 table mapping rules, 1 table(s) loaded in parallel-load ranges, MaxFullLoadSubTasks 12"
+    );
+    let held: Value = serde_json::from_str(
+        d.modify
+            .documents
+            .lock()
+            .unwrap()
+            .table_mappings
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(held, a_plan("orders")["tableMappings"]);
+
+    handle(input(json!({})), &d).await.expect("re-run");
+    assert_eq!(*d.modify.modified.lock().unwrap(), 1, "not modified again");
+}
+
+/// A plan that names a table the target lacks fails before anything is modified, emptied or started.
+#[tokio::test]
+async fn a_plan_naming_a_missing_table_fails_before_anything_starts() {
+    let d = with_plan(
+        dms(task(
+            "stopped",
+            Some("Stop Reason FULL_LOAD_ONLY_FINISHED"),
+            "full-load",
+            true,
+        ))
+        .endpoint(target_endpoint(Some("target-secret"))),
+        a_plan("invoices"),
+    );
+    let err = handle(
+        input(json!({"startMode": "reload", "truncateTarget": true})),
+        &d,
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(err.name, ErrorName::PlanInvalid);
+    assert!(
+        err.message
+            .contains("public.invoices, which does not exist on the target"),
+        "{}",
+        err.message
+    );
+    assert_eq!(*d.modify.modified.lock().unwrap(), 0);
+    assert!(d.target_tables.truncated.lock().unwrap().is_empty());
+    assert!(d.dms.started().is_empty());
+}
+
+/// A resume continues where the task stopped: the plan is left alone and the email says why.
+#[tokio::test]
+async fn a_resumed_task_keeps_its_mappings_and_says_the_plan_was_not_applied() {
+    let mut stats = TaskStats {
+        full_load_progress_percent: 100,
+        tables_loaded: 2,
+        full_load_finish_epoch_seconds: Some(2_000.0),
+        ..TaskStats::default()
+    };
+    stats.full_load_start_epoch_seconds = Some(1_000.0);
+    let mut t = task(
+        "stopped",
+        Some("Stop Reason STOPPED_BY_USER"),
+        "full-load-and-cdc",
+        true,
+    );
+    t.stats = Some(stats);
+    let d = with_plan(dms(t), a_plan("orders"));
+    let out = handle(input(json!({})), &d).await.expect("resumed");
+    assert_eq!(d.dms.started(), vec![StartType::ResumeProcessing]);
+    assert_eq!(*d.modify.modified.lock().unwrap(), 0);
+    let plan = out["results"]["startTask"]["plan"].as_str().unwrap();
+    assert!(plan.contains("not applied: the task resumes"), "{plan}");
 }
 
 fn input(options: Value) -> Value {
