@@ -9,62 +9,19 @@ use aws_sdk_sns as sns;
 use aws_smithy_types::retry::RetryConfig;
 use core_lib::dms::{Dms, DmsClient};
 use core_lib::errors::{classify_sdk_error, ErrorName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use test_doubles::{CannedHttp, CannedResponse};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:migration";
 const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
 
-/// Answers every request with the same status and body; returns the endpoint URL.
+/// Answers every request with the same status and body; returns the endpoint URL. The server lives as long
+/// as the test's runtime.
 async fn answering(status: u16, content_type: &'static str, body: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                read_request(&mut stream).await;
-                let head = format!(
-                    "HTTP/1.1 {status} Canned\r\nContent-Type: {content_type}\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    url
-}
-
-/// Reads the request head and as much body as its Content-Length says, so the client sees a clean answer.
-async fn read_request(stream: &mut tokio::net::TcpStream) {
-    let mut seen = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let Ok(n) = stream.read(&mut chunk).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        seen.extend_from_slice(&chunk[..n]);
-        if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while seen.len() < head_end + length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => seen.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let server = CannedHttp::start(vec![
+        CannedResponse::new(status, body).header("Content-Type", content_type)
+    ])
+    .await;
+    server.url
 }
 
 fn credentials() -> Credentials {
