@@ -213,11 +213,27 @@ pub struct SgAutofixResult {
     pub present: Vec<String>,
 }
 
+string_enum! {
+    /// `results.assessment.status`.
+    #[derive(Default)]
+    pub enum AssessmentStatus {
+        /// The checks ran and a DMS assessment run is being polled. A result without a status reads so.
+        #[default]
+        Running => "running",
+        Passed => "passed",
+        /// Warnings, or checks that could not run (never a pass).
+        Warnings => "warnings",
+        Failed => "failed",
+        /// No DMS assessment run (the task has run before, or the stack turned it off).
+        Skipped => "skipped",
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AssessmentResult {
-    /// `running`, `passed`, `warnings`, `failed` or `skipped` (the ASL's Choice reads it).
-    pub status: String,
+    /// The ASL's Choice reads it.
+    pub status: AssessmentStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -546,7 +562,7 @@ mod tests {
                 present: huge_names(1000),
             }),
             assessment: Some(AssessmentResult {
-                status: "failed".into(),
+                status: AssessmentStatus::Failed,
                 reason: Some(text.clone()),
                 failures: vec![check.clone(); 500],
                 warnings: vec![check; 500],

@@ -718,6 +718,8 @@ fn failed(view: &StateView) -> Message {
 
 #[cfg(test)]
 mod tests {
+    use core_lib::state::AssessmentStatus;
+
     use super::*;
 
     /// Checks that could not run are counted apart and named in the subject: such an email must never
@@ -850,7 +852,7 @@ mod tests {
             objects_total: 10_000,
         };
         results.assessment = Some(AssessmentResult {
-            status: "failed".into(),
+            status: AssessmentStatus::Failed,
             failures: vec![check.clone(); 100],
             warnings: vec![check; 100],
             ..Default::default()

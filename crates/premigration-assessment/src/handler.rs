@@ -9,7 +9,8 @@ use core_lib::db_secret::{endpoint_connect_options, SecretStore};
 use core_lib::dms::{Dms, TaskInfo};
 use core_lib::envelope::{read_state, write_state};
 use core_lib::state::{
-    AssessmentResult, CheckCounts, CheckSummary, SourceChecksRan, StartMode, MAX_NAMES,
+    AssessmentResult, AssessmentStatus, CheckCounts, CheckSummary, SourceChecksRan, StartMode,
+    MAX_NAMES,
 };
 use core_lib::{ErrorName, StepError};
 use serde_json::Value;
@@ -72,7 +73,7 @@ where
             let task = deps.dms.describe_task(&state.replication_task_arn).await?;
             match skip_reason(&task, state.options.start_mode) {
                 Some(reason) => AssessmentResult {
-                    status: "skipped".to_string(),
+                    status: AssessmentStatus::Skipped,
                     reason: Some(reason),
                     ..AssessmentResult::default()
                 },
@@ -166,7 +167,7 @@ where
     add_checks(&mut result, &all);
     match run_arn {
         Some(arn) => {
-            result.status = "running".to_string();
+            result.status = AssessmentStatus::Running;
             result.run_arn = Some(arn);
         }
         None => finish(&mut result),
@@ -325,7 +326,7 @@ where
     A: Assessments + Sync,
 {
     // Only a running assessment is polled; anything else is already final (a re-delivered poll).
-    if result.status != "running" {
+    if result.status != AssessmentStatus::Running {
         return Ok(result);
     }
     let run_arn = result.run_arn.clone().ok_or_else(|| {
@@ -346,7 +347,7 @@ where
     match run.status.as_str() {
         "provisioning" | "starting" | "running" => {
             if result.polls >= MAX_POLLS {
-                result.status = "failed".to_string();
+                result.status = AssessmentStatus::Failed;
                 result.reason = Some(format!(
                     "the DMS assessment run {run_arn} was still `{}` after {} polls; it never finished. Look at it in the DMS console (task → Premigration assessments), then run the migration again",
                     run.status, result.polls
@@ -453,13 +454,12 @@ fn add_checks(result: &mut AssessmentResult, found: &[Check]) {
 /// is never a pass).
 fn finish(result: &mut AssessmentResult) {
     result.status = if result.counts.fail > 0 {
-        "failed"
+        AssessmentStatus::Failed
     } else if result.counts.warn > 0 || result.counts.not_run > 0 {
-        "warnings"
+        AssessmentStatus::Warnings
     } else {
-        "passed"
-    }
-    .to_string();
+        AssessmentStatus::Passed
+    };
 }
 
 /// The state carries at most 20 names per list; the log has every check.
