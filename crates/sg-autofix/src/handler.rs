@@ -291,52 +291,23 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    use core_lib::dms::{
-        ConnectionInfo, EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo,
-    };
+    use core_lib::dms::InstanceInfo;
     use core_lib::ec2::{IngressPermission, NetworkInterfaceInfo};
     use core_lib::rds::{DbClusterInfo, DbInstanceInfo};
     use serde_json::json;
+    use test_doubles::FakeDms;
 
     use super::*;
 
     const AURORA_HOST: &str = "app.cluster-abc.us-east-1.rds.amazonaws.com";
 
-    struct FakeDms {
-        groups: Vec<String>,
-    }
-
-    impl Dms for FakeDms {
-        async fn describe_task(&self, _: &str) -> Result<TaskInfo, StepError> {
-            unreachable!()
-        }
-        async fn table_statistics(&self, _: &str) -> Result<Vec<TableStat>, StepError> {
-            unreachable!()
-        }
-        async fn start_task(&self, _: &str, _: StartType) -> Result<(), StepError> {
-            unreachable!()
-        }
-        async fn describe_instance(&self, arn: &str) -> Result<InstanceInfo, StepError> {
-            Ok(InstanceInfo {
-                arn: arn.to_string(),
-                security_group_ids: self.groups.clone(),
-                vpc_id: Some("vpc-1".into()),
-                ..InstanceInfo::default()
-            })
-        }
-        async fn describe_endpoint(&self, _: &str) -> Result<EndpointInfo, StepError> {
-            unreachable!()
-        }
-        async fn test_connection(&self, _: &str, _: &str) -> Result<(), StepError> {
-            unreachable!()
-        }
-        async fn describe_connection(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> Result<Option<ConnectionInfo>, StepError> {
-            unreachable!()
-        }
+    /// DMS whose replication instance has these security groups.
+    fn dms(groups: &[&str]) -> FakeDms {
+        FakeDms::default().instance(InstanceInfo {
+            security_group_ids: groups.iter().map(|g| g.to_string()).collect(),
+            vpc_id: Some("vpc-1".into()),
+            ..InstanceInfo::default()
+        })
     }
 
     /// EC2 with groups (id → vpc, ingress) and interfaces (address → groups); records what it authorized
@@ -503,9 +474,7 @@ mod tests {
         resolver: FakeResolver,
     ) -> Clients<FakeDms, FakeEc2, FakeRds, FakeResolver> {
         Clients {
-            dms: FakeDms {
-                groups: vec!["sg-dms".into()],
-            },
+            dms: dms(&["sg-dms"]),
             ec2,
             rds,
             resolver,
@@ -615,9 +584,7 @@ mod tests {
             }
         }
         let c = Clients {
-            dms: FakeDms {
-                groups: vec!["sg-dms".into()],
-            },
+            dms: dms(&["sg-dms"]),
             ec2: RacingEc2(
                 FakeEc2::default()
                     .group("sg-db", "vpc-1")
@@ -799,7 +766,7 @@ mod tests {
     #[tokio::test]
     async fn an_instance_without_groups_and_bad_input_are_named_errors() {
         let c = Clients {
-            dms: FakeDms { groups: vec![] },
+            dms: dms(&[]),
             ec2: FakeEc2::default(),
             rds: aurora(),
             resolver: resolver(&[]),

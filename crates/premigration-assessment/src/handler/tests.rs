@@ -1,59 +1,32 @@
 use std::sync::Mutex;
 
 use core_lib::assessment_runs::{IndividualResult, RunInfo};
-use core_lib::dms::{ConnectionInfo, EndpointInfo, InstanceInfo, StartType, TableStat};
-use core_lib::payload::parse_payload;
+use core_lib::dms::EndpointInfo;
 use core_lib::pg::PgConnectOptions;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
+use test_doubles::{FakeDms, StateFixture, SOURCE_ARN, TARGET_ARN, TASK_ARN};
 
 use super::*;
 
-const TASK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:TASK1";
-const SOURCE_ARN: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE1";
-const TARGET_ARN: &str = "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET1";
 const RUN_ARN: &str = "arn:aws:dms:us-east-1:123456789012:assessment-run:RUN1";
 const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:m:run-1";
 
-struct FakeDms {
-    task: TaskInfo,
-}
-
-impl Dms for FakeDms {
-    async fn describe_task(&self, task_arn: &str) -> Result<TaskInfo, StepError> {
-        assert_eq!(task_arn, TASK_ARN);
-        Ok(self.task.clone())
-    }
-    async fn table_statistics(&self, _t: &str) -> Result<Vec<TableStat>, StepError> {
-        unreachable!()
-    }
-    async fn start_task(&self, _t: &str, _s: StartType) -> Result<(), StepError> {
-        unreachable!("the assessment never starts the task")
-    }
-    async fn describe_instance(&self, _arn: &str) -> Result<InstanceInfo, StepError> {
-        unreachable!()
-    }
-    async fn describe_endpoint(&self, endpoint_arn: &str) -> Result<EndpointInfo, StepError> {
-        Ok(EndpointInfo {
-            arn: endpoint_arn.into(),
-            server: Some("db.example.com".into()),
-            port: Some(5432),
-            database: Some("app".into()),
-            username: Some("dms".into()),
-            secret_id: Some(format!("secret-of-{endpoint_arn}")),
-            ..EndpointInfo::default()
-        })
-    }
-    async fn test_connection(&self, _i: &str, _e: &str) -> Result<(), StepError> {
-        unreachable!()
-    }
-    async fn describe_connection(
-        &self,
-        _i: &str,
-        _e: &str,
-    ) -> Result<Option<ConnectionInfo>, StepError> {
-        unreachable!()
-    }
+/// DMS with this task and both endpoints, each with a secret of its own.
+fn dms(task: TaskInfo) -> FakeDms {
+    let endpoint = |arn: &str| EndpointInfo {
+        arn: arn.into(),
+        server: Some("db.example.com".into()),
+        port: Some(5432),
+        database: Some("app".into()),
+        username: Some("dms".into()),
+        secret_id: Some(format!("secret-of-{arn}")),
+        ..EndpointInfo::default()
+    };
+    FakeDms::default()
+        .task(task)
+        .endpoint(endpoint(SOURCE_ARN))
+        .endpoint(endpoint(TARGET_ARN))
 }
 
 #[derive(Default)]
@@ -156,7 +129,7 @@ type TestDeps = Deps<FakeDms, FakeAssessments, FakeSecrets, FakeChecks>;
 
 fn deps(task: TaskInfo, assessments: FakeAssessments, databases: FakeChecks) -> TestDeps {
     Deps {
-        dms: FakeDms { task },
+        dms: dms(task),
         assessments,
         secrets: FakeSecrets,
         databases,
@@ -168,17 +141,10 @@ fn deps(task: TaskInfo, assessments: FakeAssessments, databases: FakeChecks) -> 
 }
 
 fn input(action: &str, options: Value, assessment: Option<Value>) -> Value {
-    let raw = json!({
-        "replicationInstanceArn": "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1",
-        "sourceEndpointArn": SOURCE_ARN,
-        "targetEndpointArn": TARGET_ARN,
-        "replicationTaskArn": TASK_ARN,
-        "sourceEndpointHost": "db.cluster-abc.us-east-1.rds.amazonaws.com",
-        "sourcePort": 5432,
-        "options": options
-    });
-    let mut state =
-        serde_json::to_value(parse_payload(&raw, EXEC, 1_000).expect("payload")).unwrap();
+    let mut state = StateFixture::default()
+        .with("options", options)
+        .execution(EXEC, 1_000)
+        .state();
     if let Some(a) = assessment {
         state["results"]["assessment"] = a;
     }
