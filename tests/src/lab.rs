@@ -96,7 +96,8 @@ impl Lab {
             .await
     }
 
-    /// A database of its own on both clusters (sqlx-style), dropped when the returned value is dropped,
+    /// A database of its own on both clusters (sqlx-style), dropped when the returned value is dropped
+    /// together with the roles a test made for it (named `<purpose>_<database>`),
     /// unless the test failed or `LAB_KEEP_DATABASES=1` (kept to look at). Databases of earlier runs whose process is gone
     /// (a killed run never drops its own) are dropped first, so a day of runs does not fill the disk.
     pub async fn fresh_databases(&self, test: &str) -> TestDatabases {
@@ -127,6 +128,25 @@ impl Lab {
                 .collect();
             for db in leftovers {
                 drop_database(admin_url, &db).await;
+            }
+            let leftover_roles: Vec<String> = client
+                .query(
+                    "SELECT rolname FROM pg_roles WHERE rolname LIKE '%\\_t\\_%'",
+                    &[],
+                )
+                .await
+                .expect("list test roles")
+                .iter()
+                .map(|row| row.get(0))
+                .filter(|role: &String| {
+                    role.split_once("_t_")
+                        .is_some_and(|(_, db)| left_by_a_finished_run(&format!("t_{db}")))
+                })
+                .collect();
+            for role in leftover_roles {
+                let _ = client
+                    .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                    .await;
             }
             client
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -227,7 +247,10 @@ async fn drop_database(admin_url: &str, database: &str) {
             ))
             .await
         {
-            Ok(()) => return,
+            Ok(()) => {
+                drop_roles_of(&admin, database).await;
+                return;
+            }
             Err(e) => last_error = e.to_string(),
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -270,6 +293,32 @@ impl Drop for TestDatabases {
         .join();
         if dropped.is_err() {
             eprintln!("dropping test database {} panicked", self.name);
+        }
+    }
+}
+
+/// Roles a test made for its database, named `<purpose>_<database>` (an application role, say): once the
+/// database is gone nothing of theirs is left, and a lab that keeps them freezes them all at the next
+/// cutover test. Best effort, like the database drop.
+async fn drop_roles_of(admin: &tokio_postgres::Client, database: &str) {
+    let roles = admin
+        .query(
+            "SELECT rolname FROM pg_roles WHERE right(rolname, length($1) + 1) = '_' || $1",
+            &[&database],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for role in roles {
+        if let Err(e) = admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+            .await
+        {
+            eprintln!("test role {role} was left behind: {e}");
         }
     }
 }
