@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::DimensionFilter;
-use core_lib::dms::{Dms, StartType, TaskInfo};
+use core_lib::dms::{Dms, DmsModify, StartType, TaskInfo};
 use core_lib::ErrorName;
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal};
 use integration_tests::lab::{workspace_root, Lab};
@@ -764,7 +764,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
 
     let off = json!({"TargetMetadata": {"BatchApplyEnabled": false, "LobMaxSize": 32}}).to_string();
     let refused = dms
-        .modify_task_settings(&task_arn, &off)
+        .modify_task(&task_arn, None, &off)
         .await
         .expect_err("DMS refuses to modify a running task");
     assert_eq!(refused.name, ErrorName::DmsInvalidState, "{refused:?}");
@@ -785,7 +785,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
         "INSERT INTO public.customers VALUES (1001, 'while stopped');",
     )
     .await;
-    dms.modify_task_settings(&task_arn, &off)
+    dms.modify_task(&task_arn, None, &off)
         .await
         .expect("a stopped task may be modified");
     assert_eq!(
@@ -802,9 +802,10 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
     })
     .await;
     let stored = dms
-        .task_settings(&task_arn)
+        .task_documents(&task_arn)
         .await
         .expect("settings")
+        .settings
         .unwrap_or_default();
     assert!(
         stored.contains("\"BatchApplyEnabled\":false"),

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use core_lib::arn::DmsArn;
-use core_lib::dms::{Dms, DmsClient, StartType};
+use core_lib::dms::{Dms, DmsClient, DmsModify, StartType};
 use core_lib::errors::StepError;
 use core_lib::pg::{classify_pg_error, PgConnectOptions};
 use core_lib::sentinel;
@@ -339,7 +339,7 @@ async fn task_phase(cx: &mut Context) -> Step<String> {
 }
 
 async fn apply_mode_phase(cx: &mut Context) -> Step<String> {
-    let Some(text) = cx.dms.task_settings(&cx.task_arn).await? else {
+    let Some(text) = cx.dms.task_documents(&cx.task_arn).await?.settings else {
         return Ok("DMS returned no task settings: BatchApplyEnabled is DMS's default, false (transactional apply)".into());
     };
     let mut settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -367,8 +367,10 @@ async fn apply_mode_phase(cx: &mut Context) -> Step<String> {
     {
         metadata.insert("BatchApplyEnabled".into(), serde_json::Value::Bool(false));
     }
+    // The whole document, with only BatchApplyEnabled changed: the reference does not say whether DMS
+    // keeps settings a document leaves out.
     cx.dms
-        .modify_task_settings(&cx.task_arn, &settings.to_string())
+        .modify_task(&cx.task_arn, None, &settings.to_string())
         .await?;
     wait_task(cx, "stopped").await?;
     cx.dms

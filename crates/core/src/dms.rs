@@ -81,10 +81,11 @@ pub trait DmsModify {
     /// not say whether DMS keeps settings a document leaves out, so callers send them all). DMS refuses it unless the task is stopped, failed or never ran
     /// (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.Modifying.html), answering
     /// `InvalidResourceStateFault` (`Dms.InvalidState`); the task then shows `modifying` for a while.
+    /// `table_mappings` None leaves the task's mappings as they are.
     fn modify_task(
         &self,
         task_arn: &str,
-        table_mappings: &str,
+        table_mappings: Option<&str>,
         settings: &str,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
 }
@@ -146,15 +147,6 @@ impl DmsClient {
             .ok_or_else(|| not_found("replication task", task_arn))
     }
 
-    /// The task's `ReplicationTaskSettings` JSON text, as DMS returns it (None when it returns none).
-    pub async fn task_settings(&self, task_arn: &str) -> Result<Option<String>, StepError> {
-        Ok(self
-            .describe_one_task(task_arn, true)
-            .await?
-            .replication_task_settings()
-            .map(str::to_string))
-    }
-
     /// StopReplicationTask. DMS accepts it only for a running (or starting) task and answers
     /// `InvalidResourceStateFault` otherwise
     /// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_StopReplicationTask.html>).
@@ -165,24 +157,6 @@ impl DmsClient {
             .send()
             .await
             .map_err(|e| classify_sdk_error("dms:StopReplicationTask", task_arn, &e))?;
-        Ok(())
-    }
-
-    /// ModifyReplicationTask with new settings: "The task must be stopped before you can modify it"
-    /// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_ModifyReplicationTask.html>); the task
-    /// reports `modifying` until DMS has applied the change.
-    pub async fn modify_task_settings(
-        &self,
-        task_arn: &str,
-        settings: &str,
-    ) -> Result<(), StepError> {
-        self.client
-            .modify_replication_task()
-            .replication_task_arn(task_arn)
-            .replication_task_settings(settings)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error("dms:ModifyReplicationTask", task_arn, &e))?;
         Ok(())
     }
 }
@@ -199,13 +173,13 @@ impl DmsModify for DmsClient {
     async fn modify_task(
         &self,
         task_arn: &str,
-        table_mappings: &str,
+        table_mappings: Option<&str>,
         settings: &str,
     ) -> Result<(), StepError> {
         self.client
             .modify_replication_task()
             .replication_task_arn(task_arn)
-            .table_mappings(table_mappings)
+            .set_table_mappings(table_mappings.map(str::to_string))
             .replication_task_settings(settings)
             .send()
             .await

@@ -192,7 +192,7 @@ where
     deps.modify
         .modify_task(
             &task.arn,
-            &checked.table_mappings.to_string(),
+            Some(&checked.table_mappings.to_string()),
             &plan_file::full_settings(&checked, current.settings.as_deref()).to_string(),
         )
         .await?;

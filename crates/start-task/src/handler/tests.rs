@@ -118,13 +118,13 @@ impl DmsModify for FakeModify {
     async fn modify_task(
         &self,
         task_arn: &str,
-        table_mappings: &str,
+        table_mappings: Option<&str>,
         settings: &str,
     ) -> Result<(), StepError> {
         assert_eq!(task_arn, TASK_ARN);
         *self.modified.lock().unwrap() += 1;
         *self.documents.lock().unwrap() = core_lib::dms::TaskDocuments {
-            table_mappings: Some(table_mappings.to_string()),
+            table_mappings: table_mappings.map(str::to_string),
             settings: Some(settings.to_string()),
         };
         Ok(())
