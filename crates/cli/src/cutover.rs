@@ -386,22 +386,7 @@ async fn apply_mode_phase(cx: &mut Context) -> Step<String> {
 async fn sequences_ahead_phase(cx: &mut Context) -> Step<String> {
     let first = sequences::read_sequences(&cx.source, &cx.args.schemas).await?;
     sleep(Duration::from_secs(cx.args.rate_window)).await?;
-    let (source, target) = tokio::try_join!(
-        sequences::read_sequences(&cx.source, &cx.args.schemas),
-        sequences::read_sequences(&cx.target, &cx.args.schemas)
-    )?;
-    let mut plan = sequences_sync::plan(&source, Some(&first), &target, cx.args.margin);
-    sequences_sync::apply(&cx.target, &mut plan).await?;
-    if !plan.problems.is_empty() {
-        return Err(Stop::Gate(format!(
-            "sequences: {}",
-            plan.problems
-                .iter()
-                .map(|p| format!("{}: {}", p.sequence, p.detail))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
-    }
+    let plan = sync_sequences(cx, Some(&first), "sequences").await?;
     Ok(format!(
         "{} target sequences set ahead by max({}, 10 × the values used in {} s), {} already ahead",
         plan.changes.len(),
@@ -648,16 +633,22 @@ async fn drain_phase(cx: &mut Context) -> Step<String> {
     ))
 }
 
-async fn final_sequences_phase(cx: &mut Context) -> Step<String> {
+/// Reads both sides' sequences and sets the target's ahead (with the rate margin when `earlier` is the
+/// reading a rate window before); a sequence it cannot set stops the phase named `phase`.
+async fn sync_sequences(
+    cx: &mut Context,
+    earlier: Option<&[sequences::SequenceState]>,
+    phase: &str,
+) -> Step<sequences_sync::Plan> {
     let (source, target) = tokio::try_join!(
         sequences::read_sequences(&cx.source, &cx.args.schemas),
         sequences::read_sequences(&cx.target, &cx.args.schemas)
     )?;
-    let mut plan = sequences_sync::plan(&source, None, &target, cx.args.margin);
+    let mut plan = sequences_sync::plan(&source, earlier, &target, cx.args.margin);
     sequences_sync::apply(&cx.target, &mut plan).await?;
     if !plan.problems.is_empty() {
         return Err(Stop::Gate(format!(
-            "final sequences: {}",
+            "{phase}: {}",
             plan.problems
                 .iter()
                 .map(|p| format!("{}: {}", p.sequence, p.detail))
@@ -665,6 +656,11 @@ async fn final_sequences_phase(cx: &mut Context) -> Step<String> {
                 .join("; ")
         )));
     }
+    Ok(plan)
+}
+
+async fn final_sequences_phase(cx: &mut Context) -> Step<String> {
+    let plan = sync_sequences(cx, None, "final sequences").await?;
     Ok(format!(
         "every target sequence ahead of the source's final value ({} set, {} already ahead)",
         plan.changes.len(),
