@@ -158,6 +158,10 @@ impl DmsLocal {
         let body = json!({"identifier": identifier, "instanceArn": instance_arn,
             "sourceEndpointArn": source_endpoint_arn, "targetEndpointArn": target_endpoint_arn,
             "migrationType": migration_type, "tableMappings": table_mappings});
+        self.register_task_from(body).await
+    }
+
+    async fn register_task_from(&self, body: Value) -> String {
         self.control("tasks", &body).await["arn"]
             .as_str()
             .expect("a task ARN")
@@ -172,6 +176,32 @@ impl DmsLocal {
         migration_type: &str,
         table_mappings: &Value,
     ) -> LabTask {
+        self.register_lab_task_with(lab, dbs, migration_type, table_mappings, None)
+            .await
+    }
+
+    /// As `register_lab_task`, the task created with these `ReplicationTaskSettings` (the stack's batch
+    /// apply, a LOB size).
+    pub async fn register_lab_task_with_settings(
+        &self,
+        lab: &Lab,
+        dbs: &TestDatabases,
+        migration_type: &str,
+        table_mappings: &Value,
+        settings: &Value,
+    ) -> LabTask {
+        self.register_lab_task_with(lab, dbs, migration_type, table_mappings, Some(settings))
+            .await
+    }
+
+    async fn register_lab_task_with(
+        &self,
+        lab: &Lab,
+        dbs: &TestDatabases,
+        migration_type: &str,
+        table_mappings: &Value,
+        settings: Option<&Value>,
+    ) -> LabTask {
         let instance_arn = self.register_instance("Lab-Instance").await;
         let source_endpoint_arn = self
             .register_endpoint(&Self::lab_endpoint_spec(lab, dbs, "source"))
@@ -179,16 +209,14 @@ impl DmsLocal {
         let target_endpoint_arn = self
             .register_endpoint(&Self::lab_endpoint_spec(lab, dbs, "target"))
             .await;
-        let task_arn = self
-            .register_task(
-                &format!("task-{}", dbs.name.replace('_', "-")),
-                &instance_arn,
-                &source_endpoint_arn,
-                &target_endpoint_arn,
-                migration_type,
-                table_mappings,
-            )
-            .await;
+        let mut body = json!({"identifier": format!("task-{}", dbs.name.replace('_', "-")),
+            "instanceArn": instance_arn, "sourceEndpointArn": source_endpoint_arn,
+            "targetEndpointArn": target_endpoint_arn, "migrationType": migration_type,
+            "tableMappings": table_mappings});
+        if let Some(settings) = settings {
+            body["settings"] = Value::String(settings.to_string());
+        }
+        let task_arn = self.register_task_from(body).await;
         LabTask {
             instance_arn,
             source_endpoint_arn,

@@ -92,28 +92,18 @@ async fn rig(name: &str) -> Option<Rig> {
         String::from_utf8_lossy(&applied.stderr)
     );
     let dms = DmsLocal::start(&lab).await;
-    let instance_arn = dms.register_instance("Lab-Instance").await;
-    let source_arn = dms
-        .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "source"))
-        .await;
-    let target_arn = dms
-        .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "target"))
-        .await;
     // The stack's task applies changes in batches.
     let settings = json!({"TargetMetadata": {"BatchApplyEnabled": true, "LobMaxSize": 32}});
     let task_arn = dms
-        .try_control(
-            "tasks",
-            &json!({"identifier": format!("task-{}", dbs.name.replace('_', "-")),
-                "instanceArn": instance_arn, "sourceEndpointArn": source_arn,
-                "targetEndpointArn": target_arn, "migrationType": "full-load-and-cdc",
-                "tableMappings": all_public_tables(), "settings": settings.to_string()}),
+        .register_lab_task_with_settings(
+            &lab,
+            &dbs,
+            "full-load-and-cdc",
+            &all_public_tables(),
+            &settings,
         )
         .await
-        .expect("the task registers")["arn"]
-        .as_str()
-        .expect("a task ARN")
-        .to_string();
+        .task_arn;
     let client = dms.dms_client().await;
     client
         .start_task(&task_arn, StartType::StartReplication)

@@ -623,27 +623,17 @@ async fn with_batch_apply_a_unique_constraint_or_foreign_key_added_during_cdc_fa
         sql(&dbs.source_url, &format!("{SCHEMA}{ROWS}")).await;
         sql(&dbs.target_url, SCHEMA).await;
         let local = DmsLocal::start(&lab).await;
-        let instance_arn = local.register_instance("Lab-Instance").await;
-        let source = local
-            .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "source"))
-            .await;
-        let target = local
-            .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "target"))
-            .await;
         let settings = json!({"TargetMetadata": {"BatchApplyEnabled": batch_apply}});
         let task_arn = local
-            .try_control(
-                "tasks",
-                &json!({"identifier": format!("task-{}", dbs.name.replace('_', "-")),
-                    "instanceArn": instance_arn, "sourceEndpointArn": source, "targetEndpointArn": target,
-                    "migrationType": "full-load-and-cdc", "tableMappings": all_public_tables(),
-                    "settings": settings.to_string()}),
+            .register_lab_task_with_settings(
+                &lab,
+                &dbs,
+                "full-load-and-cdc",
+                &all_public_tables(),
+                &settings,
             )
             .await
-            .expect("the task registers")["arn"]
-            .as_str()
-            .expect("a task ARN")
-            .to_string();
+            .task_arn;
         let dms = local.dms_client().await;
         dms.start_task(&task_arn, StartType::StartReplication)
             .await
@@ -729,27 +719,17 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
     sql(&dbs.source_url, &format!("{SCHEMA}{ROWS}")).await;
     sql(&dbs.target_url, SCHEMA).await;
     let local = DmsLocal::start(&lab).await;
-    let instance_arn = local.register_instance("Lab-Instance").await;
-    let source = local
-        .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "source"))
-        .await;
-    let target = local
-        .register_endpoint(&DmsLocal::lab_endpoint_spec(&lab, &dbs, "target"))
-        .await;
     let settings = json!({"TargetMetadata": {"BatchApplyEnabled": true, "LobMaxSize": 32}});
     let task_arn = local
-        .try_control(
-            "tasks",
-            &json!({"identifier": "task-modify", "instanceArn": instance_arn,
-                "sourceEndpointArn": source, "targetEndpointArn": target,
-                "migrationType": "full-load-and-cdc", "tableMappings": all_public_tables(),
-                "settings": settings.to_string()}),
+        .register_lab_task_with_settings(
+            &lab,
+            &dbs,
+            "full-load-and-cdc",
+            &all_public_tables(),
+            &settings,
         )
         .await
-        .expect("the task registers")["arn"]
-        .as_str()
-        .expect("a task ARN")
-        .to_string();
+        .task_arn;
     let dms = local.dms_client().await;
     dms.start_task(&task_arn, StartType::StartReplication)
         .await
