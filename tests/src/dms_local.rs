@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use core_lib::dms::DmsClient;
+use dms_core::aws::dms::DmsClient;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -251,7 +251,7 @@ impl DmsLocal {
         aws_sdk_databasemigration::Client::new(&self.sdk_config().await)
     }
 
-    /// core's DMS adapter pointed at this dms-local.
+    /// dms-core's DMS adapter pointed at this dms-local.
     pub async fn dms_client(&self) -> DmsClient {
         DmsClient::new(self.sdk().await)
     }

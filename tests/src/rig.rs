@@ -43,7 +43,7 @@ pub const FUNCTIONS: [(&str, &str); 6] = [
 ];
 
 /// How many source checks there are (docs/checks.md): all of them are `not_run` when the source is unreachable.
-pub const SOURCE_CHECK_COUNT: usize = core_lib::checks::ids::SOURCE.len();
+pub const SOURCE_CHECK_COUNT: usize = dms_core::pg::checks::ids::SOURCE.len();
 
 /// The function premigration-assessment invokes for the source checks (not a state-machine step).
 pub const SOURCE_CHECKS: &str = "source-checks";

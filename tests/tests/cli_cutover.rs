@@ -1,13 +1,13 @@
 //! The built `dms-migrate cutover-check` and `dms-migrate cleanup` against the lab: a real CDC task in
 //! `dms-local` (logical replication between the lab clusters, CDC latency pushed to moto's CloudWatch),
-//! each test with its own databases, dms-local and task. The sentinel table is created here with core's DDL
+//! each test with its own databases, dms-local and task. The sentinel table is created here with dms-core's DDL
 //! (`schema apply` creates it in real use), before the task starts so the task replicates it.
 
 use std::time::Duration;
 
 use aws_sdk_databasemigration::types::StartReplicationTaskTypeValue;
-use core_lib::metrics::{CloudWatchMetrics, Metrics, TaskMetricsKey};
-use core_lib::sentinel;
+use dms_core::aws::metrics::{CloudWatchMetrics, Metrics, TaskMetricsKey};
+use dms_core::rules::sentinel;
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal, LabTask};
 use integration_tests::lab::{self, binary, workspace_root, Lab, TestDatabases};
 use serde_json::Value;
@@ -137,7 +137,7 @@ impl Rig {
             "CDC latency in CloudWatch",
             Duration::from_secs(60),
             || async {
-                let now = core_lib::clock::now_epoch_seconds();
+                let now = dms_core::clock::now_epoch_seconds();
                 let latency = metrics.cdc_latency(&key, now).await.expect("GetMetricData");
                 (latency.source_seconds.is_some() && latency.target_seconds.is_some()).then_some(())
             },
@@ -467,7 +467,7 @@ async fn a_table_in_error_is_not_ready_naming_the_table() {
     rig.start().await;
     let dms = rig.dms.dms_client().await;
     wait_for("orders in Table error", Duration::from_secs(90), || async {
-        use core_lib::dms::Dms;
+        use dms_core::aws::dms::Dms;
         let tables = dms.table_statistics(&rig.task.task_arn).await.ok()?;
         tables
             .iter()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use core_lib::dms::{Dms, StartType};
+use dms_core::aws::dms::{Dms, StartType};
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal};
 use integration_tests::lab::{self, binary, Lab, TestDatabases};
 use serde_json::json;

@@ -1,9 +1,9 @@
 //! `dms-migrate sequences sync` against the lab, on the hard sample schema (mixed-case names, identity
 //! columns, three schemas): every target sequence ends ahead of the source, none ever moves backwards, a
 //! re-run changes nothing, and the failure paths (missing on the target, would overflow) exit 1 without
-//! writing. Also core's catalog read (`sequences::read_sequences`) and `behind` on real catalogs.
+//! writing. Also dms-core's catalog read (`sequences::read_sequences`) and `behind` on real catalogs.
 
-use core_lib::sequences::{self, BehindReason};
+use dms_core::pg::sequences::{self, BehindReason};
 use integration_tests::lab::{self, workspace_root, Lab};
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
@@ -74,7 +74,7 @@ async fn sync_moves_every_target_sequence_ahead_and_never_back() {
         .await
         .unwrap();
 
-    // core's read and comparison before the sync: the used sequences are behind, the idle one is not.
+    // dms-core's read and comparison before the sync: the used sequences are behind, the idle one is not.
     let s = sequences::read_sequences(&source, &[]).await.unwrap();
     let t = sequences::read_sequences(&target, &[]).await.unwrap();
     let identity = s

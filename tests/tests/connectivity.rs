@@ -53,7 +53,8 @@ fn state(instance_arn: &str, source_endpoint_arn: &str, target_endpoint_arn: &st
         "sourceEndpointHost": "127.0.0.1",
         "sourcePort": 5432
     });
-    let state = core_lib::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
+    let state =
+        dms_core::rules::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
     serde_json::to_value(state).expect("state to JSON")
 }
 

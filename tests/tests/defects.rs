@@ -1,6 +1,6 @@
 //! A panic in a built Lambda binary reaches its caller as our own `Tool.Defect`, never as lambda_runtime's
 //! `&alloc::boxed::Box<dyn core::any::Any + core::marker::Send>`, with the panic message scrubbed of
-//! secrets. The panic comes from the debug-only switch `DMS_MIGRATE_TEST_PANIC` (see `core_lib::defect`):
+//! secrets. The panic comes from the debug-only switch `DMS_MIGRATE_TEST_PANIC` (see `dms_core::defect`):
 //! release builds have no way to make a Lambda panic on purpose.
 
 use std::path::PathBuf;

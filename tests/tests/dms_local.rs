@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::DimensionFilter;
-use core_lib::dms::{Dms, DmsModify, StartType, TaskInfo};
-use core_lib::ErrorName;
+use dms_core::aws::dms::{Dms, DmsModify, StartType, TaskInfo};
+use dms_core::ErrorName;
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal};
 use integration_tests::lab::{workspace_root, Lab};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! Retry attempts, the assessment loop, the autofix loop, the monitoring loop and the last email.
 //!
 //! - History: at most 25,000 events (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html);
-//!   the events each state adds are those `core_lib::history` lists (event types of
+//!   the events each state adds are those `dms_core::rules::history` lists (event types of
 //!   https://docs.aws.amazon.com/step-functions/latest/apireference/API_HistoryEvent.html).
 //! - Duration: at most one year (same page).
 //!
@@ -12,12 +12,12 @@
 
 use std::collections::BTreeMap;
 
-use core_lib::history::{
+use dms_core::rules::history::{
     self, task_events, AFTER_POLL_ANSWER, CHOICE_EVENTS, EXECUTION_STARTED_EVENTS, FAIL_EVENTS,
     HISTORY_EVENT_LIMIT, PASS_EVENTS, SUCCEED_EVENTS, WAIT_EVENTS, WORST_ENDING, WORST_ROUND,
     WORST_TASK,
 };
-use core_lib::payload::{MAX_MONITOR_HOURS_LIMIT, MAX_POLLS_LIMIT};
+use dms_core::rules::payload::{MAX_MONITOR_HOURS_LIMIT, MAX_POLLS_LIMIT};
 use integration_tests::lab::workspace_root;
 use serde_json::Value;
 

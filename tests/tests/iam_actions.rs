@@ -1,6 +1,6 @@
 //! Each Lambda role in the template allows exactly the AWS actions its crate calls — derived from the code,
 //! not listed by hand. Every AWS call in this codebase names its IAM action once, in
-//! `classify_sdk_error("service:Action", ...)`, in a core adapter (crates/core/src) or in the Lambda crate.
+//! `classify_sdk_error("service:Action", ...)`, in a core adapter (crates/dms-core/src) or in the Lambda crate.
 //! For each Lambda of the template (crate from its `Code` path, role from its `Role`):
 //!   1. parse core and the crate with `syn`; index every non-test function of core by name with the action
 //!      strings in its body and the names of the functions and methods it calls;
@@ -362,7 +362,7 @@ fn with_implied(actions: &BTreeSet<String>) -> BTreeSet<String> {
 fn each_lambda_role_allows_exactly_the_actions_its_crate_calls() {
     let root = workspace_root();
     let template = load(&template_path());
-    let core = index_sources(&read_sources(&root.join("crates/core/src")));
+    let core = index_sources(&read_sources(&root.join("crates/dms-core/src")));
     let core_actions: BTreeMap<&String, &BTreeSet<String>> = core
         .functions
         .iter()
@@ -456,7 +456,7 @@ fn the_derivation_follows_calls_through_core_and_ignores_tests() {
 
     let called = reachable_actions(
         &core,
-        &crate_calling("async fn handle(b: &B) { core_lib::empty(b).await }"),
+        &crate_calling("async fn handle(b: &B) { dms_core::empty(b).await }"),
     );
     assert_eq!(
         called,
@@ -478,7 +478,7 @@ fn the_derivation_follows_calls_through_core_and_ignores_tests() {
         &core,
         &crate_calling(
             r#"fn main() { sns.publish().send().await.map_err(|e| classify_sdk_error("sns:Publish", t, &e)); }
-            #[cfg(test)] mod tests { fn t() { core_lib::empty(b) } }"#,
+            #[cfg(test)] mod tests { fn t() { dms_core::empty(b) } }"#,
         ),
     );
     assert_eq!(

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use core_lib::notifier::{Notification, Notifier, SnsNotifier};
-use core_lib::{ErrorName, Event};
+use dms_core::aws::notifier::{Notification, Notifier, SnsNotifier};
+use dms_core::{ErrorName, Event};
 use integration_tests::lab::{binary, Lab};
 use integration_tests::lambda::LocalLambda;
 use integration_tests::sns::TopicWithQueue;

@@ -1,10 +1,10 @@
-//! core's Postgres connect helper against the lab clusters: each TLS mode, and each failure named by what
+//! dms-core's Postgres connect helper against the lab clusters: each TLS mode, and each failure named by what
 //! the user can do about it, with the password nowhere in the error.
 
 use std::time::Duration;
 
-use core_lib::pg::{PgConnectOptions, SslMode};
-use core_lib::ErrorName;
+use dms_core::pg::{PgConnectOptions, SslMode};
+use dms_core::ErrorName;
 use integration_tests::lab::Lab;
 
 fn options(lab: &Lab, port_key: &str, password: &str, db: &str, ssl: SslMode) -> PgConnectOptions {

@@ -1,4 +1,4 @@
-//! core's preflight checks against the lab: each problem built in a database of its own, asserted by check
+//! dms-core's preflight checks against the lab: each problem built in a database of its own, asserted by check
 //! id, status and the exact (quoted) object names; a clean pair passes; and the built `dms-migrate`
 //! binary's exit codes, JSON shape, text grouping and password handling.
 //!
@@ -7,7 +7,7 @@
 
 use std::process::Output;
 
-use core_lib::checks::{
+use dms_core::pg::checks::{
     self, ids, run_source_checks, run_target_checks, Check, CheckConfig, CheckStatus,
 };
 use integration_tests::lab::{self, Lab, TestDatabases};
@@ -199,7 +199,7 @@ async fn rust_quoting_is_the_servers_quote_ident() {
     let mut differ = Vec::new();
     for row in &rows {
         let (word, server): (&str, &str) = (row.get(0), row.get(1));
-        let ours = core_lib::sql_ident::quote_if_needed(word);
+        let ours = dms_core::rules::sql_ident::quote_if_needed(word);
         if ours != server && !(newer_only.contains(&word) && ours == format!("\"{word}\"")) {
             differ.push(format!("{word}: server {server}, ours {ours}"));
         }

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use core_lib::dms::{Dms, StartType};
-use core_lib::payload::parse_payload;
+use dms_core::aws::dms::{Dms, StartType};
+use dms_core::rules::payload::parse_payload;
 use integration_tests::dms_local::{all_public_tables, DmsLocal, LabTask};
 use integration_tests::lab::{binary, Lab, TestDatabases};
 use integration_tests::lambda::LocalLambda;
@@ -117,7 +117,7 @@ impl Rig {
             "sourcePort": self.lab.var("SOURCE_PORT"),
             "options": {}
         });
-        let now = core_lib::clock::now_epoch_seconds();
+        let now = dms_core::clock::now_epoch_seconds();
         serde_json::to_value(parse_payload(&raw, EXEC, now).expect("a valid payload")).unwrap()
     }
 
@@ -264,7 +264,7 @@ async fn ten_thousand_loaded_target_tables_keep_the_output_and_the_email_bounded
         .find(|c| c["id"] == json!("target.not_empty"))
         .unwrap_or_else(|| panic!("target.not_empty is not reported: {a}"));
     assert_eq!(not_empty["objectsTotal"], json!(10_000), "{not_empty}");
-    assert!(not_empty["objects"].as_array().unwrap().len() <= core_lib::state::MAX_NAMES);
+    assert!(not_empty["objects"].as_array().unwrap().len() <= dms_core::rules::state::MAX_NAMES);
     assert!(
         not_empty["fix"]
             .as_str()

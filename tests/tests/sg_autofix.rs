@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::types::Filter;
-use core_lib::ec2::Ec2Client;
-use core_lib::rds::RdsClient;
-use core_lib::tags::SG_RULE_TAG_KEY;
+use dms_core::aws::ec2::Ec2Client;
+use dms_core::aws::rds::RdsClient;
+use dms_core::rules::tags::SG_RULE_TAG_KEY;
 use integration_tests::dms_local::DmsLocal;
 use integration_tests::lab::{binary, Lab};
 use integration_tests::lambda::LocalLambda;
@@ -180,7 +180,8 @@ fn state(instance_arn: &str, host: &str) -> Value {
         "sourceEndpointHost": host,
         "sourcePort": PORT
     });
-    let state = core_lib::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
+    let state =
+        dms_core::rules::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
     json!({ "state": serde_json::to_value(state).expect("state to JSON") })
 }
 

@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use core_lib::tags::SG_RULE_TAG_KEY;
+use dms_core::rules::tags::SG_RULE_TAG_KEY;
 use integration_tests::cfn::ResponseServer;
 use integration_tests::lab::{binary, Lab};
 use integration_tests::lambda::LocalLambda;

@@ -57,7 +57,7 @@
 
 use std::time::Duration;
 
-use core_lib::connectivity::FailureClass;
+use dms_core::rules::connectivity::FailureClass;
 use integration_tests::dms_local::wait_for;
 use integration_tests::lab::{binary, Lab};
 use integration_tests::lambda::LocalLambda;
@@ -1084,7 +1084,7 @@ async fn a_recoverable_error_sends_one_email_and_the_run_continues_to_cutover() 
     let inject = async {
         let dms = rig.dms.dms_client().await;
         wait_for("the full load to finish", RUN_LIMIT, || async {
-            let task = core_lib::dms::Dms::describe_task(&dms, &rig.task.task_arn)
+            let task = dms_core::aws::dms::Dms::describe_task(&dms, &rig.task.task_arn)
                 .await
                 .ok()?;
             (task.status == "running"
@@ -1344,11 +1344,11 @@ async fn a_bad_payload_fails_at_the_first_step_with_one_email_naming_the_field()
     }
 }
 
-/// The ASL's Retry blocks and core's error names agree: what core says is retried is retried on every
-/// Lambda Task, and nothing else of core's is.
+/// The ASL's Retry blocks and dms-core's error names agree: what core says is retried is retried on every
+/// Lambda Task, and nothing else of dms-core's is.
 #[test]
 fn retry_policy_matches_the_error_names_in_core() {
-    use core_lib::ErrorName;
+    use dms_core::ErrorName;
     let text = std::fs::read_to_string(
         integration_tests::lab::workspace_root().join("statemachine.asl.json"),
     )

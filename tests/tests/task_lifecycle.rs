@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use core_lib::payload::parse_payload;
+use dms_core::rules::payload::parse_payload;
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal, LabTask};
 use integration_tests::lab::{binary, Lab, TestDatabases};
 use integration_tests::lambda::{FunctionError, LocalLambda};
@@ -761,7 +761,7 @@ async fn a_recoverable_stop_past_dms_retry_bound_fails_with_dms_message() {
         .as_i64()
         .expect("the stop is timed");
     // As if the polls had gone on past the bound (the stack's settings allow DMS about an hour and a half).
-    let bound = core_lib::recoverable_errors::STACK_SETTINGS.give_up_after_seconds() as i64;
+    let bound = dms_core::rules::recoverable_errors::STACK_SETTINGS.give_up_after_seconds() as i64;
     state["monitor"]["recoveringSinceEpochSeconds"] = json!(since - bound - 1);
     let state = rig.poll_once(&state).await.expect("poll-progress answers");
     let progress = &state["results"]["progress"];

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use core_lib::tags::SG_RULE_TAG_KEY;
+use dms_core::rules::tags::SG_RULE_TAG_KEY;
 use integration_tests::lab::workspace_root;
 use integration_tests::rig::FUNCTIONS;
 use integration_tests::template::{lambda_functions, load, template_path, STATE_MACHINE};
@@ -57,12 +57,12 @@ fn placeholders_are_read_like_step_functions_reads_them() {
 #[test]
 fn the_template_uses_cores_tag_key_where_the_code_relies_on_it() {
     let text = std::fs::read_to_string(template_path()).expect("template");
-    // sg-autofix may only tag rules with this stack's name under core's key (tag-on-create condition)...
+    // sg-autofix may only tag rules with this stack's name under dms-core's key (tag-on-create condition)...
     assert!(
         text.contains(&format!(
             "aws:RequestTag/{SG_RULE_TAG_KEY}: !Ref AWS::StackName"
         )),
-        "the sg-autofix CreateTags condition must name core's key {SG_RULE_TAG_KEY}"
+        "the sg-autofix CreateTags condition must name dms-core's key {SG_RULE_TAG_KEY}"
     );
     // ...and stack-cleanup finds them with it: its custom resource passes the properties it reads.
     let template = load(&template_path());
@@ -78,7 +78,7 @@ fn the_template_uses_cores_tag_key_where_the_code_relies_on_it() {
 }
 
 /// poll-progress bounds its wait for DMS's own restart of a task with the recoverable-error settings it
-/// believes the task has (`core_lib::recoverable_errors::STACK_SETTINGS`): they must be the template's.
+/// believes the task has (`dms_core::rules::recoverable_errors::STACK_SETTINGS`): they must be the template's.
 #[test]
 fn the_tasks_recoverable_error_settings_are_the_ones_core_bounds_its_wait_with() {
     let template = load(&template_path());
@@ -100,7 +100,7 @@ fn the_tasks_recoverable_error_settings_are_the_ones_core_bounds_its_wait_with()
     json_text.push_str(rest);
     let parsed: serde_json::Value = serde_json::from_str(&json_text).expect("the settings parse");
     let behavior = &parsed["ErrorBehavior"];
-    let core = core_lib::recoverable_errors::STACK_SETTINGS;
+    let core = dms_core::rules::recoverable_errors::STACK_SETTINGS;
     assert_eq!(
         behavior["RecoverableErrorCount"],
         serde_json::json!(core.count)
@@ -709,7 +709,7 @@ fn sdk_lambda_and_state_timeouts_line_up_for_every_function() {
     let problems = timeout_violations(
         &load(&template_path()),
         &asl(),
-        core_lib::aws::OPERATION_TIMEOUT.as_secs(),
+        dms_core::aws::OPERATION_TIMEOUT.as_secs(),
     );
     assert!(problems.is_empty(), "{problems:#?}");
 }
@@ -997,16 +997,16 @@ fn the_source_checks_run_in_the_stacks_subnets_with_a_group_of_their_own() {
     // The function's timeout is the one the assessment's invoke budget is built on.
     assert_eq!(
         function["Timeout"].as_u64(),
-        Some(core_lib::source_checks::FUNCTION_TIMEOUT_SECONDS)
+        Some(dms_core::pg::source_checks::FUNCTION_TIMEOUT_SECONDS)
     );
     let assessment_timeout = resources["PremigrationAssessmentFunction"]["Properties"]["Timeout"]
         .as_u64()
         .expect("a timeout");
-    let waiting = core_lib::source_checks::NOT_READY_RETRY_SECONDS
-        * u64::from(core_lib::source_checks::NOT_READY_ATTEMPTS - 1);
-    let needed = core_lib::source_checks::INVOKE_TIMEOUT_SECONDS
+    let waiting = dms_core::pg::source_checks::NOT_READY_RETRY_SECONDS
+        * u64::from(dms_core::pg::source_checks::NOT_READY_ATTEMPTS - 1);
+    let needed = dms_core::pg::source_checks::INVOKE_TIMEOUT_SECONDS
         + waiting
-        + core_lib::aws::OPERATION_TIMEOUT.as_secs()
+        + dms_core::aws::OPERATION_TIMEOUT.as_secs()
         + 30;
     assert!(
         assessment_timeout >= needed,

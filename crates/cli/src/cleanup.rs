@@ -10,13 +10,13 @@
 //! `--slot` (an endpoint's own `SlotName`); publications named after one of those slots, `dms_publication*`,
 //! `dms_local_*`, plus any `--publication`. Nothing else is touched.
 
-use core_lib::arn::DmsArn;
-use core_lib::dms::{Dms, DmsClient};
-use core_lib::errors::{ErrorName, StepError};
-use core_lib::pg::classify_pg_error;
-use core_lib::sentinel;
-use core_lib::sql_ident::{quote, quote_if_needed};
-use core_lib::task_phase::TaskStatus;
+use dms_core::aws::dms::{Dms, DmsClient};
+use dms_core::errors::{ErrorName, StepError};
+use dms_core::pg::classify_pg_error;
+use dms_core::rules::arn::DmsArn;
+use dms_core::rules::sentinel;
+use dms_core::rules::sql_ident::{quote, quote_if_needed};
+use dms_core::rules::task_phase::TaskStatus;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -164,7 +164,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
 async fn refusal(task_arn: &str) -> Result<Option<String>, StepError> {
     DmsArn::parse(task_arn, "task")
         .map_err(|why| StepError::payload(format!("--task-arn `{task_arn}`: {why}")))?;
-    let config = core_lib::aws::load_config().await;
+    let config = dms_core::aws::load_config().await;
     let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
     let task = dms.describe_task(task_arn).await.map_err(|err| {
         if err.name == ErrorName::AwsNotFound {

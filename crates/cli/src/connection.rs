@@ -2,9 +2,9 @@
 //! password from the URL, else PGPASSWORD, else the password file (libpq's order), `sslrootcert` from the
 //! URL. Nothing here ever prints the password: errors come from core, which redacts them.
 
-use core_lib::errors::StepError;
-use core_lib::pg::{classify_pg_error, PgConnectOptions, SslMode};
-use core_lib::pgpass::{self, PgpassKey, PgpassSkipped};
+use dms_core::errors::StepError;
+use dms_core::pg::pgpass::{self, PgpassKey, PgpassSkipped};
+use dms_core::pg::{classify_pg_error, PgConnectOptions, SslMode};
 use tokio_postgres::Client;
 
 use crate::output::Progress;
@@ -106,7 +106,7 @@ pub async fn refuse_unknown_schemas(source: &Client, schemas: &[String]) -> Resu
         if missing.len() == 1 { "a schema" } else { "schemas" },
         missing
             .iter()
-            .map(|m| core_lib::sql_ident::quote_if_needed(m))
+            .map(|m| dms_core::rules::sql_ident::quote_if_needed(m))
             .collect::<Vec<_>>()
             .join(", ")
     )))

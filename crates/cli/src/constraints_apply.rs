@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use core_lib::errors::StepError;
-use core_lib::pg::{classify_pg_error, PgConnectOptions};
-use core_lib::sql_ident::quote;
+use dms_core::errors::StepError;
+use dms_core::pg::{classify_pg_error, PgConnectOptions};
+use dms_core::rules::sql_ident::quote;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;

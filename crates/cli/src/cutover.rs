@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use core_lib::arn::DmsArn;
-use core_lib::dms::{Dms, DmsClient, DmsModify, StartType};
-use core_lib::errors::StepError;
-use core_lib::pg::{classify_pg_error, PgConnectOptions};
-use core_lib::sentinel;
-use core_lib::sequences;
-use core_lib::task_phase::{MigrationType, TaskStatus};
+use dms_core::aws::dms::{Dms, DmsClient, DmsModify, StartType};
+use dms_core::errors::StepError;
+use dms_core::pg::sequences;
+use dms_core::pg::{classify_pg_error, PgConnectOptions};
+use dms_core::rules::arn::DmsArn;
+use dms_core::rules::sentinel;
+use dms_core::rules::task_phase::{MigrationType, TaskStatus};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio_postgres::Client;
 
@@ -159,7 +159,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         target_client,
     } = args.databases.connect(env, &progress).await?;
     crate::connection::refuse_unknown_schemas(&source_client, &args.schemas).await?;
-    let config = core_lib::aws::load_config().await;
+    let config = dms_core::aws::load_config().await;
     let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
     let task = dms.describe_task(&task_arn).await?;
     let Some(schema) = cutover_check::sentinel_schema(&source_client, &task, &args.schemas).await?

@@ -1,5 +1,5 @@
 //! `dms-migrate cutover-check`: is it safe to switch the application to the target? One line per
-//! condition, each green or saying why not and what to do: the task runs CDC (core's phase rules, as the
+//! condition, each green or saying why not and what to do: the task runs CDC (dms-core's phase rules, as the
 //! poll-progress Lambda decides them), no table is in error, CDC latency stayed under target for the whole
 //! window (CloudWatch), a row written on the source now reaches the target in time (the sentinel), every
 //! target sequence is ahead, and no transaction on the source is holding changes back.
@@ -8,17 +8,18 @@
 
 use std::time::{Duration, Instant};
 
-use core_lib::arn::DmsArn;
-use core_lib::checks::{self, Check, CheckStatus};
-use core_lib::dms::{Dms, DmsClient, TableStat, TaskInfo};
-use core_lib::errors::{ErrorName, StepError};
-use core_lib::metrics::{CloudWatchMetrics, TaskMetricsKey};
-use core_lib::pg::classify_pg_error;
-use core_lib::sequences::{self, BehindReason};
-use core_lib::state::{Monitor, Options};
-use core_lib::table_mapping::TableMappings;
-use core_lib::task_phase::{self, CdcLatency, MigrationType, Phase, Reading, TaskStatus};
-use core_lib::{clock, sentinel};
+use dms_core::aws::dms::{Dms, DmsClient, TableStat, TaskInfo};
+use dms_core::aws::metrics::{CloudWatchMetrics, TaskMetricsKey};
+use dms_core::clock;
+use dms_core::errors::{ErrorName, StepError};
+use dms_core::pg::checks::{self, Check, CheckStatus};
+use dms_core::pg::classify_pg_error;
+use dms_core::pg::sequences::{self, BehindReason};
+use dms_core::rules::arn::DmsArn;
+use dms_core::rules::sentinel;
+use dms_core::rules::state::{Monitor, Options};
+use dms_core::rules::table_mapping::TableMappings;
+use dms_core::rules::task_phase::{self, CdcLatency, MigrationType, Phase, Reading, TaskStatus};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -86,7 +87,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         target_client,
     } = args.databases.connect(env, &progress).await?;
 
-    let config = core_lib::aws::load_config().await;
+    let config = dms_core::aws::load_config().await;
     let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
     progress.say("reading the DMS task");
     let task = dms.describe_task(&task_arn).await?;
@@ -155,7 +156,7 @@ async fn metrics_key(dms: &DmsClient, task: &TaskInfo) -> Result<TaskMetricsKey,
     })
 }
 
-/// Task, table errors and CDC latency, from one reading judged by core's phase rules. The rules are run
+/// Task, table errors and CDC latency, from one reading judged by dms-core's phase rules. The rules are run
 /// as for a single poll that may already count as ready (one consecutive poll, load announced), so the
 /// phase says what the task is doing now; the latency line applies the window's worst value itself.
 fn task_lines(
@@ -608,7 +609,7 @@ fn render_text(lines: &[Check], task_arn: &str, source: &str, target: &str) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core_lib::dms::TaskStats;
+    use dms_core::aws::dms::TaskStats;
 
     fn args() -> Args {
         Args {

@@ -4,7 +4,7 @@
 //! can check whether it already exists and rewrite it to build online (NOT VALID + VALIDATE,
 //! CONCURRENTLY).
 
-use core_lib::errors::StepError;
+use dms_core::errors::StepError;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PATH: &str = "dms-migrate-deferred.sql";
@@ -66,7 +66,7 @@ pub struct Item {
 impl Item {
     /// `schema.table.name` quoted where needed: how messages name the item.
     pub fn display_name(&self) -> String {
-        let q = core_lib::sql_ident::quote_if_needed;
+        let q = dms_core::rules::sql_ident::quote_if_needed;
         match (self.kind, self.table.is_empty()) {
             (DeferredKind::IndexAttach, _) | (_, true) => {
                 format!("{}.{}", q(&self.schema), q(&self.name))
@@ -204,7 +204,7 @@ mod tests {
             ),
         ] {
             let err = parse(text, "f.sql").unwrap_err();
-            assert_eq!(err.name, core_lib::errors::ErrorName::PayloadInvalid);
+            assert_eq!(err.name, dms_core::errors::ErrorName::PayloadInvalid);
             assert!(
                 err.message.contains("f.sql is not a deferred file") && err.message.contains(names),
                 "{text:?}: {}",

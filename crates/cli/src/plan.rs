@@ -4,9 +4,9 @@
 //! rows, measures LOB values as DMS counts them, and prints the table mappings, the task settings and an
 //! estimate. The rules themselves are `plan_rules`.
 
-use core_lib::errors::StepError;
-use core_lib::pg::classify_pg_error;
-use core_lib::sql_ident::{quote, quote_if_needed};
+use dms_core::errors::StepError;
+use dms_core::pg::classify_pg_error;
+use dms_core::rules::sql_ident::{quote, quote_if_needed};
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
@@ -71,7 +71,7 @@ leaves AS (
 cols AS (
   SELECT a.attrelid, a.attnum, a.attname::text AS name, NOT a.attnotnull AS nullable,
          -- varchar without a length is an NCLOB for DMS, as text is (the rule of the source.lob_columns
-         -- check, crates/core/src/checks/sql/mapped_columns.sql)
+         -- check, crates/dms-core/src/pg/checks/sql/mapped_columns.sql)
          CASE WHEN coalesce(bt.typname, ty.typname) = 'varchar'
                    AND (CASE WHEN bt.oid IS NULL THEN a.atttypmod ELSE ty.typtypmod END) = -1
               THEN 'text' ELSE coalesce(bt.typname, ty.typname) END::text AS typname,

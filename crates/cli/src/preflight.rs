@@ -1,9 +1,9 @@
-//! `dms-migrate preflight`: every check of docs/checks.md against both databases, with core's checks (the same
+//! `dms-migrate preflight`: every check of docs/checks.md against both databases, with dms-core's checks (the same
 //! ones the premigration-assessment Lambda runs). Exit 0 when nothing fails, 1 when a check fails.
 
-use core_lib::checks::{self, Check, CheckConfig, CheckStatus, Connections, TableSelection};
-use core_lib::errors::StepError;
-use core_lib::state::CheckCounts;
+use dms_core::errors::StepError;
+use dms_core::pg::checks::{self, Check, CheckConfig, CheckStatus, Connections, TableSelection};
+use dms_core::rules::state::CheckCounts;
 use serde::Serialize;
 
 use crate::connection::{self, BothDatabases, Environment};

@@ -1,5 +1,5 @@
 //! `dms-migrate schema apply`: the source's schema (`pg_dump --schema-only`) on the target before the DMS
-//! full load, split by `core_lib::schema_objects`' phase rule. Pre-load objects are created in one
+//! full load, split by `dms_core::rules::schema_objects`' phase rule. Pre-load objects are created in one
 //! transaction together with the sentinel table; deferred ones go to a file for `constraints apply`.
 //! Refuses, changing nothing, when the target lacks an extension the schema needs or a mapped table on
 //! the target already holds rows.
@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use core_lib::errors::{ErrorName, StepError};
-use core_lib::pg::{classify_pg_error, PgConnectOptions};
-use core_lib::sentinel;
-use core_lib::sql_ident::{quote, quote_if_needed};
+use dms_core::errors::{ErrorName, StepError};
+use dms_core::pg::{classify_pg_error, PgConnectOptions};
+use dms_core::rules::sentinel;
+use dms_core::rules::sql_ident::{quote, quote_if_needed};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;

@@ -1,5 +1,5 @@
 //! Splits `pg_dump --schema-only` plain output into the pre-load DDL and the deferred items, by the one
-//! phase rule in `core_lib::schema_objects`. Each TOC entry of the dump starts with a
+//! phase rule in `dms_core::rules::schema_objects`. Each TOC entry of the dump starts with a
 //! `-- Name: N; Type: T; Schema: S; Owner: O` header; the entry's type and statement classify it.
 //! Three rewrites make the pre-load part load-friendly: CHECK constraints written inside CREATE TABLE
 //! move to the deferred items, identity columns GENERATED ALWAYS are created BY DEFAULT (DMS inserts
@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use core_lib::errors::StepError;
-use core_lib::schema_objects::{ObjectKind, Phase};
-use core_lib::sql_ident::quote;
+use dms_core::errors::StepError;
+use dms_core::rules::schema_objects::{ObjectKind, Phase};
+use dms_core::rules::sql_ident::quote;
 
 use crate::deferred_file::{DeferredKind, Item};
 

@@ -4,9 +4,9 @@
 //! needs it; the statement itself takes the greater of the wanted and the live value, so a sequence never
 //! moves backwards even if the target used it meanwhile.
 
-use core_lib::errors::StepError;
-use core_lib::pg::classify_pg_error;
-use core_lib::sequences::{self, SequenceState};
+use dms_core::errors::StepError;
+use dms_core::pg::classify_pg_error;
+use dms_core::pg::sequences::{self, SequenceState};
 use serde::Serialize;
 
 use crate::connection::{self, BothDatabases, Connected, Environment};

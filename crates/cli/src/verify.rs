@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use core_lib::checks::{self, TableSelection};
-use core_lib::errors::StepError;
-use core_lib::pg::classify_pg_error;
-use core_lib::schema_objects::SchemaObject;
-use core_lib::sequences::{self, Behind};
+use dms_core::errors::StepError;
+use dms_core::pg::checks::{self, TableSelection};
+use dms_core::pg::classify_pg_error;
+use dms_core::pg::sequences::{self, Behind};
+use dms_core::rules::schema_objects::SchemaObject;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -339,7 +339,7 @@ fn render_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core_lib::schema_objects::ObjectKind;
+    use dms_core::rules::schema_objects::ObjectKind;
 
     fn obj(kind: ObjectKind, name: &str, detail: &str) -> SchemaObject {
         SchemaObject {

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use core_lib::errors::StepError;
-use core_lib::pg::classify_pg_error;
-use core_lib::sql_ident::{quote, quote_if_needed};
+use dms_core::errors::StepError;
+use dms_core::pg::classify_pg_error;
+use dms_core::rules::sql_ident::{quote, quote_if_needed};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;

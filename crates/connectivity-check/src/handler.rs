@@ -5,13 +5,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use core_lib::aws::OPERATION_TIMEOUT;
-use core_lib::connectivity::{classify_failure, FailureClass};
-use core_lib::dms::{ConnectionInfo, Dms};
-use core_lib::envelope::{read_state, write_state};
-use core_lib::redact::redact_secrets;
-use core_lib::state::{ConnectivityResult, EndpointCheck, EndpointStatus};
-use core_lib::{ErrorName, ExecutionState, StepError};
+use dms_core::aws::dms::{ConnectionInfo, Dms};
+use dms_core::aws::OPERATION_TIMEOUT;
+use dms_core::envelope::{read_state, write_state};
+use dms_core::rules::connectivity::{classify_failure, FailureClass};
+use dms_core::rules::redact::redact_secrets;
+use dms_core::rules::state::{ConnectivityResult, EndpointCheck, EndpointStatus};
+use dms_core::{ErrorName, ExecutionState, StepError};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -31,7 +31,7 @@ const ANSWER_TIME: Duration = Duration::from_secs(10);
 /// How long the handler may keep polling: the time left until the deadline minus the margin, and never
 /// more than half of what is left (a short local deadline still gets some polling).
 pub fn time_budget(deadline: SystemTime, now: SystemTime) -> Duration {
-    let left = core_lib::clock::time_left(deadline, now);
+    let left = dms_core::clock::time_left(deadline, now);
     left.saturating_sub(DEADLINE_MARGIN.min(left / 2))
 }
 
@@ -278,8 +278,8 @@ pub async fn handle<D: Dms>(
 
 #[cfg(test)]
 mod tests {
-    use core_lib::dms::{EndpointInfo, InstanceInfo};
-    use core_lib::ErrorName;
+    use dms_core::aws::dms::{EndpointInfo, InstanceInfo};
+    use dms_core::ErrorName;
     use lambda_runtime::{Context, LambdaEvent};
     use serde_json::json;
     use test_doubles::{FakeDms, StateFixture, SOURCE_ARN as SOURCE, TARGET_ARN as TARGET};

@@ -345,14 +345,14 @@ fn finish_with_error(app: &App, run_arn: &str, message: &str) {
 async fn probe(
     client: &tokio_postgres::Client,
     definition: &Definition,
-    mappings: &core_lib::table_mapping::TableMappings,
+    mappings: &dms_core::rules::table_mapping::TableMappings,
 ) -> (&'static str, Option<String>) {
     let rows = match client.query(definition.sql, &[]).await {
         Ok(rows) => rows,
         Err(e) => {
             return (
                 "error",
-                Some(core_lib::redact::redact_secrets(&e.to_string())),
+                Some(dms_core::rules::redact::redact_secrets(&e.to_string())),
             )
         }
     };

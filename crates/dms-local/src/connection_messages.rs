@@ -1,7 +1,7 @@
 //! The `LastFailureMessage` DMS reports when TestConnection to a PostgreSQL endpoint fails.
 //!
 //! The shapes follow real DMS messages (the fixtures in
-//! `crates/core/tests/fixtures/dms_connection_messages.json`, with their sources), so the
+//! `crates/dms-core/tests/fixtures/dms_connection_messages.json`, with their sources), so the
 //! connectivity-check Lambda reads dms-local's messages exactly as it reads DMS's. DMS wraps what libpq
 //! said in its ODBC driver's text:
 //!
@@ -157,7 +157,7 @@ pub fn tls_setup_message(detail: &str, _endpoint: &Endpoint, _instance: &Instanc
 mod tests {
     use std::time::Duration;
 
-    use core_lib::connectivity::{classify_failure, FailureClass};
+    use dms_core::rules::connectivity::{classify_failure, FailureClass};
 
     use super::*;
     use crate::model::Password;

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => TrustedCas(Some(std::fs::read(path)?)),
         None => TrustedCas(None),
     };
-    let config = core_lib::aws::load_config().await;
+    let config = dms_core::aws::load_config().await;
     let app = Arc::new(App {
         registry: Default::default(),
         region,

@@ -1,10 +1,10 @@
 //! Connecting to an endpoint exactly as registered (host, port, database, user, password, SSL mode), keeping
 //! the raw `tokio_postgres::Error` so TestConnection can word DMS's `LastFailureMessage` from it.
-//! The replication engine's own connections go through core's `PgConnectOptions` instead.
+//! The replication engine's own connections go through dms-core's `PgConnectOptions` instead.
 
 use std::time::Duration;
 
-use core_lib::pg::{tls_client_config, SslMode};
+use dms_core::pg::{tls_client_config, SslMode};
 
 use crate::model::Endpoint;
 

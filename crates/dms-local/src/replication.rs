@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use core_lib::pg::{PgConnectOptions, SslMode};
-use core_lib::sql_ident::quote;
-use core_lib::StepError;
+use dms_core::pg::{PgConnectOptions, SslMode};
+use dms_core::rules::sql_ident::quote;
+use dms_core::StepError;
 use tokio::task::JoinSet;
 
 use crate::ids::{now_epoch_seconds, resource_id_of};
@@ -221,11 +221,11 @@ async fn mapped_tables(
     task: &Task,
 ) -> Result<Vec<(String, String)>, StepError> {
     let mappings = table_mappings::parse(&task.table_mappings)
-        .map_err(|e| StepError::new(core_lib::ErrorName::PayloadInvalid, e))?;
+        .map_err(|e| StepError::new(dms_core::ErrorName::PayloadInvalid, e))?;
     let catalog: Vec<(String, String)> = source
         .query(table_mappings::SOURCE_TABLES_SQL, &[])
         .await
-        .map_err(|e| core_lib::pg::classify_pg_error("the source", &e))?
+        .map_err(|e| dms_core::pg::classify_pg_error("the source", &e))?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
@@ -240,7 +240,7 @@ async fn exec(client: &tokio_postgres::Client, what: &str, sql: &str) -> Result<
     client
         .batch_execute(sql)
         .await
-        .map_err(|e| core_lib::pg::classify_pg_error(what, &e))
+        .map_err(|e| dms_core::pg::classify_pg_error(what, &e))
 }
 
 async fn row_count(target: &tokio_postgres::Client, schema: &str, table: &str) -> i64 {
@@ -261,7 +261,7 @@ async fn start(app: &App, snap: &Snapshot, copy: bool, reload: bool) -> Result<(
     let tables = mapped_tables(&source, task).await?;
     if tables.is_empty() {
         return Err(StepError::new(
-            core_lib::ErrorName::PostgresQueryFailed,
+            dms_core::ErrorName::PostgresQueryFailed,
             NO_TABLES_MESSAGE,
         ));
     }
@@ -309,7 +309,7 @@ async fn start(app: &App, snap: &Snapshot, copy: bool, reload: bool) -> Result<(
             ],
         )
         .await
-        .map_err(|e| core_lib::pg::classify_pg_error("the target", &e))?
+        .map_err(|e| dms_core::pg::classify_pg_error("the target", &e))?
         .get(0);
     exec(&target, "the target", &create).await?;
     tracing::info!(task = %task.identifier, tables = tables.len(), copy_data, "replication started");
@@ -420,7 +420,7 @@ struct Observed {
 
 async fn read_target(target: &tokio_postgres::Client, task: &Task) -> Result<Observed, StepError> {
     let name = task.replication_name();
-    let classify = |e: tokio_postgres::Error| core_lib::pg::classify_pg_error("the target", &e);
+    let classify = |e: tokio_postgres::Error| dms_core::pg::classify_pg_error("the target", &e);
     let rel_states = target
         .query(REL_STATES_SQL, &[&name])
         .await
@@ -620,7 +620,7 @@ async fn push_latency(app: &App, snap: &Snapshot) -> Result<(), StepError> {
     let rows = source
         .query(LAG_SQL, &[&snap.task.replication_name()])
         .await
-        .map_err(|e| core_lib::pg::classify_pg_error("the source", &e))?;
+        .map_err(|e| dms_core::pg::classify_pg_error("the source", &e))?;
     // No walsender for the subscription (it is reconnecting): no sample, like a DMS instance that
     // publishes nothing while its source stream is down.
     let Some(row) = rows.first() else {

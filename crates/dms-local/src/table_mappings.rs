@@ -1,9 +1,9 @@
 //! A task's table mappings resolved against the source catalog. The selection rules themselves (DMS's
-//! wildcards, include/exclude/explicit) are core's `table_mapping`, shared with start-task and the checks;
+//! wildcards, include/exclude/explicit) are dms-core's `table_mapping`, shared with start-task and the checks;
 //! this module adds what only dms-local needs: the text form DMS stores and the catalog query.
 //! Transformation rules are accepted and ignored (dms-local renames nothing).
 
-use core_lib::table_mapping::{RuleAction, TableMappings};
+use dms_core::rules::table_mapping::{RuleAction, TableMappings};
 use serde_json::Value;
 
 /// The mapping as DMS stores and returns it (JSON text), from the object or the text the control API got.

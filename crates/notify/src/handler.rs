@@ -1,9 +1,9 @@
 //! notify: the first and the last word of every execution. For `started` it validates the pasted input and
 //! returns the normalised state the rest of the machine reads; for every event it sends one email.
 
-use core_lib::notifier::{Notification, Notifier};
-use core_lib::payload::parse_payload;
-use core_lib::{Event, StepError};
+use dms_core::aws::notifier::{Notification, Notifier};
+use dms_core::rules::payload::parse_payload;
+use dms_core::{Event, StepError};
 use serde_json::Value;
 
 use crate::render::{render, StateView};
@@ -43,7 +43,7 @@ fn read_envelope(input: Value) -> Result<Envelope, StepError> {
     let started_at = object
         .get("executionStartTime")
         .and_then(Value::as_str)
-        .and_then(core_lib::clock::parse_iso8601);
+        .and_then(dms_core::clock::parse_iso8601);
     let state = object.remove("state").unwrap_or(Value::Null);
     Ok(Envelope {
         event,
@@ -85,7 +85,7 @@ pub async fn handle<N: Notifier>(input: Value, notifier: &N, now: i64) -> Result
 mod tests {
     use std::sync::Mutex;
 
-    use core_lib::ErrorName;
+    use dms_core::ErrorName;
     use lambda_runtime::{Context, LambdaEvent};
     use serde_json::json;
 

@@ -1,6 +1,6 @@
-use core_lib::aws::{load_config, required_env};
-use core_lib::defect::catch_defects;
-use core_lib::notifier::SnsNotifier;
+use dms_core::aws::notifier::SnsNotifier;
+use dms_core::aws::{load_config, required_env};
+use dms_core::defect::catch_defects;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         catch_defects(handler::handle(
             event.payload,
             notifier,
-            core_lib::clock::now_epoch_seconds(),
+            dms_core::clock::now_epoch_seconds(),
         ))
         .await
     }))

@@ -4,14 +4,16 @@
 
 use std::fmt::Write as _;
 
-use core_lib::bounds::{cap_text, CUT, MAX_EMAIL_BYTES, MAX_EMAIL_DETAILS_BYTES, MAX_TEXT_BYTES};
-use core_lib::redact::redact_secrets;
-use core_lib::state::{
+use dms_core::rules::bounds::{
+    cap_text, CUT, MAX_EMAIL_BYTES, MAX_EMAIL_DETAILS_BYTES, MAX_TEXT_BYTES,
+};
+use dms_core::rules::redact::redact_secrets;
+use dms_core::rules::state::{
     AssessmentResult, CheckSummary, ConnectivityResult, EndpointCheck, EndpointStatus, Failure,
     Links, ProgressResult, SgAutofixResult, StartAction, StartTaskResult,
 };
-use core_lib::task_phase::StopReason;
-use core_lib::Event;
+use dms_core::rules::task_phase::StopReason;
+use dms_core::Event;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -533,7 +535,7 @@ fn full_load_complete(_view: &StateView) -> Message {
 
 fn task_recovering(view: &StateView) -> Message {
     let p = view.progress.clone().unwrap_or_default();
-    let settings = core_lib::recoverable_errors::STACK_SETTINGS;
+    let settings = dms_core::rules::recoverable_errors::STACK_SETTINGS;
     let mut m = Message::new(
         "DMS is restarting the task after a recoverable error",
         "DMS stopped the replication task on an error it classes as recoverable (a lost connection, a database restart or failover) and restarts it by itself. Nothing is lost: it resumes where it stopped.",
@@ -718,7 +720,7 @@ fn failed(view: &StateView) -> Message {
 
 #[cfg(test)]
 mod tests {
-    use core_lib::state::AssessmentStatus;
+    use dms_core::rules::state::AssessmentStatus;
 
     use super::*;
 
@@ -841,7 +843,7 @@ mod tests {
     /// stays within the email bound, far under SNS's 256 KB.
     #[test]
     fn every_email_of_a_worst_case_state_is_bounded() {
-        let mut results = core_lib::state::Results::default();
+        let mut results = dms_core::rules::state::Results::default();
         let name = |i: usize| format!("\"{}{i}\"", "n".repeat(300));
         let names: Vec<String> = (0..10_000).map(name).collect();
         let check = CheckSummary {
@@ -1064,7 +1066,7 @@ mod golden {
     fn a_dms_role_refusal_matches_its_golden_file() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden/failed-dms-access-denied.txt");
-        let err = core_lib::errors::classify_service_error(
+        let err = dms_core::errors::classify_service_error(
             "dms:StartReplicationTaskAssessmentRun",
             "arn:aws:dms:us-east-1:123456789012:task:SHOPTASK",
             400,

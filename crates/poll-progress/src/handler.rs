@@ -1,16 +1,16 @@
 //! poll-progress: one reading of the DMS task per invocation — its status, stop reason and statistics,
-//! its table statistics, and (while CDC can run) its CloudWatch CDC latency — turned by core's phase rules
+//! its table statistics, and (while CDC can run) its CloudWatch CDC latency — turned by dms-core's phase rules
 //! into `results.progress` and the updated `monitor` (docs/state-machine-contract.md). A business outcome (failed, monitoring
 //! ended) is data for the ASL's Choice; only an AWS call that fails is an error.
 
-use core_lib::arn::DmsArn;
-use core_lib::dms::{Dms, TableStat, TaskInfo};
-use core_lib::envelope::{read_state, write_state};
-use core_lib::history;
-use core_lib::metrics::{Metrics, TaskMetricsKey};
-use core_lib::state::ExecutionState;
-use core_lib::task_phase::{assess, CdcLatency, MigrationType, Reading, TaskStatus};
-use core_lib::{ErrorName, StepError};
+use dms_core::aws::dms::{Dms, TableStat, TaskInfo};
+use dms_core::aws::metrics::{Metrics, TaskMetricsKey};
+use dms_core::envelope::{read_state, write_state};
+use dms_core::rules::arn::DmsArn;
+use dms_core::rules::history;
+use dms_core::rules::state::ExecutionState;
+use dms_core::rules::task_phase::{assess, CdcLatency, MigrationType, Reading, TaskStatus};
+use dms_core::{ErrorName, StepError};
 use serde_json::Value;
 
 use crate::history::History;
@@ -112,7 +112,11 @@ where
 }
 
 /// The whole lists go to the log; the state carries at most `MAX_NAMES` of each.
-fn log_reading(task: &TaskInfo, tables: &[TableStat], progress: &core_lib::state::ProgressResult) {
+fn log_reading(
+    task: &TaskInfo,
+    tables: &[TableStat],
+    progress: &dms_core::rules::state::ProgressResult,
+) {
     let in_state = |keep: &dyn Fn(&TableStat) -> bool| -> Vec<String> {
         tables
             .iter()
@@ -120,11 +124,11 @@ fn log_reading(task: &TaskInfo, tables: &[TableStat], progress: &core_lib::state
             .map(|t| format!("{} ({})", t.qualified_name(), t.state))
             .collect()
     };
-    let errors = in_state(&|t| t.state == core_lib::task_phase::TABLE_ERROR);
+    let errors = in_state(&|t| t.state == dms_core::rules::task_phase::TABLE_ERROR);
     let warnings = in_state(&|t| {
         t.validation_state
             .as_deref()
-            .is_some_and(|v| core_lib::task_phase::VALIDATION_WARNINGS.contains(&v))
+            .is_some_and(|v| dms_core::rules::task_phase::VALIDATION_WARNINGS.contains(&v))
     });
     tracing::info!(
         task = %task.arn,

@@ -1,8 +1,8 @@
-//! How many history events this execution has spent, for the 25,000-event budget (`core_lib::history`).
+//! How many history events this execution has spent, for the 25,000-event budget (`dms_core::rules::history`).
 
 use std::future::Future;
 
-use core_lib::errors::{classify_sdk_error, StepError};
+use dms_core::errors::{classify_sdk_error, StepError};
 
 /// IAM action of the adapter (the stack's policy is derived from this string).
 const GET_EXECUTION_HISTORY_ACTION: &str = "states:GetExecutionHistory";

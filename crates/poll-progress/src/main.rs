@@ -1,7 +1,7 @@
-use core_lib::aws::load_config;
-use core_lib::defect::catch_defects;
-use core_lib::dms::DmsClient;
-use core_lib::metrics::CloudWatchMetrics;
+use dms_core::aws::dms::DmsClient;
+use dms_core::aws::load_config;
+use dms_core::aws::metrics::CloudWatchMetrics;
+use dms_core::defect::catch_defects;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         catch_defects(handler::handle(
             event.payload,
             deps,
-            core_lib::clock::now_epoch_seconds(),
+            dms_core::clock::now_epoch_seconds(),
         ))
         .await
     }))

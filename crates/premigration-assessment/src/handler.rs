@@ -3,16 +3,16 @@
 //! results with the SQL checks kept in the state. Skipped when the task has run before and no reload is
 //! asked: the checks describe a database about to be loaded, not one being replicated.
 
-use core_lib::assessment_runs::{Assessments, RunRequest};
-use core_lib::checks::{self, ids, Check, CheckConfig, CheckStatus, TableSelection};
-use core_lib::db_secret::{endpoint_connect_options, SecretStore};
-use core_lib::dms::{Dms, TaskInfo};
-use core_lib::envelope::{read_state, write_state};
-use core_lib::state::{
+use dms_core::aws::assessment_runs::{Assessments, RunRequest};
+use dms_core::aws::db_secret::{endpoint_connect_options, SecretStore};
+use dms_core::aws::dms::{Dms, TaskInfo};
+use dms_core::envelope::{read_state, write_state};
+use dms_core::pg::checks::{self, ids, Check, CheckConfig, CheckStatus, TableSelection};
+use dms_core::rules::state::{
     AssessmentResult, AssessmentStatus, CheckCounts, CheckSummary, SourceChecksRan, StartMode,
     MAX_NAMES,
 };
-use core_lib::{ErrorName, StepError};
+use dms_core::{ErrorName, StepError};
 use serde_json::Value;
 
 use crate::sql_checks::{SqlChecks, NOT_RUN_FIX};
@@ -270,7 +270,7 @@ where
 async fn connect_options<D, A, S, C>(
     deps: &Deps<D, A, S, C>,
     endpoint_arn: &str,
-) -> Result<Result<core_lib::pg::PgConnectOptions, String>, StepError>
+) -> Result<Result<dms_core::pg::PgConnectOptions, String>, StepError>
 where
     D: Dms + Sync,
     S: SecretStore + Sync,

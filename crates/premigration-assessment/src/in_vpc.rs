@@ -1,4 +1,4 @@
-//! The source checks run by the `source-checks` function inside the stack's VPC (`core_lib::source_checks`):
+//! The source checks run by the `source-checks` function inside the stack's VPC (`dms_core::pg::source_checks`):
 //! this Lambda reads the source secret, hands the connection over in a synchronous `lambda:Invoke` and reads
 //! the checks back; the target checks run here, where the internet is reachable.
 
@@ -7,11 +7,11 @@ use std::time::Duration;
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
-use core_lib::checks::{Check, CheckConfig, SourceFacts};
-use core_lib::errors::classify_sdk_error;
-use core_lib::pg::{PgConnectOptions, PgConnectWire};
-use core_lib::source_checks::{SourceChecksRequest, SourceChecksResponse, NOT_READY_ATTEMPTS};
-use core_lib::{ErrorName, StepError};
+use dms_core::errors::classify_sdk_error;
+use dms_core::pg::checks::{Check, CheckConfig, SourceFacts};
+use dms_core::pg::source_checks::{SourceChecksRequest, SourceChecksResponse, NOT_READY_ATTEMPTS};
+use dms_core::pg::{PgConnectOptions, PgConnectWire};
+use dms_core::{ErrorName, StepError};
 
 use crate::sql_checks::{PgChecks, SqlChecks};
 
@@ -209,7 +209,7 @@ mod tests {
     //! so a local server gives the real client Lambda's answers as the Invoke API reference describes them
     //! (https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html: 502 with the error type, or 200 with
     //! `X-Amz-Function-Error` and the function's error document).
-    use core_lib::checks::CheckStatus;
+    use dms_core::pg::checks::CheckStatus;
     use test_doubles::{CannedHttp, CannedResponse};
 
     use super::*;

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use core_lib::aws::load_config;
-use core_lib::db_secret::SecretsManagerStore;
-use core_lib::defect::catch_defects;
-use core_lib::dms::DmsClient;
-use core_lib::source_checks::{INVOKE_TIMEOUT_SECONDS, NOT_READY_RETRY_SECONDS};
+use dms_core::aws::db_secret::SecretsManagerStore;
+use dms_core::aws::dms::DmsClient;
+use dms_core::aws::load_config;
+use dms_core::defect::catch_defects;
+use dms_core::pg::source_checks::{INVOKE_TIMEOUT_SECONDS, NOT_READY_RETRY_SECONDS};
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ mod in_vpc;
 mod sql_checks;
 
 /// A synchronous invoke lasts as long as the invoked function runs, longer than the shared SDK timeouts
-/// allow (`core_lib::aws`): one attempt, bounded by the function's timeout plus its Init phase. Retries are
+/// allow (`dms_core::aws`): one attempt, bounded by the function's timeout plus its Init phase. Retries are
 /// the caller's (`in_vpc`), so a not-ready function is waited for, not hammered.
 fn invoke_client(config: &aws_config::SdkConfig) -> aws_sdk_lambda::Client {
     let invoke = Duration::from_secs(INVOKE_TIMEOUT_SECONDS);
@@ -73,7 +73,7 @@ async fn main() -> Result<(), Error> {
         catch_defects(handler::handle(
             event.payload,
             deps,
-            core_lib::clock::now_epoch_seconds(),
+            dms_core::clock::now_epoch_seconds(),
         ))
         .await
     }))

@@ -1,11 +1,11 @@
-//! The SQL checks of docs/checks.md (core's `checks`) against one database, behind a trait so the handler's
+//! The SQL checks of docs/checks.md (dms-core's `checks`) against one database, behind a trait so the handler's
 //! rules (unreachable → warnings) are tested without databases.
 
 use std::future::Future;
 
-use core_lib::checks::{self, Check, CheckConfig, SourceFacts};
-use core_lib::errors::StepError;
-use core_lib::pg::PgConnectOptions;
+use dms_core::errors::StepError;
+use dms_core::pg::checks::{self, Check, CheckConfig, SourceFacts};
+use dms_core::pg::PgConnectOptions;
 
 pub trait SqlChecks {
     /// What the source checks learned that the target checks compare against.

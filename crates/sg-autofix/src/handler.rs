@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use core_lib::dms::Dms;
-use core_lib::ec2::{AddressFilter, AuthorizeOutcome, Ec2, GroupIngressRule, SecurityGroupInfo};
-use core_lib::envelope::{read_state, write_state};
-use core_lib::rds::{find_db_by_endpoint, Rds};
-use core_lib::state::SgAutofixResult;
-use core_lib::tags::SG_RULE_TAG_KEY;
-use core_lib::{ErrorName, StepError};
+use dms_core::aws::dms::Dms;
+use dms_core::aws::ec2::{
+    AddressFilter, AuthorizeOutcome, Ec2, GroupIngressRule, SecurityGroupInfo,
+};
+use dms_core::aws::rds::{find_db_by_endpoint, Rds};
+use dms_core::envelope::{read_state, write_state};
+use dms_core::rules::state::SgAutofixResult;
+use dms_core::rules::tags::SG_RULE_TAG_KEY;
+use dms_core::{ErrorName, StepError};
 use serde_json::Value;
 
 use crate::resolve::Resolver;
@@ -291,9 +293,9 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    use core_lib::dms::InstanceInfo;
-    use core_lib::ec2::{IngressPermission, NetworkInterfaceInfo};
-    use core_lib::rds::{DbClusterInfo, DbInstanceInfo};
+    use dms_core::aws::dms::InstanceInfo;
+    use dms_core::aws::ec2::{IngressPermission, NetworkInterfaceInfo};
+    use dms_core::aws::rds::{DbClusterInfo, DbInstanceInfo};
     use serde_json::json;
     use test_doubles::FakeDms;
 
@@ -464,7 +466,7 @@ mod tests {
             "sourcePort": 5432
         });
         let state =
-            core_lib::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
+            dms_core::rules::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
         json!({ "state": serde_json::to_value(state).unwrap() })
     }
 

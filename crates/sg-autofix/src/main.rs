@@ -1,8 +1,8 @@
-use core_lib::aws::{load_config, required_env};
-use core_lib::defect::catch_defects;
-use core_lib::dms::DmsClient;
-use core_lib::ec2::Ec2Client;
-use core_lib::rds::RdsClient;
+use dms_core::aws::dms::DmsClient;
+use dms_core::aws::ec2::Ec2Client;
+use dms_core::aws::rds::RdsClient;
+use dms_core::aws::{load_config, required_env};
+use dms_core::defect::catch_defects;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 use sg_autofix::handler::{handle, Clients};

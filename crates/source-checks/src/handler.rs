@@ -1,16 +1,16 @@
 //! source-checks (docs/architecture.md): runs inside the stack's VPC, in the replication instance's subnets,
 //! with a security group of its own that Aurora's group admits on the source port. It receives the source
-//! connection from premigration-assessment (`core_lib::source_checks`), runs the source checks of
-//! docs/checks.md (core's `checks`) and answers them with the facts the target checks need. It calls no AWS
+//! connection from premigration-assessment (`dms_core::pg::source_checks`), runs the source checks of
+//! docs/checks.md (dms-core's `checks`) and answers them with the facts the target checks need. It calls no AWS
 //! API, so nothing outside the VPC must be reachable. The event holds the source password: it is never
 //! logged, and an unreadable event is reported without its content.
 
 use std::future::Future;
 
-use core_lib::checks::{self, CheckConfig};
-use core_lib::pg::PgConnectOptions;
-use core_lib::source_checks::{SourceChecksRequest, SourceChecksResponse};
-use core_lib::StepError;
+use dms_core::pg::checks::{self, CheckConfig};
+use dms_core::pg::source_checks::{SourceChecksRequest, SourceChecksResponse};
+use dms_core::pg::PgConnectOptions;
+use dms_core::StepError;
 use serde_json::Value;
 
 /// Runs the source checks on one database; a trait so the event handling is tested without one.
@@ -54,7 +54,7 @@ pub async fn handle<D: SourceDatabase>(event: Value, database: &D) -> Result<Val
     tracing::info!(checks = response.checks.len(), "source checks done");
     serde_json::to_value(&response).map_err(|e| {
         StepError::new(
-            core_lib::ErrorName::ToolDefect,
+            dms_core::ErrorName::ToolDefect,
             format!("the source checks' answer could not be serialized: {e}"),
         )
     })
@@ -62,9 +62,9 @@ pub async fn handle<D: SourceDatabase>(event: Value, database: &D) -> Result<Val
 
 #[cfg(test)]
 mod tests {
-    use core_lib::checks::{Check, SourceFacts};
-    use core_lib::pg::PgConnectWire;
-    use core_lib::ErrorName;
+    use dms_core::pg::checks::{Check, SourceFacts};
+    use dms_core::pg::PgConnectWire;
+    use dms_core::ErrorName;
     use serde_json::json;
 
     use super::*;

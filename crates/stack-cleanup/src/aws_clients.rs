@@ -2,8 +2,8 @@
 //! `classify_sdk_error`, so the stack-cleanup role's actions can be derived from this code.
 
 use aws_sdk_databasemigration::types::Filter;
-use core_lib::errors::classify_sdk_error;
-use core_lib::{ErrorName, StepError};
+use dms_core::errors::classify_sdk_error;
+use dms_core::{ErrorName, StepError};
 
 use crate::dms_roles::{AccountRoles, CreateOutcome, FoundRole, ProbeError, SubnetGroups};
 use crate::update_guard::{lob_max_size_kb, TaskFacts, TaskReader};

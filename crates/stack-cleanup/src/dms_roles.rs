@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use core_lib::StepError;
+use dms_core::StepError;
 use tokio::time::Instant;
 
 use crate::handler::answer;
@@ -408,7 +408,7 @@ async fn prove_vpc_role<S: SubnetGroups>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core_lib::ErrorName;
+    use dms_core::ErrorName;
     use serde_json::{json, Value};
     use std::sync::Mutex;
 

@@ -23,10 +23,10 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
 
-use core_lib::s3::{VersionedBucket, VersionsPageMarker, MAX_KEYS_PER_REQUEST};
-use core_lib::sg_rules::{RevokeOutcome, SecurityGroupRules};
-use core_lib::tags::SG_RULE_TAG_KEY;
-use core_lib::{ErrorName, StepError};
+use dms_core::aws::s3::{VersionedBucket, VersionsPageMarker, MAX_KEYS_PER_REQUEST};
+use dms_core::aws::sg_rules::{RevokeOutcome, SecurityGroupRules};
+use dms_core::rules::tags::SG_RULE_TAG_KEY;
+use dms_core::{ErrorName, StepError};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
 
@@ -112,7 +112,7 @@ where
                 format!(
                     "{} stopped on an internal error ({})",
                     request.resource_type,
-                    core_lib::defect::panic_message(panic.as_ref())
+                    dms_core::defect::panic_message(panic.as_ref())
                 ),
                 BTreeMap::new(),
             ),
@@ -152,7 +152,7 @@ pub fn answer(
 
 /// How long the cleanup may run: until the Lambda's deadline minus the margin to answer.
 pub fn cleanup_budget(deadline: SystemTime, now: SystemTime) -> Duration {
-    core_lib::clock::time_left(deadline, now).saturating_sub(RESPONSE_MARGIN)
+    dms_core::clock::time_left(deadline, now).saturating_sub(RESPONSE_MARGIN)
 }
 
 /// What the cleanup did and could not do; becomes the response's Reason and Data and the log line.
@@ -356,7 +356,7 @@ where
         Ok(Ok(())) => None,
         Ok(Err(panic)) => Some(format!(
             "stack-cleanup stopped on an internal error ({})",
-            core_lib::defect::panic_message(panic.as_ref())
+            dms_core::defect::panic_message(panic.as_ref())
         )),
         Err(_) => Some(format!(
             "stack-cleanup ran out of time (it stops {} ms before the Lambda's deadline, after {} ms)",
@@ -506,8 +506,8 @@ async fn revoke_tagged_rules<R: SecurityGroupRules>(
 mod tests {
     use std::sync::Mutex;
 
-    use core_lib::s3::{DeleteFailure, ObjectVersionRef, VersionsPage};
-    use core_lib::sg_rules::TaggedRule;
+    use dms_core::aws::s3::{DeleteFailure, ObjectVersionRef, VersionsPage};
+    use dms_core::aws::sg_rules::TaggedRule;
 
     use super::*;
     use crate::response::MAX_RESPONSE_BYTES;
@@ -773,7 +773,7 @@ mod tests {
         assert_eq!(
             *c.rules.asked_tag.lock().unwrap(),
             Some((SG_RULE_TAG_KEY.to_string(), "mig".to_string())),
-            "the rules are found by core's tag key and the stack name"
+            "the rules are found by dms-core's tag key and the stack name"
         );
         let reason = answer["Reason"].as_str().unwrap();
         assert!(

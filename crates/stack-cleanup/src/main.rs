@@ -2,9 +2,9 @@
 // depth rustc uses to compute the layout of main's future.
 #![recursion_limit = "256"]
 
-use core_lib::aws::{load_config, required_env};
-use core_lib::s3::S3VersionedBucket;
-use core_lib::sg_rules::Ec2SecurityGroupRules;
+use dms_core::aws::s3::S3VersionedBucket;
+use dms_core::aws::sg_rules::Ec2SecurityGroupRules;
+use dms_core::aws::{load_config, required_env};
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use core_lib::{ErrorName, StepError};
+use dms_core::{ErrorName, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

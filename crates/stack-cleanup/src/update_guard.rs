@@ -22,8 +22,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use core_lib::s3::VersionedBucket;
-use core_lib::{ErrorName, StepError};
+use dms_core::aws::s3::VersionedBucket;
+use dms_core::{ErrorName, StepError};
 
 use crate::handler::answer;
 use crate::response::{CfnRequest, CfnResponse, RequestType, Status};
@@ -218,7 +218,7 @@ async fn check_bucket<B: VersionedBucket>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core_lib::s3::{DeleteFailure, ObjectVersionRef, VersionsPage, VersionsPageMarker};
+    use dms_core::aws::s3::{DeleteFailure, ObjectVersionRef, VersionsPage, VersionsPageMarker};
     use serde_json::{json, Value};
     use std::collections::HashMap;
 

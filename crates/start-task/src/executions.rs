@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use aws_sdk_sfn::types::ExecutionStatus;
-use core_lib::errors::{classify_sdk_error, StepError};
+use dms_core::errors::{classify_sdk_error, StepError};
 use serde_json::Value;
 
 /// IAM actions of the adapter (the stack's policy is derived from these strings).

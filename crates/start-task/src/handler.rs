@@ -5,13 +5,13 @@
 //! file in the stack's bucket (`plan_file`) is checked and applied with ModifyReplicationTask; a task that
 //! already holds it is not modified again.
 
-use core_lib::db_secret::{endpoint_connect_options, SecretStore};
-use core_lib::dms::{Dms, DmsModify, StartType, TaskInfo};
-use core_lib::envelope::{read_state, write_state};
-use core_lib::state::{capped, ExecutionState, StartAction, StartTaskResult};
-use core_lib::table_mapping::TableMappings;
-use core_lib::task_phase::{full_load_finished, TaskStatus};
-use core_lib::{ErrorName, StepError};
+use dms_core::aws::db_secret::{endpoint_connect_options, SecretStore};
+use dms_core::aws::dms::{Dms, DmsModify, StartType, TaskInfo};
+use dms_core::envelope::{read_state, write_state};
+use dms_core::rules::state::{capped, ExecutionState, StartAction, StartTaskResult};
+use dms_core::rules::table_mapping::TableMappings;
+use dms_core::rules::task_phase::{full_load_finished, TaskStatus};
+use dms_core::{ErrorName, StepError};
 use serde_json::Value;
 
 use crate::executions::Executions;
@@ -281,8 +281,8 @@ where
         .map(|(schema, table)| {
             format!(
                 "{}.{}",
-                core_lib::sql_ident::quote_if_needed(schema),
-                core_lib::sql_ident::quote_if_needed(table)
+                dms_core::rules::sql_ident::quote_if_needed(schema),
+                dms_core::rules::sql_ident::quote_if_needed(table)
             )
         })
         .collect();

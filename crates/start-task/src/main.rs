@@ -1,7 +1,7 @@
-use core_lib::aws::load_config;
-use core_lib::db_secret::SecretsManagerStore;
-use core_lib::defect::catch_defects;
-use core_lib::dms::DmsClient;
+use dms_core::aws::db_secret::SecretsManagerStore;
+use dms_core::aws::dms::DmsClient;
+use dms_core::aws::load_config;
+use dms_core::defect::catch_defects;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 

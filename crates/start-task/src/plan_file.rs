@@ -7,7 +7,7 @@
 //! (the target table preparation mode, logging, the stack's LOB truncation guard...) stays the stack's,
 //! so a plan is refused when it sets another key.
 
-use core_lib::table_mapping::TableMappings;
+use dms_core::rules::table_mapping::TableMappings;
 use serde_json::Value;
 
 /// The key under which the plan file is read in the stack's bucket.

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use aws_sdk_s3::operation::get_object::GetObjectError;
-use core_lib::errors::{classify_sdk_error, ErrorName, StepError};
+use dms_core::errors::{classify_sdk_error, ErrorName, StepError};
 
 use crate::plan_file::{MAX_PLAN_BYTES, PLAN_KEY};
 

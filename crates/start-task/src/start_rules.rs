@@ -4,9 +4,9 @@
 //! `DO_NOTHING`, so any restart that loads a table again into a non-empty target duplicates its rows:
 //! those restarts are refused unless the user asked for `startMode: reload` with `truncateTarget: true`.
 
-use core_lib::dms::{StartType, TaskInfo};
-use core_lib::state::{Options, StartMode};
-use core_lib::task_phase::{MigrationType, StopReason, TaskStatus};
+use dms_core::aws::dms::{StartType, TaskInfo};
+use dms_core::rules::state::{Options, StartMode};
+use dms_core::rules::task_phase::{MigrationType, StopReason, TaskStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -29,7 +29,7 @@ pub enum Plan {
 pub struct History {
     /// The task has started at least once.
     pub has_run: bool,
-    /// Its full load is over (`core_lib::task_phase::full_load_finished`).
+    /// Its full load is over (`dms_core::rules::task_phase::full_load_finished`).
     pub full_load_finished: bool,
 }
 

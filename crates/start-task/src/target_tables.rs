@@ -4,9 +4,9 @@
 
 use std::future::Future;
 
-use core_lib::errors::StepError;
-use core_lib::pg::{classify_pg_error, PgConnectOptions};
-use core_lib::sql_ident::quote;
+use dms_core::errors::StepError;
+use dms_core::pg::{classify_pg_error, PgConnectOptions};
+use dms_core::rules::sql_ident::quote;
 
 /// Ordinary and partitioned tables that are not themselves partitions (truncating a partitioned table
 /// empties its partitions, and DMS rules name the root), outside the system schemas, not created by an

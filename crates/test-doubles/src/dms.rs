@@ -5,10 +5,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use core_lib::dms::{
+use dms_core::aws::dms::{
     ConnectionInfo, Dms, EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo,
 };
-use core_lib::errors::StepError;
+use dms_core::errors::StepError;
 
 #[derive(Default)]
 pub struct FakeDms {
@@ -222,7 +222,7 @@ impl Dms for FakeDms {
 
 #[cfg(test)]
 mod tests {
-    use core_lib::errors::ErrorName;
+    use dms_core::errors::ErrorName;
 
     use super::*;
 

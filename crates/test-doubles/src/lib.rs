@@ -1,7 +1,7 @@
 //! Test doubles shared by every crate's tests: one configurable fake per outside capability, a canned HTTP server for the
 //! answers no emulator gives, and the valid
 //! execution-state fixture. A dev-dependency only, never in a deployed binary. It is a crate rather than a
-//! `test-util` feature of `core` because a feature enabled by dev-dependencies alone would compile `core`
+//! `test-util` feature of `dms-core` because a feature enabled by dev-dependencies alone would compile `dms-core`
 //! and every Lambda twice (docs/architecture.md, "Dependency features").
 
 mod dms;

@@ -1,6 +1,6 @@
 //! The execution state `notify` hands to the next step, built from a valid pasted payload.
 
-use core_lib::payload::parse_payload;
+use dms_core::rules::payload::parse_payload;
 use serde_json::{json, Value};
 
 pub const INSTANCE_ARN: &str = "arn:aws:dms:us-east-1:123456789012:rep:INSTANCE1";

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use core_lib::dms::{Dms, StartType};
+use dms_core::aws::dms::{Dms, StartType};
 use integration_tests::bench::{connect, dms_migrate, seconds};
 use integration_tests::dms_local::{wait_for, DmsLocal};
 use integration_tests::lab::{workspace_root, Lab, TestDatabases};

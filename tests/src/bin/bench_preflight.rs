@@ -1,4 +1,4 @@
-//! Bench row: `dms-migrate preflight` (core's set-based checks) on 10,000 tables across 5 schemas, side by
+//! Bench row: `dms-migrate preflight` (dms-core's set-based checks) on 10,000 tables across 5 schemas, side by
 //! side with the shell preflight users actually run: pgcopydb-helpers' `preflight-check.sh` style, about
 //! 20 psql processes, each one catalog-wide query that names no table. A secondary line keeps the same
 //! checks issued one table at a time through psql, timed on a sample and extrapolated; it is labelled a

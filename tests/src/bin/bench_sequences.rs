@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use core_lib::sequences;
+use dms_core::pg::sequences;
 use integration_tests::bench::{dms_migrate, generated, recreate, seconds};
 use integration_tests::lab::Lab;
 

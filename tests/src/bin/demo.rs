@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
-use core_lib::state::Options;
+use dms_core::rules::state::Options;
 use integration_tests::lab::{binary, workspace_root, Lab};
 use integration_tests::rig::{options, MigrationRig, RigSpec};
 use integration_tests::sns::Delivered;

@@ -1,6 +1,6 @@
 use std::sync::Mutex;
 
-use core_lib::dms::{InstanceInfo, TableStat, TaskInfo};
+use dms_core::aws::dms::{InstanceInfo, TableStat, TaskInfo};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use test_doubles::{FakeDms, StateFixture, TASK_ARN};

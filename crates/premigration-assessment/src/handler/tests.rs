@@ -1,8 +1,8 @@
 use std::sync::Mutex;
 
-use core_lib::assessment_runs::{IndividualResult, RunInfo};
-use core_lib::dms::EndpointInfo;
-use core_lib::pg::PgConnectOptions;
+use dms_core::aws::assessment_runs::{IndividualResult, RunInfo};
+use dms_core::aws::dms::EndpointInfo;
+use dms_core::pg::PgConnectOptions;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use test_doubles::{FakeDms, StateFixture, SOURCE_ARN, TARGET_ARN, TASK_ARN};

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
-use core_lib::dms::{EndpointInfo, StartType, TableStat, TaskInfo, TaskStats};
-use core_lib::pg::PgConnectOptions;
+use dms_core::aws::dms::{EndpointInfo, StartType, TableStat, TaskInfo, TaskStats};
+use dms_core::pg::PgConnectOptions;
 use serde_json::{json, Value};
 use test_doubles::{FakeDms, StateFixture, TARGET_ARN, TASK_ARN};
 
@@ -104,7 +104,7 @@ fn task(status: &str, stop: Option<&str>, migration: &str, has_run: bool) -> Tas
 /// The task's documents as DMS holds them; ModifyReplicationTask replaces them.
 #[derive(Default)]
 struct FakeModify {
-    documents: Mutex<core_lib::dms::TaskDocuments>,
+    documents: Mutex<dms_core::aws::dms::TaskDocuments>,
     modified: Mutex<u32>,
 }
 
@@ -112,7 +112,7 @@ impl DmsModify for FakeModify {
     async fn task_documents(
         &self,
         _task_arn: &str,
-    ) -> Result<core_lib::dms::TaskDocuments, StepError> {
+    ) -> Result<dms_core::aws::dms::TaskDocuments, StepError> {
         Ok(self.documents.lock().unwrap().clone())
     }
     async fn modify_task(
@@ -123,7 +123,7 @@ impl DmsModify for FakeModify {
     ) -> Result<(), StepError> {
         assert_eq!(task_arn, TASK_ARN);
         *self.modified.lock().unwrap() += 1;
-        *self.documents.lock().unwrap() = core_lib::dms::TaskDocuments {
+        *self.documents.lock().unwrap() = dms_core::aws::dms::TaskDocuments {
             table_mappings: table_mappings.map(str::to_string),
             settings: Some(settings.to_string()),
         };
