@@ -111,7 +111,7 @@ async fn rig(name: &str) -> Option<Rig> {
         .expect("start");
     wait_for("the full load", Duration::from_secs(120), || async {
         let task = client.describe_task(&task_arn).await.expect("describe");
-        (task.status == "running"
+        (task.status.as_str() == "running"
             && task
                 .stats
                 .as_ref()

@@ -72,7 +72,7 @@ async fn full_load_only_moves_rows_and_ends_stopped_full_load_only_finished() {
         .await
         .expect("start-replication on a new task");
     let done = wait_for_task(&dms, &ids.task_arn, "the full load to finish", |t| {
-        t.status == "stopped"
+        t.status.as_str() == "stopped"
     })
     .await;
     assert_eq!(
@@ -141,7 +141,11 @@ async fn full_load_and_cdc_replicates_changes_and_pushes_latency_to_cloudwatch()
             .is_some_and(|s| s.full_load_progress_percent == 100)
     })
     .await;
-    assert_eq!(loaded.status, "running", "CDC keeps the task running");
+    assert_eq!(
+        loaded.status.as_str(),
+        "running",
+        "CDC keeps the task running"
+    );
     assert_eq!(loaded.stop_reason, None);
 
     sql(
@@ -196,7 +200,10 @@ async fn full_load_and_cdc_replicates_changes_and_pushes_latency_to_cloudwatch()
         .send()
         .await
         .expect("stop");
-    let stopped = wait_for_task(&dms, &ids.task_arn, "the stop", |t| t.status == "stopped").await;
+    let stopped = wait_for_task(&dms, &ids.task_arn, "the stop", |t| {
+        t.status.as_str() == "stopped"
+    })
+    .await;
     assert_eq!(stopped.stop_reason.as_deref(), Some("Stop Reason NORMAL"));
     sql(
         &dbs.source_url,
@@ -250,7 +257,7 @@ async fn a_table_whose_copy_fails_shows_table_error() {
     let good = tables.iter().find(|t| t.table == "good").expect("good");
     assert_eq!(good.state, "Table completed");
     let done = wait_for_task(&dms, &ids.task_arn, "the load to end", |t| {
-        t.status == "stopped"
+        t.status.as_str() == "stopped"
     })
     .await;
     assert_eq!(done.stats.expect("stats").tables_errored, 1);
@@ -273,14 +280,20 @@ async fn paused_table_sync_lets_a_test_stop_mid_full_load() {
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &ids.task_arn, "running", |t| t.status == "running").await;
+    wait_for_task(&dms, &ids.task_arn, "running", |t| {
+        t.status.as_str() == "running"
+    })
+    .await;
     dms.sdk()
         .stop_replication_task()
         .replication_task_arn(&ids.task_arn)
         .send()
         .await
         .expect("stop");
-    let stopped = wait_for_task(&dms, &ids.task_arn, "stopped", |t| t.status == "stopped").await;
+    let stopped = wait_for_task(&dms, &ids.task_arn, "stopped", |t| {
+        t.status.as_str() == "stopped"
+    })
+    .await;
     let stats = stopped.stats.expect("stats");
     assert!(stats.full_load_progress_percent < 100, "{stats:?}");
     assert_eq!(stats.full_load_finish_epoch_seconds, None);
@@ -378,7 +391,11 @@ async fn task_faults_fail_and_hold_the_task() {
         .fault(json!({"taskArn": ids.task_arn, "holdStatus": "modifying"}))
         .await;
     assert_eq!(
-        dms.describe_task(&ids.task_arn).await.expect("d").status,
+        dms.describe_task(&ids.task_arn)
+            .await
+            .expect("d")
+            .status
+            .as_str(),
         "modifying"
     );
     let err = dms
@@ -392,12 +409,15 @@ async fn task_faults_fail_and_hold_the_task() {
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &ids.task_arn, "running", |t| t.status == "running").await;
+    wait_for_task(&dms, &ids.task_arn, "running", |t| {
+        t.status.as_str() == "running"
+    })
+    .await;
     local
         .fault(json!({"taskArn": ids.task_arn, "failTask": "ERROR: out of disk on the replication instance"}))
         .await;
     let failed = dms.describe_task(&ids.task_arn).await.expect("describe");
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status.as_str(), "failed");
     assert_eq!(
         failed.last_failure_message.as_deref(),
         Some("ERROR: out of disk on the replication instance")
@@ -431,14 +451,14 @@ async fn test_connection_really_connects() {
                 dms.describe_connection(&instance, &endpoint)
                     .await
                     .expect("describe connections")
-                    .filter(|c| c.status != "testing")
+                    .filter(|c| c.status.as_str() != "testing")
             })
             .await
         }
     };
-    assert_eq!(outcome(good.clone()).await.status, "successful");
+    assert_eq!(outcome(good.clone()).await.status.as_str(), "successful");
     let failed = outcome(bad.clone()).await;
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status.as_str(), "failed");
     let message = failed.last_failure_message.expect("a failure message");
     assert!(
         message.contains("password authentication failed"),
@@ -564,7 +584,10 @@ async fn boto3_describes_tasks_and_table_statistics() {
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &ids.task_arn, "the load", |t| t.status == "stopped").await;
+    wait_for_task(&dms, &ids.task_arn, "the load", |t| {
+        t.status.as_str() == "stopped"
+    })
+    .await;
 
     const SCRIPT: &str = r#"
 import json, sys, boto3
@@ -735,7 +758,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
         .await
         .expect("start");
     wait_for_task(&dms, &task_arn, "the full load to finish", |t| {
-        t.status == "running"
+        t.status.as_str() == "running"
             && t.stats
                 .as_ref()
                 .is_some_and(|s| s.full_load_progress_percent == 100)
@@ -756,7 +779,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
 
     dms.stop_task(&task_arn).await.expect("stop");
     wait_for_task(&dms, &task_arn, "the task to stop", |t| {
-        t.status == "stopped"
+        t.status.as_str() == "stopped"
     })
     .await;
     // Rows written while the task is stopped must arrive after the resume (the slot keeps the position).
@@ -769,7 +792,11 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
         .await
         .expect("a stopped task may be modified");
     assert_eq!(
-        dms.describe_task(&task_arn).await.expect("describe").status,
+        dms.describe_task(&task_arn)
+            .await
+            .expect("describe")
+            .status
+            .as_str(),
         "modifying"
     );
     let refused = dms
@@ -778,7 +805,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
         .expect_err("no start while modifying");
     assert_eq!(refused.name, ErrorName::DmsInvalidState, "{refused:?}");
     wait_for_task(&dms, &task_arn, "the modification to finish", |t| {
-        t.status == "stopped"
+        t.status.as_str() == "stopped"
     })
     .await;
     let stored = dms
@@ -801,7 +828,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
         .await
         .expect("resume");
     wait_for_task(&dms, &task_arn, "the task to run again", |t| {
-        t.status == "running"
+        t.status.as_str() == "running"
     })
     .await;
     sql(
@@ -887,14 +914,14 @@ async fn modify_replication_task_applies_a_plan_only_while_the_task_is_not_runni
 
     let dms = local.dms_client().await;
     wait_for_task(&dms, &ids.task_arn, "the modification to apply", |t| {
-        t.status != "modifying"
+        t.status.as_str() != "modifying"
     })
     .await;
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
     wait_for_task(&dms, &ids.task_arn, "the task to run", |t| {
-        t.status == "running"
+        t.status.as_str() == "running"
     })
     .await;
     let err = sdk

@@ -1087,7 +1087,7 @@ async fn a_recoverable_error_sends_one_email_and_the_run_continues_to_cutover() 
             let task = dms_core::aws::dms::Dms::describe_task(&dms, &rig.task.task_arn)
                 .await
                 .ok()?;
-            (task.status == "running"
+            (task.status.as_str() == "running"
                 && task
                     .stats
                     .is_some_and(|s| s.full_load_finish_epoch_seconds.is_some()))

@@ -14,9 +14,9 @@ use dms_core::aws::dms::{Dms, DmsClient};
 use dms_core::errors::{ErrorName, StepError};
 use dms_core::pg::classify_pg_error;
 use dms_core::rules::arn::DmsArn;
+use dms_core::rules::dms_model::TaskStatus;
 use dms_core::rules::sentinel;
 use dms_core::rules::sql_ident::{quote, quote_if_needed};
-use dms_core::rules::task_phase::TaskStatus;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -176,7 +176,10 @@ async fn refusal(task_arn: &str) -> Result<Option<String>, StepError> {
             err
         }
     })?;
-    let safe = TaskStatus::parse(&task.status).is_some_and(|s| SAFE_STATUSES.contains(&s));
+    let safe = task
+        .status
+        .known()
+        .is_some_and(|s| SAFE_STATUSES.contains(&s));
     Ok((!safe).then(|| {
         format!(
             "the DMS task is `{}`: stop it first (console: the task, Actions, Stop; or `aws dms stop-replication-task --replication-task-arn {task_arn}`), then run cleanup again. While it runs, its slot stays active and stray writes on the source still reach the live target",

@@ -18,8 +18,8 @@ use dms_core::errors::StepError;
 use dms_core::pg::sequences;
 use dms_core::pg::{classify_pg_error, PgConnectOptions};
 use dms_core::rules::arn::DmsArn;
+use dms_core::rules::dms_model::{MigrationType, TaskStatus};
 use dms_core::rules::sentinel;
-use dms_core::rules::task_phase::{MigrationType, TaskStatus};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio_postgres::Client;
 
@@ -302,13 +302,13 @@ async fn sleep(duration: Duration) -> Step<()> {
 
 async fn task_phase(cx: &mut Context) -> Step<String> {
     let task = cx.dms.describe_task(&cx.task_arn).await?;
-    if MigrationType::parse(&task.migration_type) == Some(MigrationType::FullLoad) {
+    if task.migration_type == MigrationType::FullLoad {
         return Err(Stop::Gate(
             "a full-load-only task replicates no changes: cutover needs a full-load-and-cdc or cdc task (switch after sequences sync, constraints apply and verify)".into(),
         ));
     }
     let mut resumed = "";
-    match TaskStatus::parse(&task.status) {
+    match task.status.known() {
         Some(TaskStatus::Running) => {}
         // A stop by an earlier run of this command (or by hand) keeps the position: resume-processing
         // replicates "the changes from the last stop position"
@@ -317,7 +317,7 @@ async fn task_phase(cx: &mut Context) -> Step<String> {
             cx.dms
                 .start_task(&cx.task_arn, StartType::ResumeProcessing)
                 .await?;
-            wait_task(cx, "running").await?;
+            wait_task(cx, TaskStatus::Running).await?;
             resumed = "resumed from its stop position; ";
         }
         _ => {
@@ -360,7 +360,7 @@ async fn apply_mode_phase(cx: &mut Context) -> Step<String> {
     // settings change only while the task is stopped
     // (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.Modifying.html).
     cx.dms.stop_task(&cx.task_arn).await?;
-    wait_task(cx, "stopped").await?;
+    wait_task(cx, TaskStatus::Stopped).await?;
     if let Some(metadata) = settings
         .get_mut("TargetMetadata")
         .and_then(serde_json::Value::as_object_mut)
@@ -372,11 +372,11 @@ async fn apply_mode_phase(cx: &mut Context) -> Step<String> {
     cx.dms
         .modify_task(&cx.task_arn, None, &settings.to_string())
         .await?;
-    wait_task(cx, "stopped").await?;
+    wait_task(cx, TaskStatus::Stopped).await?;
     cx.dms
         .start_task(&cx.task_arn, StartType::ResumeProcessing)
         .await?;
-    wait_task(cx, "running").await?;
+    wait_task(cx, TaskStatus::Running).await?;
     let after = round_trip(cx).await?;
     Ok(format!(
         "BatchApplyEnabled set to false with the task stopped, then resumed from its position; sentinel round trip {before:.1} s before, {after:.1} s after"
@@ -796,7 +796,7 @@ async fn identity_phase(cx: &mut Context) -> Step<String> {
 async fn stop_task_phase(cx: &mut Context) -> Step<String> {
     cx.stopped_task = true;
     cx.dms.stop_task(&cx.task_arn).await?;
-    wait_task(cx, "stopped").await?;
+    wait_task(cx, TaskStatus::Stopped).await?;
     Ok("StopReplicationTask: the task is stopped (its slot keeps the position)".into())
 }
 
@@ -1067,14 +1067,14 @@ async fn round_trip(cx: &Context) -> Step<f64> {
     }
 }
 
-async fn wait_task(cx: &Context, wanted: &str) -> Step<()> {
+async fn wait_task(cx: &Context, wanted: TaskStatus) -> Step<()> {
     let deadline = Instant::now() + TASK_WAIT;
     loop {
         let task = cx.dms.describe_task(&cx.task_arn).await?;
         if task.status == wanted {
             return Ok(());
         }
-        if task.status == "failed" {
+        if task.status == TaskStatus::Failed {
             return Err(Stop::Gate(format!(
                 "the task failed while waiting for it to be {wanted}: {}",
                 task.last_failure_message.unwrap_or_default()
@@ -1130,7 +1130,7 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
     }
     if cx.stopped_task {
         let resumed = match cx.dms.describe_task(&cx.task_arn).await {
-            Ok(t) if t.status == "stopped" => cx
+            Ok(t) if t.status == TaskStatus::Stopped => cx
                 .dms
                 .start_task(&cx.task_arn, StartType::ResumeProcessing)
                 .await

@@ -16,10 +16,11 @@ use dms_core::pg::checks::{self, Check, CheckStatus};
 use dms_core::pg::classify_pg_error;
 use dms_core::pg::sequences::{self, BehindReason};
 use dms_core::rules::arn::DmsArn;
+use dms_core::rules::dms_model::{MigrationType, TaskStatus};
 use dms_core::rules::sentinel;
 use dms_core::rules::state::{Monitor, Options};
 use dms_core::rules::table_mapping::TableMappings;
-use dms_core::rules::task_phase::{self, CdcLatency, MigrationType, Phase, Reading, TaskStatus};
+use dms_core::rules::task_phase::{self, CdcLatency, Phase, Reading};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -97,8 +98,11 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         Err(err) if err.name == ErrorName::DmsInvalidState => Vec::new(),
         Err(err) => return Err(err),
     };
-    let in_cdc = TaskStatus::parse(&task.status) == Some(TaskStatus::Running)
-        && MigrationType::parse(&task.migration_type).is_some_and(|m| m != MigrationType::FullLoad);
+    let in_cdc = task.status == TaskStatus::Running
+        && task
+            .migration_type
+            .known()
+            .is_some_and(|m| m != MigrationType::FullLoad);
     let now = clock::now_epoch_seconds();
     let latency = if in_cdc {
         progress.say("reading CDC latency from CloudWatch");
@@ -188,7 +192,7 @@ fn task_lines(
     };
     let assessment = task_phase::assess(&reading, &monitor, &options, now);
     let reason = assessment.progress.reason.clone().unwrap_or_default();
-    let running = TaskStatus::parse(&task.status) == Some(TaskStatus::Running);
+    let running = task.status == TaskStatus::Running;
     let task_line = if running
         && matches!(assessment.phase, Phase::CatchingUp | Phase::ReadyForCutover)
     {

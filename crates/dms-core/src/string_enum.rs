@@ -42,6 +42,16 @@ macro_rules! string_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl $crate::string_enum::FixedText for $name {
+            fn parse_text(text: &str) -> Option<Self> {
+                $name::parse(text)
+            }
+
+            fn text(self) -> &'static str {
+                self.as_str()
+            }
+        }
     };
     ($(#[$meta:meta])* $vis:vis enum $name:ident {
         $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)?
@@ -71,6 +81,12 @@ macro_rules! string_enum {
 }
 
 pub(crate) use string_enum;
+
+/// What every `string_enum!` enum does, for code generic over them (`dms_model::Reported`).
+pub trait FixedText: Sized + Copy + 'static {
+    fn parse_text(text: &str) -> Option<Self>;
+    fn text(self) -> &'static str;
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,9 +7,10 @@ use dms_core::aws::dms::{Dms, TableStat, TaskInfo};
 use dms_core::aws::metrics::{Metrics, TaskMetricsKey};
 use dms_core::envelope::{read_state, write_state};
 use dms_core::rules::arn::DmsArn;
+use dms_core::rules::dms_model::{MigrationType, TaskStatus};
 use dms_core::rules::history;
 use dms_core::rules::state::ExecutionState;
-use dms_core::rules::task_phase::{assess, CdcLatency, MigrationType, Reading, TaskStatus};
+use dms_core::rules::task_phase::{assess, CdcLatency, Reading};
 use dms_core::{ErrorName, StepError};
 use serde_json::Value;
 
@@ -76,8 +77,11 @@ async fn table_statistics<D: Dms>(dms: &D, task: &TaskInfo) -> Result<Vec<TableS
 
 /// CDC latency exists only while a CDC-capable task runs; any other reading needs no metric call.
 fn may_be_in_cdc(task: &TaskInfo) -> bool {
-    TaskStatus::parse(&task.status) == Some(TaskStatus::Running)
-        && MigrationType::parse(&task.migration_type).is_some_and(|m| m != MigrationType::FullLoad)
+    task.status == TaskStatus::Running
+        && task
+            .migration_type
+            .known()
+            .is_some_and(|m| m != MigrationType::FullLoad)
 }
 
 async fn cdc_latency<D, M, H>(

@@ -8,6 +8,7 @@ use dms_core::aws::db_secret::{endpoint_connect_options, SecretStore};
 use dms_core::aws::dms::{Dms, TaskInfo};
 use dms_core::envelope::{read_state, write_state};
 use dms_core::pg::checks::{self, ids, Check, CheckConfig, CheckStatus, TableSelection};
+use dms_core::rules::dms_model::{MigrationType, TaskStatus};
 use dms_core::rules::state::{
     AssessmentResult, AssessmentStatus, CheckCounts, CheckSummary, SourceChecksRan, StartMode,
     MAX_NAMES,
@@ -118,7 +119,7 @@ fn skip_reason(task: &TaskInfo, start_mode: StartMode) -> Option<String> {
     if start_mode == StartMode::Reload {
         return None;
     }
-    if task.started_at_epoch_seconds.is_none() && task.status == "ready" {
+    if task.started_at_epoch_seconds.is_none() && task.status == TaskStatus::Ready {
         return None;
     }
     let started = if task.started_at_epoch_seconds.is_some() {
@@ -206,7 +207,7 @@ where
     };
     Ok(CheckConfig {
         selection,
-        cdc: task.migration_type != "full-load",
+        cdc: task.migration_type != MigrationType::FullLoad,
         ..CheckConfig::default()
     })
 }

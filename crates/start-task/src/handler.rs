@@ -8,9 +8,10 @@
 use dms_core::aws::db_secret::{endpoint_connect_options, SecretStore};
 use dms_core::aws::dms::{Dms, DmsModify, StartType, TaskInfo};
 use dms_core::envelope::{read_state, write_state};
+use dms_core::rules::dms_model::TaskStatus;
 use dms_core::rules::state::{capped, ExecutionState, StartAction, StartTaskResult};
 use dms_core::rules::table_mapping::TableMappings;
-use dms_core::rules::task_phase::{full_load_finished, TaskStatus};
+use dms_core::rules::task_phase::full_load_finished;
 use dms_core::{ErrorName, StepError};
 use serde_json::Value;
 
@@ -49,7 +50,7 @@ where
     let plan = plan(&task, history, &state.options);
     tracing::info!(task = %task_arn, status = %task.status, stop_reason = ?task.stop_reason, ?history, ?plan, "start-task plan");
     let mut result = StartTaskResult {
-        status_before: task.status.clone(),
+        status_before: task.status.to_string(),
         ..StartTaskResult::default()
     };
     match plan {
@@ -128,7 +129,7 @@ async fn history<D: Dms>(dms: &D, task: &TaskInfo) -> Result<History, StepError>
                 || s.tables_errored > 0
         });
     let restartable = matches!(
-        TaskStatus::parse(&task.status),
+        task.status.known(),
         Some(TaskStatus::Ready | TaskStatus::Stopped | TaskStatus::Failed | TaskStatus::FailedMove)
     );
     let full_load_finished = if full_load_finished(stats, &[]) {
@@ -199,7 +200,7 @@ where
     tracing::info!(task = %task.arn, plan = %location, summary = %checked.summary, "plan applied with ModifyReplicationTask");
     for poll in 0..=MODIFY_POLLS {
         let status = deps.dms.describe_task(&task.arn).await?.status;
-        if status != "modifying" {
+        if status != TaskStatus::Modifying {
             return Ok(Some(applied));
         }
         if poll < MODIFY_POLLS {

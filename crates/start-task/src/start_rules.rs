@@ -5,8 +5,9 @@
 //! those restarts are refused unless the user asked for `startMode: reload` with `truncateTarget: true`.
 
 use dms_core::aws::dms::{StartType, TaskInfo};
+use dms_core::rules::dms_model::{MigrationType, TaskStatus};
 use dms_core::rules::state::{Options, StartMode};
-use dms_core::rules::task_phase::{MigrationType, StopReason, TaskStatus};
+use dms_core::rules::task_phase::StopReason;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -41,7 +42,7 @@ fn reload_with_truncate(options: &Options) -> bool {
 }
 
 pub fn plan(task: &TaskInfo, history: History, options: &Options) -> Plan {
-    let Some(status) = TaskStatus::parse(&task.status) else {
+    let Some(status) = task.status.known() else {
         return Plan::Refuse {
             reason: format!(
                 "DMS reports task status `{}`, which this tool does not know; nothing was started. Check the task in the DMS console",
@@ -86,7 +87,7 @@ fn already_running(status: TaskStatus, options: &Options) -> Plan {
 }
 
 fn migration(task: &TaskInfo) -> Result<MigrationType, Plan> {
-    MigrationType::parse(&task.migration_type).ok_or_else(|| Plan::Refuse {
+    task.migration_type.known().ok_or_else(|| Plan::Refuse {
         reason: format!(
             "DMS reports migration type `{}`, which this tool does not know; nothing was started",
             task.migration_type

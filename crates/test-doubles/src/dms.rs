@@ -242,7 +242,10 @@ mod tests {
                 1,
                 StepError::new(ErrorName::DmsInvalidState, "busy"),
             );
-        assert_eq!(dms.describe_task("task-1").await.unwrap().status, "ready");
+        assert_eq!(
+            dms.describe_task("task-1").await.unwrap().status.as_str(),
+            "ready"
+        );
         let statuses = [
             dms.describe_instance("i").await.unwrap().status,
             dms.describe_instance("i").await.unwrap().status,

@@ -122,7 +122,7 @@ async fn setup(lab: &Lab, rows: u32) -> Setup {
         .expect("start");
     wait_for("the full load", FULL_LOAD_LIMIT, || async {
         let task = client.describe_task(&task_arn).await.expect("describe");
-        (task.status == "running"
+        (task.status.as_str() == "running"
             && task
                 .stats
                 .as_ref()

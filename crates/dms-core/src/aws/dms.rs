@@ -10,7 +10,7 @@ use aws_sdk_databasemigration::Client;
 
 use crate::errors::{classify_sdk_error, ErrorName, StepError};
 pub use crate::rules::dms_model::{
-    ConnectionInfo, EndpointInfo, InstanceInfo, StartType, TableStat, TaskInfo, TaskStats,
+    ConnectionInfo, EndpointInfo, InstanceInfo, Reported, StartType, TableStat, TaskInfo, TaskStats,
 };
 
 pub trait Dms {
@@ -197,13 +197,14 @@ impl Dms for DmsClient {
                 .replication_task_identifier()
                 .unwrap_or_default()
                 .to_string(),
-            status: task.status().unwrap_or_default().to_string(),
+            status: Reported::read(task.status().unwrap_or_default()),
             stop_reason: task.stop_reason().map(str::to_string),
             last_failure_message: task.last_failure_message().map(str::to_string),
-            migration_type: task
-                .migration_type()
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default(),
+            migration_type: Reported::read(
+                task.migration_type()
+                    .map(|m| m.as_str())
+                    .unwrap_or_default(),
+            ),
             table_mappings: task.table_mappings().map(str::to_string),
             source_endpoint_arn: task.source_endpoint_arn().unwrap_or_default().to_string(),
             target_endpoint_arn: task.target_endpoint_arn().unwrap_or_default().to_string(),

@@ -2,20 +2,122 @@
 //! pure rules (`task_phase`, `state`) read these without depending on the DMS adapter (`crate::aws::dms`) or the
 //! AWS SDK.
 
-use crate::string_enum::string_enum;
+use std::fmt;
+
+use crate::string_enum::{string_enum, FixedText};
+
+string_enum! {
+    /// `ReplicationTask.Status`, the values the API reference lists
+    /// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationTask.html>).
+    pub enum TaskStatus {
+        Creating => "creating",
+        Ready => "ready",
+        Starting => "starting",
+        Running => "running",
+        Stopping => "stopping",
+        Stopped => "stopped",
+        Failed => "failed",
+        FailedMove => "failed-move",
+        Modifying => "modifying",
+        Moving => "moving",
+        Deleting => "deleting",
+        Testing => "testing",
+    }
+}
+
+string_enum! {
+    /// `ReplicationTask.MigrationType`.
+    pub enum MigrationType {
+        FullLoad => "full-load",
+        Cdc => "cdc",
+        FullLoadAndCdc => "full-load-and-cdc",
+    }
+}
+
+/// A value DMS reported, read once at the adapter: one its documentation lists, or one it does not, kept as
+/// DMS spelled it so a message can name it. Rules act on `Known` only; `Unlisted` fails closed (monitoring
+/// stops, a start is refused) rather than being taken for a value it resembles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reported<T> {
+    Known(T),
+    Unlisted(String),
+}
+
+impl<T: FixedText> Reported<T> {
+    pub fn read(text: &str) -> Self {
+        T::parse_text(text).map_or_else(|| Reported::Unlisted(text.to_owned()), Reported::Known)
+    }
+
+    pub fn known(&self) -> Option<T> {
+        match self {
+            Reported::Known(value) => Some(*value),
+            Reported::Unlisted(_) => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reported::Known(value) => value.text(),
+            Reported::Unlisted(text) => text,
+        }
+    }
+}
+
+/// What a task reads before DMS has said anything: an empty, unlisted value.
+impl<T> Default for Reported<T> {
+    fn default() -> Self {
+        Reported::Unlisted(String::new())
+    }
+}
+
+impl<T: FixedText> From<&str> for Reported<T> {
+    fn from(text: &str) -> Self {
+        Reported::read(text)
+    }
+}
+
+impl<T: FixedText> From<T> for Reported<T> {
+    fn from(value: T) -> Self {
+        Reported::Known(value)
+    }
+}
+
+impl<T: FixedText + PartialEq> PartialEq<T> for Reported<T> {
+    fn eq(&self, other: &T) -> bool {
+        self.known() == Some(*other)
+    }
+}
+
+impl<T: FixedText> fmt::Display for Reported<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Written as DMS's text; any text reads back (an unlisted one as `Unlisted`), so a state holding a status
+/// DMS added later still parses and the rule that reads it decides.
+impl<T: FixedText> serde::Serialize for Reported<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de, T: FixedText> serde::Deserialize<'de> for Reported<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Reported::read(&text))
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskInfo {
     pub arn: String,
     pub identifier: String,
-    /// creating, ready, starting, running, stopping, stopped, failed, failed-move, modifying, moving,
-    /// deleting, testing — kept as DMS spells it so an unknown value is reported raw.
-    pub status: String,
+    pub status: Reported<TaskStatus>,
     /// As DMS reports it, e.g. `Stop Reason FULL_LOAD_ONLY_FINISHED`.
     pub stop_reason: Option<String>,
     pub last_failure_message: Option<String>,
-    /// full-load, cdc, full-load-and-cdc.
-    pub migration_type: String,
+    pub migration_type: Reported<MigrationType>,
     pub table_mappings: Option<String>,
     pub source_endpoint_arn: String,
     pub target_endpoint_arn: String,
@@ -105,4 +207,37 @@ pub struct ConnectionInfo {
     /// successful, testing, failed, deleting.
     pub status: String,
     pub last_failure_message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_value_reads_known_and_an_unlisted_one_keeps_its_text() {
+        assert_eq!(
+            Reported::<TaskStatus>::read("failed-move"),
+            Reported::Known(TaskStatus::FailedMove)
+        );
+        let odd = Reported::<TaskStatus>::read("Running");
+        assert_eq!(
+            odd,
+            Reported::Unlisted("Running".into()),
+            "DMS's text is exact"
+        );
+        assert_eq!(odd.known(), None);
+        assert!(odd != TaskStatus::Running);
+        assert_eq!(odd.to_string(), "Running");
+    }
+
+    #[test]
+    fn state_json_keeps_the_text_both_ways() {
+        for text in ["stopped", "rebooting"] {
+            let reported = Reported::<TaskStatus>::read(text);
+            let json = serde_json::to_string(&reported).expect("serialise");
+            assert_eq!(json, format!("\"{text}\""));
+            let back: Reported<TaskStatus> = serde_json::from_str(&json).expect("any text reads");
+            assert_eq!(back, reported);
+        }
+    }
 }

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::rules::bounds::MAX_NAMES;
 use crate::rules::bounds::{cap_in_place, cap_names, MAX_FIX_BYTES, MAX_TEXT_BYTES};
 use crate::rules::connectivity::FailureClass;
-use crate::rules::dms_model::StartType;
-use crate::rules::task_phase::{MigrationType, Phase};
+use crate::rules::dms_model::{MigrationType, Reported, StartType, TaskStatus};
+use crate::rules::task_phase::Phase;
+
 use crate::string_enum::string_enum;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,7 +328,7 @@ pub struct StartTaskResult {
 pub struct ProgressResult {
     /// The ASL's Choice reads it.
     pub phase: Phase,
-    pub status: String,
+    pub status: Reported<TaskStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

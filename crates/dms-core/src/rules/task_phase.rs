@@ -7,6 +7,7 @@
 //! `ReplicationTask.StopReason`, <https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationTask.html>).
 //! A value this module does not know fails monitoring with the raw value: guessing could loop forever.
 
+use crate::rules::dms_model::{MigrationType, TaskStatus};
 use crate::rules::dms_model::{TableStat, TaskInfo, TaskStats};
 use crate::rules::recoverable_errors::STACK_SETTINGS;
 use crate::rules::state::{capped, Monitor, Options, ProgressResult};
@@ -40,25 +41,6 @@ impl Phase {
         )
     }
 }
-
-string_enum! {
-    pub enum TaskStatus {
-        Creating => "creating",
-        Ready => "ready",
-        Starting => "starting",
-        Running => "running",
-        Stopping => "stopping",
-        Stopped => "stopped",
-        Failed => "failed",
-        FailedMove => "failed-move",
-        Modifying => "modifying",
-        Moving => "moving",
-        Deleting => "deleting",
-        Testing => "testing",
-    }
-}
-
-impl TaskStatus {}
 
 string_enum! {
     /// The text is the code after `Stop Reason `.
@@ -115,16 +97,6 @@ impl StopReason {
         }
     }
 }
-
-string_enum! {
-    pub enum MigrationType {
-        FullLoad => "full-load",
-        Cdc => "cdc",
-        FullLoadAndCdc => "full-load-and-cdc",
-    }
-}
-
-impl MigrationType {}
 
 /// The latest CloudWatch `CDCLatencySource` / `CDCLatencyTarget` in seconds. DMS publishes them only while
 /// CDC runs: `None` means no data yet, which is "not ready", never zero.
@@ -219,20 +191,20 @@ fn verdict(
     now: i64,
 ) -> Verdict {
     let task = reading.task;
-    let recovering = task.status == TaskStatus::Stopped.as_str()
+    let recovering = task.status == TaskStatus::Stopped
         && task.stop_reason.as_deref().and_then(StopReason::from_dms)
             == Some(StopReason::RecoverableError);
     if !recovering {
         // The recovery (if any) is over: a later one is timed from its own start.
         monitor.recovering_since_epoch_seconds = None;
     }
-    let Some(status) = TaskStatus::parse(&task.status) else {
+    let Some(status) = task.status.known() else {
         return Verdict::Failed(format!(
             "DMS reports task status `{}`, which this tool does not know; monitoring stops rather than guess",
             task.status
         ));
     };
-    let Some(migration) = MigrationType::parse(&task.migration_type) else {
+    let Some(migration) = task.migration_type.known() else {
         return Verdict::Failed(format!(
             "DMS reports migration type `{}`, which this tool does not know (full-load, cdc, full-load-and-cdc); monitoring stops rather than guess",
             task.migration_type
@@ -660,7 +632,7 @@ impl TableSummary {
             error_tables,
             warning_tables,
             warning_tables_total: warning_total,
-            migration_type: MigrationType::parse(&task.migration_type),
+            migration_type: task.migration_type.known(),
             cdc_latency_source_seconds: reading.latency.source_seconds,
             cdc_latency_target_seconds: reading.latency.target_seconds,
             full_load_rows: (!reading.tables.is_empty())

@@ -578,3 +578,22 @@ fn a_restarted_task_ends_the_recovery_and_a_later_one_is_timed_afresh() {
         Some(NOW + 10_000)
     );
 }
+
+#[test]
+fn a_status_or_migration_type_dms_does_not_list_stops_monitoring_naming_it() {
+    for (status, migration, named) in [
+        ("paused", "full-load-and-cdc", "task status `paused`"),
+        ("", "cdc", "task status ``"),
+        ("running", "cdc-and-more", "migration type `cdc-and-more`"),
+    ] {
+        let result = run(&task(status, None, migration), &[], GOOD, &monitor());
+        assert_eq!(result.progress.phase, Phase::Failed, "{status}/{migration}");
+        let reason = result.progress.reason.unwrap_or_default();
+        assert!(reason.contains(named), "{reason}");
+        assert_eq!(
+            result.progress.status.as_str(),
+            status,
+            "kept as DMS spelled it"
+        );
+    }
+}
