@@ -199,7 +199,10 @@ fn start_task(app: &App, input: &Value) -> Result<Value, DmsError> {
     task.stop_reason = None;
     task.last_failure_message = None;
     task.pending = Some(action);
-    Ok(json!({"ReplicationTask": wire::task(task, true, now)}))
+    let answer = json!({"ReplicationTask": wire::task(task, true, now)});
+    drop(inner);
+    app.registry.wake();
+    Ok(answer)
 }
 
 fn stop_task(app: &App, input: &Value) -> Result<Value, DmsError> {
@@ -211,7 +214,10 @@ fn stop_task(app: &App, input: &Value) -> Result<Value, DmsError> {
     tracing::info!(task = %task.identifier, "stop requested");
     task.status = task_status::STOPPING.to_string();
     task.pending = Some(PendingAction::Stop);
-    Ok(json!({"ReplicationTask": wire::task(task, true, now)}))
+    let answer = json!({"ReplicationTask": wire::task(task, true, now)});
+    drop(inner);
+    app.registry.wake();
+    Ok(answer)
 }
 
 /// ModifyReplicationTask: the task's settings (and table mappings) replaced while it is stopped; the task

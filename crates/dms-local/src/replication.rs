@@ -142,6 +142,7 @@ pub async fn run(app: Arc<App>, mut shutdown: tokio::sync::watch::Receiver<bool>
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => tick(&app).await,
+            _ = app.registry.woken() => tick(&app).await,
             _ = shutdown.changed() => break,
         }
     }
