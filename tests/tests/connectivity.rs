@@ -3,6 +3,7 @@
 //! a port nobody listens on, a connect that times out) and must come back classified with its fix.
 
 use std::path::PathBuf;
+use test_doubles::StateFixture;
 
 use integration_tests::dms_local::DmsLocal;
 use integration_tests::lab::{binary, Lab, TestDatabases};
@@ -45,17 +46,12 @@ async fn setup(lab: &Lab, dbs: &TestDatabases) -> Setup {
 
 /// The normalised state notify would hand over, for these ARNs.
 fn state(instance_arn: &str, source_endpoint_arn: &str, target_endpoint_arn: &str) -> Value {
-    let payload = json!({
-        "replicationInstanceArn": instance_arn,
-        "sourceEndpointArn": source_endpoint_arn,
-        "targetEndpointArn": target_endpoint_arn,
-        "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:LABTASK",
-        "sourceEndpointHost": "127.0.0.1",
-        "sourcePort": 5432
-    });
-    let state =
-        dms_core::rules::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
-    serde_json::to_value(state).expect("state to JSON")
+    StateFixture::default()
+        .with("replicationInstanceArn", instance_arn)
+        .with("sourceEndpointArn", source_endpoint_arn)
+        .with("targetEndpointArn", target_endpoint_arn)
+        .with("sourceEndpointHost", "127.0.0.1")
+        .state()
 }
 
 /// Registers a source endpoint changed by `edit` from the lab's, runs the Lambda, returns its result.

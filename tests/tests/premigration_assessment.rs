@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use test_doubles::StateFixture;
 
 use dms_core::aws::dms::{Dms, StartType};
-use dms_core::rules::payload::parse_payload;
 use integration_tests::dms_local::{all_public_tables, DmsLocal, LabTask};
 use integration_tests::lab::{binary, Lab, TestDatabases};
 use integration_tests::lambda::LocalLambda;
@@ -108,17 +108,15 @@ async fn rig(name: &str) -> Option<Rig> {
 
 impl Rig {
     fn state(&self) -> Value {
-        let raw = json!({
-            "replicationInstanceArn": self.task.instance_arn,
-            "sourceEndpointArn": self.task.source_endpoint_arn,
-            "targetEndpointArn": self.task.target_endpoint_arn,
-            "replicationTaskArn": self.task.task_arn,
-            "sourceEndpointHost": self.lab.var("SOURCE_HOST"),
-            "sourcePort": self.lab.var("SOURCE_PORT"),
-            "options": {}
-        });
-        let now = dms_core::clock::now_epoch_seconds();
-        serde_json::to_value(parse_payload(&raw, EXEC, now).expect("a valid payload")).unwrap()
+        StateFixture::default()
+            .with("replicationInstanceArn", self.task.instance_arn.as_str())
+            .with("sourceEndpointArn", self.task.source_endpoint_arn.as_str())
+            .with("targetEndpointArn", self.task.target_endpoint_arn.as_str())
+            .with("replicationTaskArn", self.task.task_arn.as_str())
+            .with("sourceEndpointHost", self.lab.var("SOURCE_HOST"))
+            .with("sourcePort", self.lab.var("SOURCE_PORT"))
+            .execution(EXEC, dms_core::clock::now_epoch_seconds())
+            .state()
     }
 
     async fn invoke(&self, state: &Value, action: &str) -> Value {

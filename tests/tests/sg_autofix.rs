@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+use test_doubles::StateFixture;
 
 use aws_sdk_ec2::types::Filter;
 use dms_core::aws::ec2::Ec2Client;
@@ -172,17 +173,11 @@ async fn dms_instance(dms: &DmsLocal, network: &Network) -> String {
 }
 
 fn state(instance_arn: &str, host: &str) -> Value {
-    let payload = json!({
-        "replicationInstanceArn": instance_arn,
-        "sourceEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:LABSOURCE",
-        "targetEndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:LABTARGET",
-        "replicationTaskArn": "arn:aws:dms:us-east-1:123456789012:task:LABTASK",
-        "sourceEndpointHost": host,
-        "sourcePort": PORT
-    });
-    let state =
-        dms_core::rules::payload::parse_payload(&payload, "local", 0).expect("a valid payload");
-    json!({ "state": serde_json::to_value(state).expect("state to JSON") })
+    StateFixture::default()
+        .with("replicationInstanceArn", instance_arn)
+        .with("sourceEndpointHost", host)
+        .with("sourcePort", PORT)
+        .input()
 }
 
 async fn sg_autofix_lambda(lab: &Lab, dms: &DmsLocal, stack: &str) -> LocalLambda {

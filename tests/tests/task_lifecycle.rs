@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use test_doubles::StateFixture;
 
-use dms_core::rules::payload::parse_payload;
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal, LabTask};
 use integration_tests::lab::{binary, Lab, TestDatabases};
 use integration_tests::lambda::{FunctionError, LocalLambda};
@@ -162,23 +162,16 @@ impl Rig {
     }
 
     fn state_for(&self, task_arn: &str, options: Value) -> Value {
-        let raw = json!({
-            "replicationInstanceArn": self.task.instance_arn,
-            "sourceEndpointArn": self.task.source_endpoint_arn,
-            "targetEndpointArn": self.task.target_endpoint_arn,
-            "replicationTaskArn": task_arn,
-            "sourceEndpointHost": self.lab.var("SOURCE_HOST"),
-            "sourcePort": self.lab.var("SOURCE_PORT"),
-            "options": options
-        });
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        serde_json::to_value(
-            parse_payload(&raw, &self.execution_arn, now).expect("a valid payload"),
-        )
-        .unwrap()
+        StateFixture::default()
+            .with("replicationInstanceArn", self.task.instance_arn.as_str())
+            .with("sourceEndpointArn", self.task.source_endpoint_arn.as_str())
+            .with("targetEndpointArn", self.task.target_endpoint_arn.as_str())
+            .with("replicationTaskArn", task_arn)
+            .with("sourceEndpointHost", self.lab.var("SOURCE_HOST"))
+            .with("sourcePort", self.lab.var("SOURCE_PORT"))
+            .with("options", options)
+            .execution(&self.execution_arn, dms_core::clock::now_epoch_seconds())
+            .state()
     }
 
     async fn start_task(&self, state: &Value) -> Result<Value, FunctionError> {
