@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use core_lib::checks::{self, ids, Check, CheckConfig, CheckStatus, Connections};
+use core_lib::checks::{self, ids, Check, CheckConfig, CheckStatus};
 use core_lib::errors::StepError;
 use core_lib::pg::{classify_pg_error, PgConnectOptions};
 use tokio_postgres::error::SqlState;
@@ -45,12 +45,7 @@ pub async fn run(
     target: &PgConnectOptions,
     config: &CheckConfig,
 ) -> Result<Vec<Check>, StepError> {
-    let aurora_config = CheckConfig {
-        // Only privileges are read here: no emptiness probe of Aurora's tables.
-        not_empty_probes: 0,
-        ..config.clone()
-    };
-    let (settings, slot, aurora) = tokio::try_join!(
+    let (settings, slot, as_target) = tokio::try_join!(
         async {
             target_client
                 .query_one(TARGET_SETTINGS_SQL, &[])
@@ -60,12 +55,11 @@ pub async fn run(
                 })
         },
         slot_probe(target),
-        checks::gather_target(Connections::one(source), &aurora_config),
+        // The rules DMS's forward target endpoint is held to (target.privileges,
+        // target.session_replication_role), read on Aurora: in the reverse task it is the DMS target.
+        checks::run_write_checks(source, config),
     )?;
     let settings = TargetSettings::from_row(&settings);
-    // The same rules DMS's forward target endpoint is held to (target.privileges,
-    // target.session_replication_role), read on Aurora: in the reverse task it is the DMS target.
-    let as_target = checks::target_checks(&aurora, None, &aurora_config);
     let reverse = |from: &str, id: &str| -> Check {
         let mut check = as_target
             .iter()

@@ -29,7 +29,7 @@ pub use selection::TableSelection;
 pub use source::{
     run_source_checks, run_source_checks_on, run_transaction_checks, SourceFacts, SourceReport,
 };
-pub use target::{gather_target, run_target_checks, target_checks, TargetFacts};
+pub use target::{gather_target, run_target_checks, run_write_checks, target_checks, TargetFacts};
 
 /// The stable check ids (tests and users script against them).
 pub mod ids {
