@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local lab: two PostgreSQL clusters on loopback (source with wal_level=logical, target) and a moto
+# The local lab: two PostgreSQL clusters on loopback (both with wal_level=logical) and a moto
 # server, plus a KEY=VALUE env file (.lab/env) that tests, benchmarks and the demo read.
 #   scripts/lab.sh up     idempotent: starts what is not running
 #   scripts/lab.sh down   stops everything and removes the data directories
@@ -73,6 +73,18 @@ log_line_prefix = '%m [%p] %d '
 $conf
 CONF
   fi
+  # A cluster an older lab.sh made lacks the settings added since: append them, and restart a running
+  # cluster so they apply (wal_level needs a restart).
+  local line missing=""
+  while IFS= read -r line; do
+    [ -n "$line" ] && ! grep -qxF "$line" "$dir/postgresql.conf" && missing+="$line"$'\n'
+  done <<<"$conf"
+  if [ -n "$missing" ]; then
+    printf '%s' "$missing" >>"$dir/postgresql.conf"
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+      as_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -m fast restart >/dev/null
+    fi
+  fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
     as_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
   fi
@@ -140,7 +152,10 @@ up() {
 max_replication_slots = 40
 max_wal_senders = 40
 wal_sender_timeout = 60s"
-  cluster_up target "$TARGET_PORT" "max_replication_slots = 40
+  # The target runs with wal_level = logical too: the way back (docs/fallback.md) decodes PlanetScale's
+  # changes through a logical slot, and preflight's fallback.* checks create one.
+  cluster_up target "$TARGET_PORT" "wal_level = logical
+max_replication_slots = 40
 max_logical_replication_workers = 16
 max_worker_processes = 32
 max_sync_workers_per_subscription = 4"

@@ -72,6 +72,8 @@ def filled(v):  # numbers where the template substitutes numeric parameters, str
 docs = {
     "ReplicationTask.TableMappings": res["ReplicationTask"]["Properties"]["TableMappings"],
     "ReplicationTask.ReplicationTaskSettings": res["ReplicationTask"]["Properties"]["ReplicationTaskSettings"],
+    "FallbackReplicationTask.TableMappings": res["FallbackReplicationTask"]["Properties"]["TableMappings"],
+    "FallbackReplicationTask.ReplicationTaskSettings": res["FallbackReplicationTask"]["Properties"]["ReplicationTaskSettings"],
     "MigrationDashboard.DashboardBody": res["MigrationDashboard"]["Properties"]["DashboardBody"],
     "SourceEndpointSecret.SecretString": res["SourceEndpointSecret"]["Properties"]["SecretString"],
     "TargetEndpointSecret.SecretString": res["TargetEndpointSecret"]["Properties"]["SecretString"],

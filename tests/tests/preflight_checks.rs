@@ -722,6 +722,20 @@ async fn cli_exit_codes_json_shape_and_text_grouping() {
     }
     let role = Role::create(&lab, "cli").await;
     grant_migration_rights(&source, &target, &role.name).await;
+    // The way back's checks run by default (tests/tests/fallback_preflight.rs): Aurora as the reverse
+    // task's target, PlanetScale as its REPLICATION source.
+    source
+        .batch_execute(&format!(
+            "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, \"Mixed Case\" TO {n};
+             GRANT SET ON PARAMETER session_replication_role TO {n};",
+            n = role.name
+        ))
+        .await
+        .expect("source grants for the way back");
+    target
+        .batch_execute(&format!("ALTER ROLE {} WITH REPLICATION", role.name))
+        .await
+        .expect("target REPLICATION for the way back");
     let source_url = url_as(&dbs.source_url, &role.name, None);
     let target_url = url_as(&dbs.target_url, &role.name, None);
 
@@ -737,7 +751,10 @@ async fn cli_exit_codes_json_shape_and_text_grouping() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     let checks = json["checks"].as_array().expect("checks array");
-    assert_eq!(checks.len(), ids::SOURCE.len() + ids::TARGET.len());
+    assert_eq!(
+        checks.len(),
+        ids::SOURCE.len() + ids::TARGET.len() + ids::FALLBACK.len()
+    );
     for check in checks {
         let keys: Vec<&str> = check
             .as_object()

@@ -82,8 +82,42 @@ fn the_template_uses_cores_tag_key_where_the_code_relies_on_it() {
 #[test]
 fn the_tasks_recoverable_error_settings_are_the_ones_core_bounds_its_wait_with() {
     let template = load(&template_path());
-    let settings =
-        &template["Resources"]["ReplicationTask"]["Properties"]["ReplicationTaskSettings"];
+    // The way back's task is watched the same way once it runs.
+    for task in ["ReplicationTask", "FallbackReplicationTask"] {
+        let parsed = task_settings(&template, task);
+        let behavior = &parsed["ErrorBehavior"];
+        let core = dms_core::rules::recoverable_errors::STACK_SETTINGS;
+        assert_eq!(
+            behavior["RecoverableErrorCount"],
+            serde_json::json!(core.count),
+            "{task}"
+        );
+        assert_eq!(
+            behavior["RecoverableErrorInterval"],
+            serde_json::json!(core.interval_seconds),
+            "{task}"
+        );
+        assert_eq!(
+            behavior["RecoverableErrorThrottling"],
+            serde_json::json!(core.throttling),
+            "{task}"
+        );
+        assert_eq!(
+            behavior["RecoverableErrorThrottlingMax"],
+            serde_json::json!(core.throttling_max_seconds),
+            "{task}"
+        );
+        assert_eq!(
+            behavior["RecoverableErrorStopRetryAfterThrottlingMax"],
+            serde_json::json!(core.stop_retry_after_throttling_max),
+            "{task}: set deliberately, not left to DMS's default"
+        );
+    }
+}
+
+/// A task's `ReplicationTaskSettings`, parsed (its only substitution, a number, replaced by 0).
+fn task_settings(template: &serde_json::Value, task: &str) -> serde_json::Value {
+    let settings = &template["Resources"][task]["Properties"]["ReplicationTaskSettings"];
     let text = settings["Fn::Sub"]
         .as_str()
         .or_else(|| settings.as_str())
@@ -98,30 +132,108 @@ fn the_tasks_recoverable_error_settings_are_the_ones_core_bounds_its_wait_with()
         rest = &rest[start + end + 1..];
     }
     json_text.push_str(rest);
-    let parsed: serde_json::Value = serde_json::from_str(&json_text).expect("the settings parse");
-    let behavior = &parsed["ErrorBehavior"];
-    let core = dms_core::rules::recoverable_errors::STACK_SETTINGS;
+    serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("{task}'s settings parse: {e}"))
+}
+
+/// The way back (docs/fallback.md): created ahead only with `EnableFallback` (default `true`), a CDC-only
+/// task from PlanetScale to Aurora on the forward endpoints' secrets, reading through `test_decoding`
+/// from the slot the cutover creates, applying transactionally to an Aurora whose triggers and foreign
+/// keys stay quiet; nothing in the stack starts it.
+#[test]
+fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
+    let template = load(&template_path());
+    let parameter = &template["Parameters"]["EnableFallback"];
+    assert_eq!(parameter["Default"], "true");
     assert_eq!(
-        behavior["RecoverableErrorCount"],
-        serde_json::json!(core.count)
+        parameter["AllowedValues"],
+        serde_json::json!(["true", "false"])
     );
     assert_eq!(
-        behavior["RecoverableErrorInterval"],
-        serde_json::json!(core.interval_seconds)
+        template["Conditions"]["EnableFallbackCondition"]["Fn::Equals"],
+        serde_json::json!([{"Ref": "EnableFallback"}, "true"])
+    );
+    let resources = template["Resources"].as_object().expect("Resources");
+    let way_back: Vec<&String> = resources
+        .iter()
+        .filter(|(_, r)| r["Condition"] == "EnableFallbackCondition")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        way_back,
+        [
+            "FallbackReplicationTask",
+            "FallbackSourceEndpoint",
+            "FallbackTargetEndpoint"
+        ],
+        "the way back's resources, and only they, hang on EnableFallback"
+    );
+
+    let source = &resources["FallbackSourceEndpoint"]["Properties"];
+    assert_eq!(source["EndpointType"], "source");
+    let settings = &source["PostgreSqlSettings"];
+    assert_eq!(
+        settings["SecretsManagerSecretId"]["Ref"],
+        "TargetEndpointSecret"
     );
     assert_eq!(
-        behavior["RecoverableErrorThrottling"],
-        serde_json::json!(core.throttling)
+        settings["PluginName"], "test-decoding",
+        "DMS has no pgoutput"
     );
     assert_eq!(
-        behavior["RecoverableErrorThrottlingMax"],
-        serde_json::json!(core.throttling_max_seconds)
+        settings["CaptureDdls"], false,
+        "no event trigger: no superuser"
+    );
+    assert_eq!(settings["SlotName"], "dms_migrate_way_back");
+    assert_eq!(source["DatabaseName"]["Ref"], "TargetDatabaseName");
+
+    let target = &resources["FallbackTargetEndpoint"]["Properties"];
+    assert_eq!(target["EndpointType"], "target");
+    assert_eq!(target["DatabaseName"]["Ref"], "SourceDatabaseName");
+    let settings = &target["PostgreSqlSettings"];
+    assert_eq!(
+        settings["SecretsManagerSecretId"]["Ref"],
+        "SourceEndpointSecret"
     );
     assert_eq!(
-        behavior["RecoverableErrorStopRetryAfterThrottlingMax"],
-        serde_json::json!(core.stop_retry_after_throttling_max),
-        "set deliberately, not left to DMS's default"
+        settings["AfterConnectScript"],
+        "SET session_replication_role = replica"
     );
+
+    let task = &resources["FallbackReplicationTask"]["Properties"];
+    assert_eq!(task["MigrationType"], "cdc");
+    assert_eq!(task["SourceEndpointArn"]["Ref"], "FallbackSourceEndpoint");
+    assert_eq!(task["TargetEndpointArn"]["Ref"], "FallbackTargetEndpoint");
+    assert_eq!(
+        task["ReplicationInstanceArn"],
+        resources["ReplicationTask"]["Properties"]["ReplicationInstanceArn"],
+        "the forward task's replication instance: no new instance to pay for"
+    );
+    assert_eq!(
+        task["TableMappings"], resources["ReplicationTask"]["Properties"]["TableMappings"],
+        "the same tables flow back"
+    );
+    assert!(
+        task.get("CdcStartPosition").is_none() && task.get("CdcStartTime").is_none(),
+        "the start position is the slot's, known only at the cutover"
+    );
+    let parsed = task_settings(&template, "FallbackReplicationTask");
+    assert_eq!(
+        parsed["TargetMetadata"]["BatchApplyEnabled"], false,
+        "Aurora keeps its unique constraints, which batch apply does not support"
+    );
+    // Nothing else in the stack names the task (no custom resource starts it); the output gives its ARN.
+    let named_by: Vec<&String> = resources
+        .iter()
+        .filter(|(name, r)| {
+            *name != "FallbackReplicationTask"
+                && r.to_string().contains("\"FallbackReplicationTask\"")
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(named_by.is_empty(), "{named_by:?}");
+    let output = &template["Outputs"]["FallbackReplicationTaskArn"];
+    assert_eq!(output["Condition"], "EnableFallbackCondition");
+    assert_eq!(output["Value"]["Ref"], "FallbackReplicationTask");
 }
 
 /// `DependsOn` as a list (CloudFormation accepts a string or a list).

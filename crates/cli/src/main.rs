@@ -8,6 +8,7 @@ mod constraints_apply;
 mod cutover;
 mod cutover_check;
 mod deferred_file;
+mod fallback_checks;
 mod output;
 mod plan;
 mod plan_rules;

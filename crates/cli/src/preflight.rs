@@ -1,5 +1,6 @@
 //! `dms-migrate preflight`: every check of docs/checks.md against both databases, with dms-core's checks (the same
-//! ones the premigration-assessment Lambda runs). Exit 0 when nothing fails, 1 when a check fails.
+//! ones the premigration-assessment Lambda runs) and, unless `--no-fallback`, the way back's
+//! (`fallback_checks`). Exit 0 when nothing fails, 1 when a check fails.
 
 use dms_core::errors::StepError;
 use dms_core::pg::checks::{self, Check, CheckConfig, CheckStatus, Connections, TableSelection};
@@ -7,6 +8,7 @@ use dms_core::rules::state::CheckCounts;
 use serde::Serialize;
 
 use crate::connection::{self, BothDatabases, Environment};
+use crate::fallback_checks;
 use crate::output::{Format, Outcome, Progress};
 
 #[derive(clap::Args, Debug)]
@@ -20,6 +22,11 @@ pub struct Args {
     /// when changes are replicated.
     #[arg(long, value_enum, default_value_t = MigrationType::FullLoadAndCdc)]
     pub migration_type: MigrationType,
+    /// Leave out the way back's checks (`fallback.*`: PlanetScale's logical decoding and Aurora as the
+    /// reverse task's target, docs/fallback.md). They run by default; pass this when the migration goes
+    /// without a way back.
+    #[arg(long)]
+    pub no_fallback: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -64,12 +71,21 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     )?;
     connection::refuse_unknown_schemas(&source_first, &args.schemas).await?;
     progress.say("reading both catalogs");
-    let all = checks::run_all_checks(
-        Connections::two(&source_first, &source_second),
-        Connections::two(&target_first, &target_second),
-        &config,
-    )
-    .await?;
+    let way_back = async {
+        if args.no_fallback {
+            return Ok(Vec::new());
+        }
+        fallback_checks::run(&source_second, &target_first, &target, &config).await
+    };
+    let (mut all, way_back) = tokio::try_join!(
+        checks::run_all_checks(
+            Connections::two(&source_first, &source_second),
+            Connections::two(&target_first, &target_second),
+            &config,
+        ),
+        way_back
+    )?;
+    all.extend(way_back);
     let counts = checks::counts(&all);
     match args.format {
         Format::Json => {

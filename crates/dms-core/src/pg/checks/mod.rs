@@ -28,7 +28,7 @@ pub use crate::rules::table_selection::TableSelection;
 pub use source::{
     run_source_checks, run_source_checks_on, run_transaction_checks, SourceFacts, SourceReport,
 };
-pub use target::{gather_target, run_target_checks, target_checks, TargetFacts};
+pub use target::{gather_target, run_target_checks, run_write_checks, target_checks, TargetFacts};
 
 /// The stable check ids (tests and users script against them).
 pub mod ids {
@@ -59,6 +59,16 @@ pub mod ids {
     pub const TARGET_SESSION_REPLICATION_ROLE: &str = "target.session_replication_role";
     pub const TARGET_GENERATED_ALWAYS: &str = "target.generated_always";
     pub const TARGET_UNIQUE_WITH_PK: &str = "target.unique_with_pk";
+
+    // The way back (docs/fallback.md): PlanetScale as the reverse DMS task's source, Aurora as its target.
+    // `dms-migrate preflight` runs them unless `--no-fallback`.
+    pub const FALLBACK_TARGET_WAL_LEVEL: &str = "fallback.target_wal_level";
+    pub const FALLBACK_TARGET_SLOT: &str = "fallback.target_slot";
+    pub const FALLBACK_TARGET_REPLICATION_CAPACITY: &str = "fallback.target_replication_capacity";
+    pub const FALLBACK_TARGET_WAL_KEEP_SIZE: &str = "fallback.target_wal_keep_size";
+    pub const FALLBACK_SOURCE_PRIVILEGES: &str = "fallback.source_privileges";
+    pub const FALLBACK_SOURCE_SESSION_REPLICATION_ROLE: &str =
+        "fallback.source_session_replication_role";
 
     /// Every source check, in report order.
     pub const SOURCE: [&str; 17] = [
@@ -92,6 +102,16 @@ pub mod ids {
         TARGET_SESSION_REPLICATION_ROLE,
         TARGET_GENERATED_ALWAYS,
         TARGET_UNIQUE_WITH_PK,
+    ];
+
+    /// Every check of the way back, in report order.
+    pub const FALLBACK: [&str; 6] = [
+        FALLBACK_TARGET_WAL_LEVEL,
+        FALLBACK_TARGET_SLOT,
+        FALLBACK_TARGET_REPLICATION_CAPACITY,
+        FALLBACK_TARGET_WAL_KEEP_SIZE,
+        FALLBACK_SOURCE_PRIVILEGES,
+        FALLBACK_SOURCE_SESSION_REPLICATION_ROLE,
     ];
 }
 

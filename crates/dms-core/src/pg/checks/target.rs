@@ -68,23 +68,9 @@ pub async fn gather_target(
     let probes = i64::from(config.not_empty_probes);
     let not_empty_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&a, &b, &c, &d, &probes];
-    let session_replication_role = async {
-        match client.query(SESSION_REPLICATION_ROLE_SQL, &[]).await {
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(Some(
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_default(),
-            )),
-            Err(e) => Err(classify_pg_error(
-                &format!("check {}", ids::TARGET_SESSION_REPLICATION_ROLE),
-                &e,
-            )),
-        }
-    };
     let (settings, refused, catalog, control, not_empty, extensions) = tokio::try_join!(
         run_query(client, ids::TARGET_VERSION, SETTINGS_SQL, &[]),
-        session_replication_role,
+        session_replication_role_refused(client),
         catalog::read_catalog(
             connections,
             &config.selection,
@@ -108,12 +94,7 @@ pub async fn gather_target(
         ),
         run_query(client, ids::TARGET_EXTENSIONS, EXTENSIONS_SQL, &[]),
     )?;
-    let settings = settings.into_iter().next().ok_or_else(|| {
-        StepError::new(
-            crate::errors::ErrorName::PostgresQueryFailed,
-            "check target.version: the connected role is not in pg_roles",
-        )
-    })?;
+    let settings = first_settings_row(settings)?;
     Ok(TargetFacts {
         settings,
         session_replication_role_refused: refused,
@@ -125,6 +106,59 @@ pub async fn gather_target(
         not_empty: catalog::qualified_names_from_rows(&not_empty),
         extensions,
     })
+}
+
+/// Why `SET session_replication_role = replica` was refused (insufficient privilege), or `None` when it
+/// was accepted.
+async fn session_replication_role_refused(client: &Client) -> Result<Option<String>, StepError> {
+    match client.query(SESSION_REPLICATION_ROLE_SQL, &[]).await {
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(Some(
+            e.as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default(),
+        )),
+        Err(e) => Err(classify_pg_error(
+            &format!("check {}", ids::TARGET_SESSION_REPLICATION_ROLE),
+            &e,
+        )),
+    }
+}
+
+fn first_settings_row(rows: Vec<Row>) -> Result<Row, StepError> {
+    rows.into_iter().next().ok_or_else(|| {
+        StepError::new(
+            crate::errors::ErrorName::PostgresQueryFailed,
+            "check target.version: the connected role is not in pg_roles",
+        )
+    })
+}
+
+/// `target.privileges` and `target.session_replication_role` alone, on any database DMS is to write: the
+/// way back (docs/fallback.md) reads them on the source, which becomes the reverse task's target. Only the
+/// table facts are read, not the schema inventory, so it adds a fraction of a catalog read to preflight.
+pub async fn run_write_checks(
+    client: &Client,
+    config: &CheckConfig,
+) -> Result<Vec<Check>, StepError> {
+    let control_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&config.control_schema];
+    let (settings, refused, tables, control) = tokio::try_join!(
+        run_query(client, ids::TARGET_VERSION, SETTINGS_SQL, &[]),
+        session_replication_role_refused(client),
+        catalog::read_tables(client, &config.selection, ids::TARGET_PRIVILEGES),
+        run_query(
+            client,
+            ids::TARGET_PRIVILEGES,
+            SCHEMA_CREATE_SQL,
+            &control_param
+        ),
+    )?;
+    let settings = first_settings_row(settings)?;
+    let user: String = settings.get("quoted_user");
+    Ok(vec![
+        privileges_check(&tables, &control, &user, &config.control_schema),
+        session_replication_role_check(refused.as_deref(), &user, settings.get("version_num")),
+    ])
 }
 
 /// The target checks from what was read, compared with the source when it was read too.
