@@ -210,6 +210,11 @@ struct Run {
 }
 
 impl Rig {
+    /// Slot names are per cluster and the tests share the lab's target cluster: one name per test.
+    fn way_back_slot(&self) -> String {
+        format!("wb_{}", self.dbs.name)
+    }
+
     fn cutover_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = [
             "cutover",
@@ -231,6 +236,8 @@ impl Rig {
         .map(|s| s.to_string())
         .collect();
         args.push(self.deferred.display().to_string());
+        args.push("--way-back-slot".into());
+        args.push(self.way_back_slot());
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
@@ -387,6 +394,61 @@ async fn freeze_then_switch_with_every_committed_row_on_the_target_and_the_freez
     );
     assert_eq!(rig.task_status().await, "stopped");
 
+    // The way back is armed: the slot exists on the target at the LSN the command printed, and holds
+    // exactly what the application writes to the target after the switch, nothing from before it.
+    let slot = rig.way_back_slot();
+    let target_client = connect(target).await;
+    let row = target_client
+        .query_one(
+            "SELECT plugin::text, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .expect("the way back's slot exists");
+    let (plugin, lsn): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(plugin, "test_decoding");
+    assert!(
+        run.stdout.contains(&format!("--cdc-start-position {lsn}")),
+        "the start command names the slot's LSN {lsn}: {}",
+        run.stdout
+    );
+    target_client
+        .execute(
+            "INSERT INTO public.orders (id, customer_id, note) SELECT 990001, customer_id, 'after the switch' FROM public.orders LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("the application writes to the target");
+    // The lab runs with synchronous_commit off: decoding sees the commit once the WAL writer flushed it.
+    let changes: Vec<String> = wait_for(
+        "the write after the switch in the slot",
+        Duration::from_secs(10),
+        || async {
+            let changes: Vec<String> = target_client
+                .query(
+                    "SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL)",
+                    &[&slot],
+                )
+                .await
+                .expect("peek the slot")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (!changes.is_empty()).then_some(changes)
+        },
+    )
+    .await;
+    let rows: Vec<&String> = changes.iter().filter(|c| c.starts_with("table ")).collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the write after the switch: {changes:?}"
+    );
+    assert!(
+        rows[0].contains("public.orders: INSERT") && rows[0].contains("990001"),
+        "{changes:?}"
+    );
+
     let undo = rig.cutover(&["--undo-freeze"], |_, _| {}).await;
     assert_eq!(undo.code, 0, "{}", undo.stdout);
     assert!(undo.stdout.contains("freeze undone"), "{}", undo.stdout);
@@ -497,9 +559,26 @@ async fn writes_that_go_on_in_the_freeze_fail_the_proof_and_the_stopped_task_res
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("stopped in phase 13"), "{}", run.stdout);
+    assert!(run.stdout.contains("stopped in phase 14"), "{}", run.stdout);
     assert!(run.stdout.contains("freeze undone"), "{}", run.stdout);
     assert!(run.stdout.contains("resuming"), "{}", run.stdout);
+    // The way back's slot this run created is dropped with the abort: nothing keeps the target's WAL.
+    assert!(
+        run.stdout.contains("13. way back") && run.stdout.contains("is dropped"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        scalar(
+            &rig.dbs.target_url,
+            &format!(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'",
+                rig.way_back_slot()
+            )
+        )
+        .await,
+        0
+    );
     rig.app_can_write().await.expect("writable after the abort");
     wait_for("the task to run again", Duration::from_secs(60), || async {
         (rig.task_status().await == "running").then_some(())

@@ -183,7 +183,7 @@ fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
         settings["CaptureDdls"], false,
         "no event trigger: no superuser"
     );
-    assert_eq!(settings["SlotName"], "dms_migrate_way_back");
+    assert_eq!(settings["SlotName"], dms_core::rules::way_back::SLOT);
     assert_eq!(source["DatabaseName"]["Ref"], "TargetDatabaseName");
 
     let target = &resources["FallbackTargetEndpoint"]["Properties"];

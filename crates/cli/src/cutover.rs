@@ -20,6 +20,7 @@ use dms_core::pg::{classify_pg_error, PgConnectOptions};
 use dms_core::rules::arn::DmsArn;
 use dms_core::rules::dms_model::{MigrationType, TaskStatus};
 use dms_core::rules::sentinel;
+use dms_core::rules::way_back;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio_postgres::Client;
 
@@ -81,6 +82,28 @@ pub struct Args {
     /// The migrated schemas (the sentinel lives in the first); default: found from the sentinel table.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub schemas: Vec<String>,
+    /// Do not arm the way back (docs/fallback.md): no slot is created on the target, and going back to
+    /// the source after the switch would lose every write made on the target.
+    #[arg(long)]
+    pub no_fallback: bool,
+    /// The way back's slot on the target: the name the stack's reverse source endpoint reads
+    /// (`SlotName`). Slot names are per PlanetScale cluster.
+    #[arg(long, value_name = "NAME", default_value = way_back::SLOT, value_parser = slot_name)]
+    pub way_back_slot: String,
+}
+
+/// PostgreSQL's rule for a replication slot name: lower-case letters, digits and underscores, at most 63.
+fn slot_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("a slot name has 1 to 63 lower-case letters, digits or underscores".into())
+    }
 }
 
 /// Why the cutover stopped before the switch instruction.
@@ -129,6 +152,8 @@ struct Context {
     stopped_task: bool,
     /// The write-stop proof's session and slot, from the freeze on.
     proof: Option<WriteProof>,
+    /// The way back's slot this run created on the target, and its consistent LSN: an abort drops it.
+    way_back: Option<String>,
     timeline: Vec<Phase>,
     doubted: Vec<Doubt>,
     deferred: Vec<Item>,
@@ -213,6 +238,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         outage_start: None,
         stopped_task: false,
         proof: None,
+        way_back: None,
         timeline: Vec::new(),
         doubted: Vec::new(),
         deferred,
@@ -265,7 +291,8 @@ async fn cutover(cx: &mut Context) -> Step<()> {
     phase!(cx, "12. task stopped", true, stop_task_phase);
     // What must exist before the application writes to the target is armed here: after the drain and
     // the task stop, before the switch instruction (and so inside the abort guarantees).
-    phase!(cx, "13. writes stopped", true, write_proof_phase);
+    phase!(cx, "13. way back", true, way_back_phase);
+    phase!(cx, "14. writes stopped", true, write_proof_phase);
     Ok(())
 }
 
@@ -800,6 +827,51 @@ async fn stop_task_phase(cx: &mut Context) -> Step<String> {
     Ok("StopReplicationTask: the task is stopped (its slot keeps the position)".into())
 }
 
+/// Creates the way back's slot on the target while nothing writes to it (the source is frozen and drained,
+/// the task stopped, the application not yet switched), so its consistent LSN separates exactly the
+/// writes already on the source from those the reverse task must replay (docs/fallback.md). A slot of
+/// that name that is already there is never dropped here: it may be a switched cutover's armed way back.
+async fn way_back_phase(cx: &mut Context) -> Step<String> {
+    if cx.args.no_fallback {
+        return Ok("not armed (--no-fallback): going back to the source after the switch would lose every write made on the target".into());
+    }
+    let slot = cx.args.way_back_slot.clone();
+    let existing = cx
+        .target
+        .query_opt(
+            "SELECT plugin::text, database::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| classify_pg_error("reading the target's replication slots", &e))?;
+    if let Some(row) = existing {
+        let database: Option<String> = row.get(1);
+        return Err(Stop::Gate(format!(
+            "the way back's slot {slot} already exists on the target (database {}). If the application already writes to the target after an earlier cutover, do not run cutover again: that slot holds the way back. Otherwise drop it on the target with SELECT pg_drop_replication_slot('{slot}'); and run cutover again, or give another name with --way-back-slot",
+            database.unwrap_or_else(|| "none".into())
+        )));
+    }
+    let row = cx
+        .target
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, $2)",
+            &[&slot, &way_back::PLUGIN],
+        )
+        .await
+        .map_err(|e| {
+            classify_pg_error(
+                &format!("creating the way back's slot {slot} on the target"),
+                &e,
+            )
+        })?;
+    let lsn: String = row.get(0);
+    cx.way_back = Some(lsn.clone());
+    Ok(format!(
+        "slot {slot} ({}) created on the target at {lsn}: every change made on the target from here on can be replayed to the source",
+        way_back::PLUGIN
+    ))
+}
+
 async fn write_proof_phase(cx: &mut Context) -> Step<String> {
     let Some(proof) = cx.proof.as_ref() else {
         return Err(Stop::Error(StepError::config(
@@ -1128,6 +1200,20 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
         },
         None => problems.push("the source cannot be reached to undo the freeze".into()),
     }
+    if cx.way_back.is_some() {
+        let slot = &cx.args.way_back_slot;
+        let dropped = match reconnect(&cx.target, &cx.target_opts).await {
+            Ok(Some(fresh)) => drop_slot(&fresh, slot).await,
+            Ok(None) => drop_slot(&cx.target, slot).await,
+            Err(e) => Err(e),
+        };
+        match dropped {
+            Ok(()) => println!("  the way back's slot {slot} this run created on the target is dropped"),
+            Err(e) => problems.push(format!(
+                "dropping the way back's slot {slot} on the target ({e}): drop it with SELECT pg_drop_replication_slot('{slot}'); before running cutover again, or it keeps the target's WAL"
+            )),
+        }
+    }
     if cx.stopped_task {
         let resumed = match cx.dms.describe_task(&cx.task_arn).await {
             Ok(t) if t.status == TaskStatus::Stopped => cx
@@ -1169,6 +1255,26 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
     }
 }
 
+/// A fresh connection when `client`'s is lost, None when it still serves.
+async fn reconnect(client: &Client, opts: &PgConnectOptions) -> Result<Option<Client>, StepError> {
+    if client.is_closed() {
+        opts.connect().await.map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+async fn drop_slot(client: &Client, slot: &str) -> Result<(), StepError> {
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| classify_pg_error("dropping the way back's slot", &e))
+}
+
 fn print_summary(cx: &Context) {
     let outage = cx
         .outage_start
@@ -1195,6 +1301,13 @@ fn print_summary(cx: &Context) {
     println!(
         "SWITCH NOW: point the application at the target (PlanetScale). The source stays read-only for the frozen roles (`dms-migrate cutover --undo-freeze` reverts that); the DMS task is stopped. Outage until now: {outage:.1} s."
     );
+    match &cx.way_back {
+        Some(lsn) => println!(
+            "The way back is armed: slot {slot} on the target holds every change from {lsn} on. Start the stack's reverse task (output FallbackReplicationTaskArn) from exactly there, before the target's WAL limit is reached: aws dms start-replication-task --replication-task-arn <FallbackReplicationTaskArn> --start-replication-task-type start-replication --cdc-start-position {lsn}. Once the migration is final, or if the way back will not be used, drop the slot on the target, since it keeps the target's WAL (up to max_slot_wal_keep_size): SELECT pg_drop_replication_slot('{slot}');",
+            slot = cx.args.way_back_slot
+        ),
+        None => println!("The way back is not armed (--no-fallback)."),
+    }
 }
 
 #[cfg(test)]

@@ -20,3 +20,4 @@ pub mod table_mapping;
 pub mod table_selection;
 pub mod tags;
 pub mod task_phase;
+pub mod way_back;
