@@ -294,3 +294,85 @@ async fn each_missing_prerequisite_fails_its_check_with_the_fix() {
     );
     setup.finish().await;
 }
+
+/// `fallback end` drops the way back's slot on the target, says how much WAL it held, and is idempotent;
+/// `cleanup` reports that slot on the target beside the source's leftovers (both directions); a malformed
+/// `--task-arn` is refused before anything is touched.
+#[tokio::test]
+async fn fallback_end_drops_the_way_back_slot_and_cleanup_sees_it_on_the_target() {
+    let Some(lab) = Lab::get().await else {
+        return;
+    };
+    let dbs = lab.fresh_databases("fallback_end").await;
+    let slot = format!("wb_{}", dbs.name);
+    let target = connect(&dbs.target_url).await;
+    target
+        .batch_execute(&format!(
+            "SELECT pg_create_logical_replication_slot('{slot}', 'test_decoding');
+             CREATE TABLE public.after_switch (id int PRIMARY KEY);
+             INSERT INTO public.after_switch SELECT generate_series(1, 1000);"
+        ))
+        .await
+        .expect("a way back's slot with changes behind it");
+    let slot_count = || async {
+        target
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("count slots")
+            .get::<_, i64>(0)
+    };
+
+    let cleanup = lab::dms_migrate()
+        .args([
+            "cleanup",
+            "--source",
+            &dbs.source_url,
+            "--target",
+            &dbs.target_url,
+        ])
+        .args(["--way-back-slot", &slot])
+        .output()
+        .expect("cleanup");
+    let report = String::from_utf8_lossy(&cleanup.stdout);
+    assert_eq!(cleanup.status.code(), Some(0), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("would drop") && l.contains("target") && l.contains(&slot)),
+        "{report}"
+    );
+    assert_eq!(slot_count().await, 1, "cleanup without --yes only reports");
+
+    let refused = lab::dms_migrate()
+        .args(["fallback", "end", "--target", &dbs.target_url])
+        .args(["--way-back-slot", &slot, "--task-arn", "not-an-arn"])
+        .output()
+        .expect("fallback end");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--task-arn"));
+    assert_eq!(slot_count().await, 1, "nothing touched on bad input");
+
+    let end = lab::dms_migrate()
+        .args(["fallback", "end", "--target", &dbs.target_url])
+        .args(["--way-back-slot", &slot])
+        .output()
+        .expect("fallback end");
+    let said = String::from_utf8_lossy(&end.stdout);
+    assert_eq!(end.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("The way back is ended") && said.contains("of WAL"),
+        "{said}"
+    );
+    assert_eq!(slot_count().await, 0);
+
+    let again = lab::dms_migrate()
+        .args(["fallback", "end", "--target", &dbs.target_url])
+        .args(["--way-back-slot", &slot])
+        .output()
+        .expect("fallback end again");
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already ended"));
+}

@@ -1,6 +1,8 @@
 //! `dms-migrate cleanup`: after the switch, what the migration left on the databases — DMS's logical
 //! replication slot (it keeps WAL on Aurora until dropped), the publication that goes with it, the DMS
-//! heartbeat table, and the sentinel table. Reports by default; drops with `--yes`, idempotently.
+//! heartbeat table, and the sentinel table; on the target, the sentinel table and the way back's slot
+//! (docs/fallback.md: it keeps PlanetScale's WAL until dropped, so dropping it ends the way back). Reports
+//! by default; drops with `--yes`, idempotently.
 //!
 //! It refuses while the DMS task still runs (given `--task-arn`): the slot would stay active and stray
 //! writes would still reach the live target. Without `--task-arn` an active slot is never dropped.
@@ -17,6 +19,7 @@ use dms_core::rules::arn::DmsArn;
 use dms_core::rules::dms_model::TaskStatus;
 use dms_core::rules::sentinel;
 use dms_core::rules::sql_ident::{quote, quote_if_needed};
+use dms_core::rules::way_back;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -40,6 +43,9 @@ pub struct Args {
     /// Also a publication of this name. Repeatable.
     #[arg(long = "publication", value_name = "NAME")]
     pub publications: Vec<String>,
+    /// The way back's slot on the target (`cutover --way-back-slot`).
+    #[arg(long, value_name = "NAME", default_value = way_back::SLOT)]
+    pub way_back_slot: String,
     /// Drop what is found; without it, only report.
     #[arg(long)]
     pub yes: bool,
@@ -68,7 +74,7 @@ const SAFE_STATUSES: [TaskStatus; 4] = [
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum Kind {
+pub(crate) enum Kind {
     ReplicationSlot,
     Publication,
     Table,
@@ -86,7 +92,7 @@ impl Kind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum Action {
+pub(crate) enum Action {
     WouldDrop,
     Dropped,
     /// In use: never dropped.
@@ -94,13 +100,13 @@ enum Action {
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct Leftover {
-    kind: Kind,
+pub(crate) struct Leftover {
+    pub kind: Kind,
     /// `source` or `target`.
-    database: &'static str,
-    name: String,
-    detail: String,
-    action: Action,
+    pub database: &'static str,
+    pub name: String,
+    pub detail: String,
+    pub action: Action,
 }
 
 #[derive(Serialize)]
@@ -138,6 +144,15 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
 
     let mut found = source_leftovers(&source_client, &args).await?;
     if let Some(client) = &target_client {
+        found.extend(
+            slots(
+                client,
+                "target",
+                false,
+                std::slice::from_ref(&args.way_back_slot),
+            )
+            .await?,
+        );
         found.extend(tables(client, "target", &[sentinel::TABLE]).await?);
     }
     // An active DMS slot means the migration still runs: its publication and tables are in use too.
@@ -189,6 +204,39 @@ async fn refusal(task_arn: &str) -> Result<Option<String>, StepError> {
 }
 
 async fn source_leftovers(client: &Client, args: &Args) -> Result<Vec<Leftover>, StepError> {
+    let mut found = slots(client, "source", true, &args.slots).await?;
+    let slot_names: Vec<String> = found.iter().map(|l| l.name.clone()).collect();
+    let publications = client
+        .query(
+            r"SELECT p.pubname::text FROM pg_catalog.pg_publication p
+              WHERE p.pubname LIKE 'dms\_local\_%' OR p.pubname LIKE 'dms\_publication%'
+                 OR p.pubname = ANY($1::text[])
+                 OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS slot(name)
+                            WHERE starts_with(p.pubname, slot.name))
+              ORDER BY 1",
+            &[&args.publications, &slot_names],
+        )
+        .await
+        .map_err(|e| classify_pg_error("listing publications on the source", &e))?;
+    found.extend(publications.iter().map(|r| Leftover {
+        kind: Kind::Publication,
+        database: "source",
+        name: r.get(0),
+        detail: "logical replication publication".to_string(),
+        action: Action::WouldDrop,
+    }));
+    found.extend(tables(client, "source", &SOURCE_TABLES).await?);
+    Ok(found)
+}
+
+/// The logical slots of this database named in `names`, and with `dms_named` those named as DMS (or the
+/// local stand-in) names its own; an active one is kept, an inactive one would be dropped.
+pub(crate) async fn slots(
+    client: &Client,
+    database: &'static str,
+    dms_named: bool,
+    names: &[String],
+) -> Result<Vec<Leftover>, StepError> {
     let slots = client
         .query(
             r"SELECT s.slot_name::text, coalesce(s.plugin::text, ''), s.active, s.active_pid,
@@ -197,17 +245,18 @@ async fn source_leftovers(client: &Client, args: &Args) -> Result<Vec<Leftover>,
               FROM pg_catalog.pg_replication_slots s
               JOIN pg_catalog.pg_database d ON d.datname = s.database
               WHERE s.slot_type = 'logical' AND s.database = current_database()
-                AND (s.slot_name LIKE 'dms\_local\_%'
-                     OR s.slot_name ~ ('^[a-z0-9]{16}_' || lpad(d.oid::text, 8, '0')
-                                       || '_[0-9a-f]{8}(_[0-9a-f]{4}){3}_[0-9a-f]{12}$')
+                AND (($2 AND (s.slot_name LIKE 'dms\_local\_%'
+                              OR s.slot_name ~ ('^[a-z0-9]{16}_' || lpad(d.oid::text, 8, '0')
+                                                || '_[0-9a-f]{8}(_[0-9a-f]{4}){3}_[0-9a-f]{12}$')))
                      OR s.slot_name = ANY($1::text[]))
               ORDER BY 1",
-            &[&args.slots],
+            &[&names, &dms_named],
         )
         .await
-        .map_err(|e| classify_pg_error("listing replication slots on the source", &e))?;
-    let slot_names: Vec<String> = slots.iter().map(|r| r.get(0)).collect();
-    let mut found: Vec<Leftover> = slots
+        .map_err(|e| {
+            classify_pg_error(&format!("listing replication slots on the {database}"), &e)
+        })?;
+    Ok(slots
         .iter()
         .map(|r| {
             let active: bool = r.get(2);
@@ -232,34 +281,13 @@ async fn source_leftovers(client: &Client, args: &Args) -> Result<Vec<Leftover>,
             };
             Leftover {
                 kind: Kind::ReplicationSlot,
-                database: "source",
+                database,
                 name: r.get(0),
                 detail,
                 action,
             }
         })
-        .collect();
-    let publications = client
-        .query(
-            r"SELECT p.pubname::text FROM pg_catalog.pg_publication p
-              WHERE p.pubname LIKE 'dms\_local\_%' OR p.pubname LIKE 'dms\_publication%'
-                 OR p.pubname = ANY($1::text[])
-                 OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS slot(name)
-                            WHERE starts_with(p.pubname, slot.name))
-              ORDER BY 1",
-            &[&args.publications, &slot_names],
-        )
-        .await
-        .map_err(|e| classify_pg_error("listing publications on the source", &e))?;
-    found.extend(publications.iter().map(|r| Leftover {
-        kind: Kind::Publication,
-        database: "source",
-        name: r.get(0),
-        detail: "logical replication publication".to_string(),
-        action: Action::WouldDrop,
-    }));
-    found.extend(tables(client, "source", &SOURCE_TABLES).await?);
-    Ok(found)
+        .collect())
 }
 
 async fn tables(
@@ -304,7 +332,7 @@ async fn tables(
 }
 
 /// Drops one object; re-checks at drop time, so a re-run or a concurrent drop is not an error.
-async fn drop(client: &Client, leftover: &Leftover) -> Result<Action, StepError> {
+pub(crate) async fn drop(client: &Client, leftover: &Leftover) -> Result<Action, StepError> {
     let what = format!(
         "dropping {} {} on the {}",
         leftover.kind.label(),

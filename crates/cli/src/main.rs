@@ -9,6 +9,7 @@ mod cutover;
 mod cutover_check;
 mod deferred_file;
 mod fallback_checks;
+mod fallback_end;
 mod output;
 mod plan;
 mod plan_rules;
@@ -70,9 +71,19 @@ enum Command {
     /// proved and drained, ending with the instruction to switch (docs/cutover.md).
     #[command(after_help = EXIT_CODES)]
     Cutover(cutover::Args),
-    /// After the switch: drop what the migration left on the source.
+    /// After the switch: drop what the migration left on the source, and on the target the way back's slot.
     #[command(after_help = EXIT_CODES)]
     Cleanup(cleanup::Args),
+    /// The way back after the switch (docs/fallback.md).
+    #[command(subcommand)]
+    Fallback(FallbackCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum FallbackCommand {
+    /// The migration is final: stop the reverse task, drop the way back's slot on the target.
+    #[command(after_help = EXIT_CODES)]
+    End(fallback_end::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +123,7 @@ async fn main() -> ExitCode {
         Command::CutoverCheck(args) => cutover_check::run(args, &env).await,
         Command::Cutover(args) => cutover::run(args, &env).await,
         Command::Cleanup(args) => cleanup::run(args, &env).await,
+        Command::Fallback(FallbackCommand::End(args)) => fallback_end::run(args, &env).await,
     };
     match result {
         Ok(outcome) => outcome.exit_code(),
