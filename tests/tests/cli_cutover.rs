@@ -304,9 +304,11 @@ async fn green_on_running_cdc_then_not_ready_once_stopped_and_cleanup_only_after
         sentinel_summary.contains("reached the target in"),
         "{sentinel_summary}"
     );
-    // The round trip cleans up after itself, on both sides (the delete replicates too).
+    // The round trip cleans up after itself, on both sides: it waits for the delete to replicate too, so
+    // a task stopped right after it leaves no sentinel row on the target (verify would report it).
     let sentinel_rows = format!("SELECT count(*) FROM {}", sentinel::qualified("public"));
     assert_eq!(count(&rig.dbs.source_url, &sentinel_rows).await, 0);
+    assert_eq!(count(&rig.dbs.target_url, &sentinel_rows).await, 0);
 
     // Writes stopped: running it again proves the drain, in text this time.
     let drained = rig.cutover_check(&[]).await;

@@ -424,7 +424,9 @@ async fn sentinel_line(
 
 /// Writes a sentinel row into `table` on the source and waits (at most `limit`) until the target holds it:
 /// once it has arrived, every change committed on the source before it has been applied on the target.
-/// The row is deleted afterwards (the delete replicates too and keeps the table small). None: not in time.
+/// The row is deleted afterwards and, when it had arrived, the delete is waited for too (within what is
+/// left of `limit`): a task stopped right after the round trip would otherwise leave the row on the target
+/// alone, and verify would find the sentinel table different. None: not in time.
 pub(crate) async fn round_trip(
     source: &Client,
     target: &Client,
@@ -477,6 +479,19 @@ pub(crate) async fn round_trip(
                 &e,
             )
         })?;
+    if arrived.is_some() {
+        while written.elapsed() < limit {
+            let count: i64 = target
+                .query_one(&select, &[&token])
+                .await
+                .map(|r| r.get(0))
+                .map_err(|e| classify_pg_error(&format!("reading {table} on the target"), &e))?;
+            if count == 0 {
+                break;
+            }
+            tokio::time::sleep(SENTINEL_POLL).await;
+        }
+    }
     Ok(arrived)
 }
 
