@@ -739,7 +739,7 @@ async fn finish_load(app: &Arc<App>, arn: &str, generation: u64) -> Result<(), S
         .filter(|t| t.state == table_state::ERROR)
         .map(|t| qualified(&t.schema, &t.table))
         .collect();
-    if !errored.is_empty() && errored.len() < task.tables.len() {
+    if !errored.is_empty() {
         let source = pg_options(&snap.source, app).connect().await?;
         exec(
             &source,
