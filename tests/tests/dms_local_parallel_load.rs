@@ -344,3 +344,142 @@ async fn a_table_in_error_is_left_out_of_cdc_and_the_other_tables_keep_receiving
     })
     .await;
 }
+
+async fn slots_named(url: &str, name: &str) -> i64 {
+    connect(url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await
+        .expect("pg_replication_slots")
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_load_stopped_mid_segments_resumes_reloads_and_its_slot_goes_at_shutdown() {
+    let Some(lab) = Lab::get().await else { return };
+    let dbs = lab.fresh_databases("dmsl_ranges_stop").await;
+    let schema = "CREATE TABLE public.big (id bigint PRIMARY KEY, v text);";
+    sql(
+        &dbs.source_url,
+        &format!(
+            "{schema} INSERT INTO public.big SELECT g, 'row ' || g FROM generate_series(1, 3000) g;"
+        ),
+    )
+    .await;
+    sql(&dbs.target_url, schema).await;
+    let local = DmsLocal::start(&lab).await;
+    let ids = local
+        .register_lab_task_with_settings(
+            &lab,
+            &dbs,
+            "full-load-and-cdc",
+            &mappings(vec![ranges(2, "big", "id", &[1000, 2000])]),
+            &json!({"FullLoadSettings": {"MaxFullLoadSubTasks": 2}}),
+        )
+        .await;
+    let name = replication_name(&ids.task_arn);
+    let dms = local.dms_client().await;
+    let holder = connect(&dbs.target_url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.big IN SHARE MODE")
+        .await
+        .expect("lock");
+    dms.start_task(&ids.task_arn, StartType::StartReplication)
+        .await
+        .expect("start");
+    let observer = connect(&dbs.target_url).await;
+    wait_for("two copies waiting on the lock", LIMIT, || async {
+        (blocked_copies(&observer, &name).await == 2).then_some(())
+    })
+    .await;
+
+    // Stopped mid load: the copies roll back, the slot keeps CDC's start.
+    dms.sdk()
+        .stop_replication_task()
+        .replication_task_arn(&ids.task_arn)
+        .send()
+        .await
+        .expect("stop");
+    wait_for("stopped", LIMIT, || async {
+        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
+        (task.status == "stopped").then_some(())
+    })
+    .await;
+    holder.batch_execute("COMMIT").await.expect("unlock");
+    wait_for("the copies gone", LIMIT, || async {
+        let copies: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1",
+                &[&format!("{name}\\_s%")],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        (copies == 0).then_some(())
+    })
+    .await;
+    assert_eq!(digest(&dbs.target_url, "public.big").await.0, 0);
+    assert_eq!(slots_named(&dbs.source_url, &name).await, 1);
+    sql(
+        &dbs.source_url,
+        "INSERT INTO public.big VALUES (5000, 'while stopped')",
+    )
+    .await;
+
+    // Resumed: the table had not completed, so every segment is copied again, then CDC runs.
+    dms.start_task(&ids.task_arn, StartType::ResumeProcessing)
+        .await
+        .expect("resume");
+    wait_for("the load after resume", LIMIT, || async {
+        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
+        task.stats
+            .is_some_and(|s| s.full_load_progress_percent == 100)
+            .then_some(())
+    })
+    .await;
+    sql(
+        &dbs.source_url,
+        "INSERT INTO public.big VALUES (5001, 'after the resume')",
+    )
+    .await;
+    wait_for("the target to match the source", LIMIT, || async {
+        let source = digest(&dbs.source_url, "public.big").await;
+        (digest(&dbs.target_url, "public.big").await == source).then_some(())
+    })
+    .await;
+
+    // Reloaded into an emptied target: a new slot and snapshot, every row once again.
+    dms.sdk()
+        .stop_replication_task()
+        .replication_task_arn(&ids.task_arn)
+        .send()
+        .await
+        .expect("stop");
+    wait_for("stopped", LIMIT, || async {
+        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
+        (task.status == "stopped").then_some(())
+    })
+    .await;
+    sql(&dbs.target_url, "TRUNCATE public.big").await;
+    dms.start_task(&ids.task_arn, StartType::ReloadTarget)
+        .await
+        .expect("reload");
+    wait_for("the reloaded target to match the source", LIMIT, || async {
+        let source = digest(&dbs.source_url, "public.big").await;
+        (digest(&dbs.target_url, "public.big").await == source).then_some(())
+    })
+    .await;
+    let stats = dms.table_statistics(&ids.task_arn).await.expect("stats");
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        (stats[0].state.as_str(), stats[0].full_load_rows),
+        ("Table completed", 3002)
+    );
+
+    // At shutdown dms-local drops subscription, slot and publication.
+    drop(local);
+    assert_eq!(slots_named(&dbs.source_url, &name).await, 0);
+}

@@ -769,15 +769,21 @@ async fn finish_load(app: &Arc<App>, arn: &str, generation: u64) -> Result<(), S
 }
 
 /// resume-processing: continue from where the task stopped. In CDC the subscription is enabled again. A
-/// task stopped during its full load copies again every table that had not completed (DMS reloads a
-/// partly loaded table), each segment from a snapshot of its own, while CDC later starts from the slot
-/// created at the first start. A task with nothing left (a full-load-only task that finished, or a start
-/// that failed) starts over with a full copy, which with DO_NOTHING duplicates rows — as DMS does.
+/// task stopped during its full load before any table finished starts its load over (a new slot and
+/// snapshot: nothing of the first attempt was committed but whole segments, which DO_NOTHING keeps). Once
+/// a table has finished, it copies again every table that had not (DMS reloads a partly loaded table),
+/// each segment from a snapshot of its own, while CDC later starts from the slot created at the first
+/// start. A task with nothing left (a full-load-only task that finished, or a start that failed) starts
+/// over with a full copy, which with DO_NOTHING duplicates rows — as DMS does.
 async fn resume(app: &Arc<App>, snap: &Snapshot) -> Result<(), StepError> {
     let task = &snap.task;
+    let any_table_finished = task
+        .tables
+        .iter()
+        .any(|t| t.state == table_state::COMPLETED || t.state == table_state::ERROR);
     if task.subscription_exists {
         set_enabled(app, snap, true).await?;
-    } else if task.slot_exists && task.migration_type.has_full_load() {
+    } else if task.slot_exists && task.migration_type.has_full_load() && any_table_finished {
         abort_load(app, &task.arn);
         update(app, &task.arn, |t| {
             let unfinished: Vec<usize> = t
