@@ -77,7 +77,7 @@ async fn main() {
         .batch_execute(&format!(
             "{TABLE}
              INSERT INTO public.skewed SELECT g, md5(g::text) FROM generate_series(1, {half}) g;
-             INSERT INTO public.skewed SELECT {half} + g * 1000, md5(g::text) FROM generate_series(1, {rows} - {half}) g;
+             INSERT INTO public.skewed SELECT {half} + g::bigint * 1000, md5(g::text) FROM generate_series(1, {rows} - {half}) g;
              ANALYZE public.skewed;"
         ))
         .await
