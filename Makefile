@@ -101,6 +101,7 @@ bench: lab-up
 	cargo run -q -p integration-tests --bin bench_sequences
 	cargo run -q -p integration-tests --bin bench_verify
 	cargo build --workspace --bins
+	cargo run -q -p integration-tests --bin bench_full_load
 	cargo run -q -p integration-tests --bin bench_cutover
 
 # The Lambdas' and dms-local's own logs go to target/demo/services.log, so the terminal shows the story.

@@ -206,6 +206,11 @@ pub async fn register_task(
         full_load_finish: None,
         tables: Vec::new(),
         pending: None,
+        segments: Vec::new(),
+        max_subtasks: crate::full_load::DEFAULT_MAX_SUBTASKS,
+        load_generation: 0,
+        load: None,
+        slot_exists: false,
         subscription_exists: false,
         subscription_enabled: false,
         lob_max_size_kb: spec

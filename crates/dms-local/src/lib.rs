@@ -5,6 +5,7 @@ pub mod assessments;
 pub mod connection_messages;
 pub mod connection_test;
 pub mod control;
+pub mod full_load;
 pub mod ids;
 pub mod latency;
 pub mod model;
@@ -27,6 +28,10 @@ pub struct App {
     pub cas: pg_connect::TrustedCas,
     /// None when no AWS configuration is wanted (unit tests); latency is then not published.
     pub cloudwatch: Option<aws_sdk_cloudwatch::Client>,
+    /// psql, which holds the replication connection that exports a full load's snapshot.
+    pub psql: std::path::PathBuf,
+    /// The file behind `cas` (`DMS_LOCAL_CA_FILE`), for psql's `sslrootcert`.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 pub fn router(app: Arc<App>) -> Router {

@@ -20,7 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => return Err("usage: dms-local --listen 127.0.0.1:PORT".into()),
     };
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string());
-    let cas = match std::env::var_os("DMS_LOCAL_CA_FILE") {
+    let ca_file = std::env::var_os("DMS_LOCAL_CA_FILE").map(std::path::PathBuf::from);
+    let cas = match &ca_file {
         Some(path) => TrustedCas(Some(std::fs::read(path)?)),
         None => TrustedCas(None),
     };
@@ -30,6 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         region,
         cas,
         cloudwatch: Some(aws_sdk_cloudwatch::Client::new(&config)),
+        psql: dms_local::full_load::find_psql(),
+        ca_file,
     });
     let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(replication::run(Arc::clone(&app), engine_stopped));

@@ -135,6 +135,7 @@ pub struct TableProgress {
     pub schema: String,
     pub table: String,
     pub state: &'static str,
+    /// Rows the full load copied, summed over the table's segments.
     pub full_load_rows: i64,
     pub inserts: i64,
     pub updates: i64,
@@ -143,13 +144,11 @@ pub struct TableProgress {
     pub full_load_end: Option<f64>,
     pub last_update: f64,
     pub reloaded: bool,
-    /// Rows on the target when this load began (DO_NOTHING keeps what was there).
-    pub rows_before_load: i64,
-    /// pg_stat_user_tables (n_tup_ins, n_tup_upd, n_tup_del) on the target when the load completed:
+    /// pg_stat_user_tables (n_tup_ins, n_tup_upd, n_tup_del) on the target when this load began.
+    pub counters_before_load: (i64, i64, i64),
+    /// The same counters as they stand when the load completed (the copied rows added to the inserts):
     /// changes after it count as CDC inserts/updates/deletes.
     pub counters_at_load_end: Option<(i64, i64, i64)>,
-    /// When the table entered data sync, and the subscription's sync_error_count then.
-    pub data_sync_since: Option<(Instant, i64)>,
 }
 
 impl TableProgress {
@@ -166,11 +165,29 @@ impl TableProgress {
             full_load_end: None,
             last_update: now,
             reloaded: false,
-            rows_before_load: 0,
+            counters_before_load: (0, 0, 0),
             counters_at_load_end: None,
-            data_sync_since: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentState {
+    Pending,
+    Copying,
+    Done,
+    Failed,
+}
+
+/// One unit of the full load: a whole table, or one range of a table with a `parallel-load` `ranges` rule.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Index in `Task::tables`.
+    pub table: usize,
+    /// The WHERE clause of the range; None copies the whole table.
+    pub predicate: Option<String>,
+    pub state: SegmentState,
+    pub rows: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +215,16 @@ pub struct Task {
     pub full_load_finish: Option<f64>,
     pub tables: Vec<TableProgress>,
     pub pending: Option<PendingAction>,
+    /// The full load's segments (empty for a CDC-only task).
+    pub segments: Vec<Segment>,
+    /// `FullLoadSettings.MaxFullLoadSubTasks` when the load started: segments copied at once.
+    pub max_subtasks: usize,
+    /// Bumped by every load: a copy of an earlier load that is still finishing records nothing.
+    pub load_generation: u64,
+    /// The running full load (its copies stop when it is aborted).
+    pub load: Option<tokio::task::AbortHandle>,
+    /// Whether the task's logical slot exists on the source (created with the load's snapshot).
+    pub slot_exists: bool,
     /// Whether a subscription exists on the target / is enabled (the engine's view).
     pub subscription_exists: bool,
     pub subscription_enabled: bool,

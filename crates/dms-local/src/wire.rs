@@ -110,6 +110,9 @@ pub fn task(t: &Task, with_settings: bool, now: f64) -> Value {
         })
         .count();
     let queued = t.tables.len() - loaded - errored - loading;
+    // "The percent complete for the full load migration task"
+    // (https://docs.aws.amazon.com/dms/latest/APIReference/API_ReplicationTaskStats.html) says not what
+    // it counts: here finished tables over mapped tables, whatever their segments.
     let percent = if !t.migration_type.has_full_load() || t.tables.is_empty() {
         0
     } else if t.full_load_finished() {
@@ -148,6 +151,9 @@ pub fn task(t: &Task, with_settings: bool, now: f64) -> Value {
     }))
 }
 
+/// One TableStatistics per mapped table, however many parallel-load segments it is copied in
+/// (https://docs.aws.amazon.com/dms/latest/APIReference/API_TableStatistics.html: FullLoadRows "the number
+/// of rows added during the full load operation", TableState one of DMS's table states).
 pub fn table_statistics(t: &TableProgress) -> Value {
     compact(json!({
         "SchemaName": t.schema,
