@@ -295,7 +295,8 @@ async fn each_missing_prerequisite_fails_its_check_with_the_fix() {
     setup.finish().await;
 }
 
-/// `fallback end` drops the way back's slot on the target, says how much WAL it held, and is idempotent;
+/// `fallback status` reports the armed slot and its WAL; `fallback end` drops it, says how much WAL it held,
+/// and is idempotent (status then says not armed);
 /// `cleanup` reports that slot on the target beside the source's leftovers (both directions); a malformed
 /// `--task-arn` is refused before anything is touched.
 #[tokio::test]
@@ -346,6 +347,18 @@ async fn fallback_end_drops_the_way_back_slot_and_cleanup_sees_it_on_the_target(
     );
     assert_eq!(slot_count().await, 1, "cleanup without --yes only reports");
 
+    let status = lab::dms_migrate()
+        .args(["fallback", "status", "--target", &dbs.target_url])
+        .args(["--way-back-slot", &slot])
+        .output()
+        .expect("fallback status");
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{said}");
+    assert!(
+        said.starts_with("ARMED") && said.contains("test_decoding") && said.contains("NOT read"),
+        "{said}"
+    );
+
     let refused = lab::dms_migrate()
         .args(["fallback", "end", "--target", &dbs.target_url])
         .args(["--way-back-slot", &slot, "--task-arn", "not-an-arn"])
@@ -375,4 +388,11 @@ async fn fallback_end_drops_the_way_back_slot_and_cleanup_sees_it_on_the_target(
         .expect("fallback end again");
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stdout).contains("already ended"));
+    let gone = lab::dms_migrate()
+        .args(["fallback", "status", "--target", &dbs.target_url])
+        .args(["--way-back-slot", &slot])
+        .output()
+        .expect("fallback status after the end");
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stdout).starts_with("NOT ARMED"));
 }

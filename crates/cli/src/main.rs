@@ -8,8 +8,8 @@ mod constraints_apply;
 mod cutover;
 mod cutover_check;
 mod deferred_file;
+mod fallback;
 mod fallback_checks;
-mod fallback_end;
 mod output;
 mod plan;
 mod plan_rules;
@@ -81,9 +81,12 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum FallbackCommand {
+    /// Is the way back armed: the slot on the target, the WAL it holds, how close it is to being lost.
+    #[command(after_help = EXIT_CODES)]
+    Status(fallback::StatusArgs),
     /// The migration is final: stop the reverse task, drop the way back's slot on the target.
     #[command(after_help = EXIT_CODES)]
-    End(fallback_end::Args),
+    End(fallback::EndArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -123,7 +126,8 @@ async fn main() -> ExitCode {
         Command::CutoverCheck(args) => cutover_check::run(args, &env).await,
         Command::Cutover(args) => cutover::run(args, &env).await,
         Command::Cleanup(args) => cleanup::run(args, &env).await,
-        Command::Fallback(FallbackCommand::End(args)) => fallback_end::run(args, &env).await,
+        Command::Fallback(FallbackCommand::Status(args)) => fallback::status(args, &env).await,
+        Command::Fallback(FallbackCommand::End(args)) => fallback::end(args, &env).await,
     };
     match result {
         Ok(outcome) => outcome.exit_code(),
