@@ -4,17 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
-
 use crate::lab::{workspace_root, Lab};
 
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("lab connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
+pub use crate::lab::connect;
 
 /// The lab admin URL (`.../postgres?...`) pointed at `database`.
 pub fn database_url(admin_url: &str, database: &str) -> String {

@@ -339,6 +339,15 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// The built `dms-migrate`, with no PG* variable or password file of the machine's user able to answer:
 /// what a test gives it on the command line is all it has.
+/// A connection to a lab database, its driver task spawned; panics naming the failure (tests only).
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("lab connect: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
 pub fn dms_migrate() -> std::process::Command {
     let mut command = std::process::Command::new(binary("dms-migrate"));
     command

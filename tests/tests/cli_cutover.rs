@@ -9,9 +9,9 @@ use aws_sdk_databasemigration::types::StartReplicationTaskTypeValue;
 use dms_core::aws::metrics::{CloudWatchMetrics, Metrics, TaskMetricsKey};
 use dms_core::rules::sentinel;
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal, LabTask};
+use integration_tests::lab::connect;
 use integration_tests::lab::{self, binary, workspace_root, Lab, TestDatabases};
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls};
 
 const SCHEMA: &str = "CREATE TABLE public.orders (id bigserial PRIMARY KEY, note text NOT NULL);";
 
@@ -21,14 +21,6 @@ struct Rig {
     task: LabTask,
     /// Last: dropped once dms-local has dropped its subscriptions.
     dbs: TestDatabases,
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
 }
 
 async fn count(url: &str, sql: &str) -> i64 {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use dms_core::aws::dms::{Dms, StartType};
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal};
+use integration_tests::lab::connect;
 use integration_tests::lab::{self, binary, Lab, TestDatabases};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,14 +26,6 @@ CREATE SCHEMA other;
 CREATE TABLE other.log (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());";
 
 const APP_PASSWORD: &str = "app-pw";
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
 
 async fn scalar(url: &str, sql: &str) -> i64 {
     connect(url)

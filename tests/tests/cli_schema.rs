@@ -6,17 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use integration_tests::lab::connect;
 use integration_tests::lab::{self, workspace_root, Lab};
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
+use tokio_postgres::Client;
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(workspace_root().join("tests/fixtures").join(name)).unwrap()

@@ -4,20 +4,12 @@
 
 use std::time::Duration;
 
-use dms_core::aws::dms::{Dms, StartType};
+use dms_core::aws::dms::{Dms, DmsClient, StartType};
 use integration_tests::dms_local::{wait_for, DmsLocal};
-use integration_tests::lab::Lab;
+use integration_tests::lab::{connect, Lab};
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("lab connect");
-    tokio::spawn(connection);
-    client
-}
 
 async fn sql(url: &str, statements: &str) {
     connect(url)
@@ -81,6 +73,31 @@ async fn blocked_copies(target: &tokio_postgres::Client, name: &str) -> i64 {
         .get(0)
 }
 
+/// Starts the task with a SHARE lock held on the target's `big` (the holder's open transaction), so every
+/// copy into it waits before its first row; returns once two copies wait (the tests' MaxFullLoadSubTasks),
+/// with the holder (COMMIT releases them) and a connection that watches them.
+async fn start_with_two_copies_held(
+    dms: &DmsClient,
+    task_arn: &str,
+    target_url: &str,
+    name: &str,
+) -> (tokio_postgres::Client, tokio_postgres::Client) {
+    let holder = connect(target_url).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.big IN SHARE MODE")
+        .await
+        .expect("lock");
+    dms.start_task(task_arn, StartType::StartReplication)
+        .await
+        .expect("start");
+    let observer = connect(target_url).await;
+    wait_for("two copies waiting on the lock", LIMIT, || async {
+        (blocked_copies(&observer, name).await == 2).then_some(())
+    })
+    .await;
+    (holder, observer)
+}
+
 #[tokio::test]
 async fn segments_load_every_row_once_across_the_snapshot_and_cdc_with_at_most_max_subtasks_at_once(
 ) {
@@ -116,21 +133,8 @@ async fn segments_load_every_row_once_across_the_snapshot_and_cdc_with_at_most_m
     let name = replication_name(&ids.task_arn);
     let dms = local.dms_client().await;
 
-    // A SHARE lock on the target's `big` holds every copy into it before its first row: the copies that
-    // started wait in pg_stat_activity, and the others wait for a subtask.
-    let holder = connect(&dbs.target_url).await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE public.big IN SHARE MODE")
-        .await
-        .expect("lock");
-    dms.start_task(&ids.task_arn, StartType::StartReplication)
-        .await
-        .expect("start");
-    let observer = connect(&dbs.target_url).await;
-    wait_for("two copies waiting on the lock", LIMIT, || async {
-        (blocked_copies(&observer, &name).await == 2).then_some(())
-    })
-    .await;
+    let (holder, observer) =
+        start_with_two_copies_held(&dms, &ids.task_arn, &dbs.target_url, &name).await;
     // Changes made now are after the snapshot: they must arrive through CDC only, even in the segments
     // that have not started copying yet (ids above 15000 are the last segment's).
     sql(
@@ -382,19 +386,8 @@ async fn a_load_stopped_mid_segments_resumes_reloads_and_its_slot_goes_at_shutdo
         .await;
     let name = replication_name(&ids.task_arn);
     let dms = local.dms_client().await;
-    let holder = connect(&dbs.target_url).await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE public.big IN SHARE MODE")
-        .await
-        .expect("lock");
-    dms.start_task(&ids.task_arn, StartType::StartReplication)
-        .await
-        .expect("start");
-    let observer = connect(&dbs.target_url).await;
-    wait_for("two copies waiting on the lock", LIMIT, || async {
-        (blocked_copies(&observer, &name).await == 2).then_some(())
-    })
-    .await;
+    let (holder, observer) =
+        start_with_two_copies_held(&dms, &ids.task_arn, &dbs.target_url, &name).await;
 
     // Stopped mid load: the copies roll back, the slot keeps CDC's start.
     dms.sdk()

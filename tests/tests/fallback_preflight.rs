@@ -7,17 +7,10 @@
 //! `crates/cli/src/fallback_checks.rs`.
 
 use dms_core::pg::checks::ids;
+use integration_tests::lab::connect;
 use integration_tests::lab::{self, Lab, TestDatabases};
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
+use tokio_postgres::Client;
 
 /// A lab URL logging in as `user` (the password comes from PGPASSWORD).
 fn url_as(admin_url: &str, user: &str) -> String {
@@ -326,6 +319,21 @@ async fn fallback_end_drops_the_way_back_slot_and_cleanup_sees_it_on_the_target(
             .get::<_, i64>(0)
     };
 
+    let fallback = |command: &str, extra: &[&str]| {
+        lab::dms_migrate()
+            .args([
+                "fallback",
+                command,
+                "--target",
+                &dbs.target_url,
+                "--way-back-slot",
+                &slot,
+            ])
+            .args(extra)
+            .output()
+            .expect("dms-migrate fallback")
+    };
+
     let cleanup = lab::dms_migrate()
         .args([
             "cleanup",
@@ -347,11 +355,7 @@ async fn fallback_end_drops_the_way_back_slot_and_cleanup_sees_it_on_the_target(
     );
     assert_eq!(slot_count().await, 1, "cleanup without --yes only reports");
 
-    let status = lab::dms_migrate()
-        .args(["fallback", "status", "--target", &dbs.target_url])
-        .args(["--way-back-slot", &slot])
-        .output()
-        .expect("fallback status");
+    let status = fallback("status", &[]);
     let said = String::from_utf8_lossy(&status.stdout);
     assert_eq!(status.status.code(), Some(0), "{said}");
     assert!(
@@ -359,20 +363,12 @@ async fn fallback_end_drops_the_way_back_slot_and_cleanup_sees_it_on_the_target(
         "{said}"
     );
 
-    let refused = lab::dms_migrate()
-        .args(["fallback", "end", "--target", &dbs.target_url])
-        .args(["--way-back-slot", &slot, "--task-arn", "not-an-arn"])
-        .output()
-        .expect("fallback end");
+    let refused = fallback("end", &["--task-arn", "not-an-arn"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--task-arn"));
     assert_eq!(slot_count().await, 1, "nothing touched on bad input");
 
-    let end = lab::dms_migrate()
-        .args(["fallback", "end", "--target", &dbs.target_url])
-        .args(["--way-back-slot", &slot])
-        .output()
-        .expect("fallback end");
+    let end = fallback("end", &[]);
     let said = String::from_utf8_lossy(&end.stdout);
     assert_eq!(end.status.code(), Some(0), "{said}");
     assert!(
@@ -381,18 +377,10 @@ async fn fallback_end_drops_the_way_back_slot_and_cleanup_sees_it_on_the_target(
     );
     assert_eq!(slot_count().await, 0);
 
-    let again = lab::dms_migrate()
-        .args(["fallback", "end", "--target", &dbs.target_url])
-        .args(["--way-back-slot", &slot])
-        .output()
-        .expect("fallback end again");
+    let again = fallback("end", &[]);
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stdout).contains("already ended"));
-    let gone = lab::dms_migrate()
-        .args(["fallback", "status", "--target", &dbs.target_url])
-        .args(["--way-back-slot", &slot])
-        .output()
-        .expect("fallback status after the end");
+    let gone = fallback("status", &[]);
     assert_eq!(gone.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&gone.stdout).starts_with("NOT ARMED"));
 }

@@ -10,17 +10,10 @@ use std::process::Output;
 use dms_core::pg::checks::{
     self, ids, run_source_checks, run_target_checks, Check, CheckConfig, CheckStatus,
 };
+use integration_tests::lab::connect;
 use integration_tests::lab::{self, Lab, TestDatabases};
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
+use tokio_postgres::Client;
 
 /// A lab URL with another user and password.
 fn url_as(admin_url: &str, user: &str, password: Option<&str>) -> String {
