@@ -419,7 +419,7 @@ async fn freeze_then_switch_with_every_committed_row_on_the_target_and_the_freez
         || async {
             let changes: Vec<String> = target_client
                 .query(
-                    "SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL)",
+                    "SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL, 'skip-empty-xacts', '1')",
                     &[&slot],
                 )
                 .await
@@ -427,7 +427,10 @@ async fn freeze_then_switch_with_every_committed_row_on_the_target_and_the_freez
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            (!changes.is_empty()).then_some(changes)
+            changes
+                .iter()
+                .any(|c| c.starts_with("table "))
+                .then_some(changes)
         },
     )
     .await;

@@ -494,6 +494,78 @@ pub async fn recheck(
         .unwrap_or_else(|| (empty(), empty())))
 }
 
+/// One range of `plan` cut into pieces of about `rows` rows each, at the source's own keys in it (one
+/// statement reading that range through the key): a plan whose ranges `first..=last` are the pieces, the
+/// others lying outside the range. None for a table without a primary key (its range is the whole table).
+pub async fn split(
+    pair: &Pair,
+    plan: &TablePlan,
+    range: usize,
+    rows: i64,
+) -> Result<Option<(TablePlan, usize, usize)>, StepError> {
+    let Some(key) = plan.info.key_expr() else {
+        return Ok(None);
+    };
+    if plan.info.key_type.is_none() {
+        return Ok(None);
+    }
+    let (filter, params) = range_filter(plan, range, range, 1);
+    let sql = format!(
+        "SELECT k::text FROM (SELECT {key} AS k, row_number() OVER (ORDER BY {key}) AS n FROM {} r{filter}) s WHERE n % {} = 0 ORDER BY n",
+        plan.info.sql_name(),
+        rows.max(2)
+    );
+    let bound: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let interior: Vec<String> = pair
+        .source
+        .query(&sql, &bound)
+        .await
+        .map_err(|e| {
+            classify_pg_error(
+                &format!("source {}: splitting a range", plan.info.display()),
+                &e,
+            )
+        })?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lower = plan.lower(range).cloned();
+    let first = usize::from(lower.is_some());
+    let last = first + interior.len();
+    let mut boundaries: Vec<String> = lower.into_iter().collect();
+    boundaries.extend(interior);
+    boundaries.extend(plan.upper(range).cloned());
+    Ok(Some((
+        TablePlan {
+            info: plan.info.clone(),
+            method: plan.method,
+            boundaries,
+        },
+        first,
+        last,
+    )))
+}
+
+/// The ranges `first..=last` of a plan that differ now, with both sides' totals (one aggregate when they
+/// all match).
+pub async fn differing_ranges(
+    pair: &Pair,
+    plan: &TablePlan,
+    first: usize,
+    last: usize,
+) -> Result<Vec<(usize, Totals, Totals)>, StepError> {
+    let unit = Unit {
+        table: 0,
+        ranges: Some((first, last)),
+    };
+    let result = run_unit(pair, plan, unit).await?;
+    Ok(result
+        .ranges
+        .into_iter()
+        .filter(|(_, s, t)| s != t)
+        .collect())
+}
+
 impl TablePlan {
     /// Whether a range of this plan is the whole table, however large (no primary key to bound it by).
     pub fn whole_table(&self) -> bool {
