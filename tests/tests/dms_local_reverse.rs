@@ -315,6 +315,45 @@ async fn the_reverse_task_replays_the_targets_changes_from_the_slots_position_ex
     );
 }
 
+/// A start position later than the slot's confirmed one: what the slot holds before it is already on the
+/// target (copied by other means) and is skipped, what commits after it arrives.
+#[tokio::test]
+async fn a_later_start_position_skips_what_the_slot_holds_before_it() {
+    let Some(lab) = Lab::get().await else { return };
+    let (r, _slot, _consistent) = Reverse::armed(&lab, "reverse_later").await;
+    let already = "INSERT INTO public.events VALUES ('already on both');
+                   UPDATE public.items SET note = 'already' WHERE id = 1;";
+    sql(&r.dbs.target_url, already).await;
+    sql(&r.dbs.source_url, already).await;
+    let position: String = connect(&r.dbs.target_url)
+        .await
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .expect("the target's WAL position")
+        .get(0);
+    sql(
+        &r.dbs.target_url,
+        "INSERT INTO public.events VALUES ('after the position');",
+    )
+    .await;
+    start(
+        &r.local,
+        &r.task_arn,
+        StartReplicationTaskTypeValue::StartReplication,
+        Some(&position),
+    )
+    .await;
+    assert_eq!(settled(&r.local, &r.task_arn).await.0, "running");
+    converged(&r.dbs).await;
+    assert_eq!(
+        rows(&r.dbs.source_url, "public.events").await.len(),
+        3,
+        "the change before the position is not replayed"
+    );
+    assert_eq!(statistics(&r.local, &r.task_arn, "items").await, (0, 0, 0));
+    assert_eq!(statistics(&r.local, &r.task_arn, "events").await, (1, 0, 0));
+}
+
 #[tokio::test]
 async fn a_missing_slot_a_wrong_plugin_or_a_bad_position_fails_the_task_as_dms_does() {
     let Some(lab) = Lab::get().await else { return };

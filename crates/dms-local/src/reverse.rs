@@ -55,7 +55,7 @@ const READS_PER_TICK: usize = 10;
 
 const SLOT_SQL: &str = "
 SELECT plugin::text, slot_type::text, database::text, confirmed_flush_lsn::text,
-       pg_current_wal_lsn()::text
+       pg_current_wal_insert_lsn()::text
 FROM pg_replication_slots WHERE slot_name = $1";
 /// The COMMIT line's `(at <timestamp>)` (include-timestamp) turned into its age in seconds by PostgreSQL.
 const PEEK_SQL: &str = "
