@@ -47,6 +47,10 @@ CREATE TABLE public.items (id int PRIMARY KEY, note text, price numeric(10,2), a
 CREATE TABLE public."MixedCase" ("Id" bigint PRIMARY KEY, "Label Text" text);
 CREATE TABLE public.events (note text);
 CREATE TABLE public.unmapped (id int PRIMARY KEY);
+CREATE TABLE public.parted (id int, region text, amount int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE public.parted_eu PARTITION OF public.parted FOR VALUES IN ('eu');
+CREATE TABLE public.parted_us PARTITION OF public.parted FOR VALUES IN ('us');
+INSERT INTO public.parted VALUES (1, 'eu', 10), (2, 'us', 20);
 INSERT INTO public.items (id, note, price) VALUES (1, 'one', 1.00), (2, 'two', 2.00), (3, 'three', 3.00);
 INSERT INTO public.events VALUES ('before the switch');
 "#;
@@ -142,7 +146,12 @@ async fn converged(dbs: &TestDatabases) {
         "the target's changes to reach the source",
         LIMIT,
         || async {
-            for table in ["public.items", "public.\"MixedCase\"", "public.events"] {
+            for table in [
+                "public.items",
+                "public.\"MixedCase\"",
+                "public.events",
+                "public.parted",
+            ] {
                 if rows(&dbs.source_url, table).await != rows(&dbs.target_url, table).await {
                     return None;
                 }
@@ -235,6 +244,9 @@ async fn the_reverse_task_replays_the_targets_changes_from_the_slots_position_ex
            INSERT INTO public."MixedCase" VALUES (5, 'Mixed ''case''');
            COMMIT;
            INSERT INTO public.unmapped VALUES (1);
+           INSERT INTO public.parted VALUES (3, 'eu', 30);
+           UPDATE public.parted SET amount = 21 WHERE id = 2;
+           DELETE FROM public.parted WHERE id = 1;
            INSERT INTO public.events VALUES ('after the start');"#,
     )
     .await;
@@ -264,6 +276,12 @@ async fn the_reverse_task_replays_the_targets_changes_from_the_slots_position_ex
     assert_eq!(
         statistics(&r.local, &r.task_arn, "MixedCase").await,
         (1, 0, 0)
+    );
+    // A partitioned table's changes are named by their partition in the slot, counted under the root.
+    assert_eq!(statistics(&r.local, &r.task_arn, "parted").await, (1, 1, 1));
+    assert_eq!(
+        rows(&r.dbs.source_url, "public.parted").await,
+        vec!["(2,us,21)".to_string(), "(3,eu,30)".to_string()]
     );
 
     // Stop: nothing more is read, the slot and its position stay; resume continues from there.

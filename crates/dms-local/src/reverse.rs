@@ -64,6 +64,16 @@ SELECT lsn::text, data,
          EXTRACT(EPOCH FROM clock_timestamp() - substring(data FROM '\\(at (.*)\\)$')::timestamptz)::float8
        END
 FROM pg_logical_slot_peek_changes($1, NULL, $2, 'include-timestamp', 'on')";
+/// The partitions of the mapped partitioned tables, with their root: test_decoding names a change by
+/// the partition it landed in, the mappings (and DMS's table statistics) by the root.
+const PARTITIONS_SQL: &str = "
+SELECT n.nspname::text, c.relname::text, rn.nspname::text, r.relname::text
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class r ON r.oid = pg_partition_root(c.oid)
+JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.relispartition
+  AND (rn.nspname, r.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
 const PRIMARY_KEY_SQL: &str = "
 SELECT a.attname::text
 FROM pg_index i
@@ -350,6 +360,14 @@ async fn pump(app: &App, snap: &Snapshot) -> Result<(), StepError> {
             .collect();
         keys.insert((schema.clone(), table.clone()), columns);
     }
+    let (schemas, names): (Vec<String>, Vec<String>) = mapped.iter().cloned().unzip();
+    let roots: HashMap<(String, String), (String, String)> = source
+        .query(PARTITIONS_SQL, &[&schemas, &names])
+        .await
+        .map_err(|e| dms_core::pg::classify_pg_error("the source", &e))?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .collect();
     let mut latency = (0.0, 0.0);
     for _ in 0..READS_PER_TICK {
         let rows = source
@@ -375,7 +393,14 @@ async fn pump(app: &App, snap: &Snapshot) -> Result<(), StepError> {
                     current.age_seconds = age.unwrap_or(0.0).max(0.0);
                     transactions.push(std::mem::take(&mut current));
                 }
-                Line::Change(change) => {
+                Line::Change(mut change) => {
+                    // Applied through the root on the target, which routes the row to its partition.
+                    if let Some((schema, table)) =
+                        roots.get(&(change.schema.clone(), change.table.clone()))
+                    {
+                        change.schema = schema.clone();
+                        change.table = table.clone();
+                    }
                     if mapped.contains(&(change.schema.clone(), change.table.clone())) {
                         current.changes.push(change);
                     }
