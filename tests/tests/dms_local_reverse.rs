@@ -372,6 +372,40 @@ async fn a_later_start_position_skips_what_the_slot_holds_before_it() {
     assert_eq!(statistics(&r.local, &r.task_arn, "events").await, (1, 0, 0));
 }
 
+/// What a replay after a crash between the target's commit and the slot's advance looks like: the slot
+/// still holds an INSERT whose row is already on the target. It updates the row instead of failing the
+/// transaction (and every one after it).
+#[tokio::test]
+async fn a_replayed_insert_of_a_row_already_on_the_target_updates_it() {
+    let Some(lab) = Lab::get().await else { return };
+    let (r, _slot, lsn) = Reverse::armed(&lab, "reverse_replayed").await;
+    sql(
+        &r.dbs.target_url,
+        "INSERT INTO public.items (id, note, price) VALUES (7, 'as on the target', 7.00);",
+    )
+    .await;
+    sql(
+        &r.dbs.source_url,
+        "INSERT INTO public.items (id, note) VALUES (7, 'applied before the crash');",
+    )
+    .await;
+    start(
+        &r.local,
+        &r.task_arn,
+        StartReplicationTaskTypeValue::StartReplication,
+        Some(&lsn),
+    )
+    .await;
+    sql(
+        &r.dbs.target_url,
+        "INSERT INTO public.events VALUES ('after the replay');",
+    )
+    .await;
+    converged(&r.dbs).await;
+    assert_eq!(statistics(&r.local, &r.task_arn, "items").await, (1, 0, 0));
+    assert_eq!(settled(&r.local, &r.task_arn).await.0, "running");
+}
+
 #[tokio::test]
 async fn a_missing_slot_a_wrong_plugin_or_a_bad_position_fails_the_task_as_dms_does() {
     let Some(lab) = Lab::get().await else { return };
