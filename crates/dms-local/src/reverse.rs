@@ -971,6 +971,84 @@ mod tests {
     }
 
     #[test]
+    fn positions_are_taken_only_where_modelled() {
+        let mut task = crate::model::Task {
+            arn: "arn:aws:dms:us-east-1:123456789012:task:T".into(),
+            identifier: "t".into(),
+            instance_arn: String::new(),
+            source_arn: String::new(),
+            target_arn: String::new(),
+            migration_type: MigrationType::Cdc,
+            table_mappings: String::new(),
+            created: 0.0,
+            status: "ready".into(),
+            stop_reason: None,
+            last_failure_message: None,
+            held_status: None,
+            pause_table_sync: false,
+            ever_started: false,
+            start_date: None,
+            fresh_start_date: None,
+            stop_date: None,
+            full_load_start: None,
+            full_load_finish: None,
+            tables: Vec::new(),
+            pending: None,
+            subscription_exists: false,
+            subscription_enabled: false,
+            lob_max_size_kb: crate::model::DEFAULT_LOB_MAX_SIZE_KB,
+            restart_at: None,
+            settings: None,
+            batch_apply: false,
+            slot_stream: None,
+        };
+        let at = serde_json::json!({"CdcStartPosition": "0/16B3748"});
+        let slot = || Some("wb".to_string());
+        assert_eq!(
+            requested(&task, "start-replication", slot(), &at),
+            Ok(Some(SlotStream {
+                slot: "wb".into(),
+                start_position: Some("0/16B3748".into()),
+                start_lsn: None
+            }))
+        );
+        let code = |r: Result<Option<SlotStream>, DmsError>| r.map_err(|e| e.code);
+        assert_eq!(
+            code(requested(&task, "start-replication", None, &at)),
+            Err("InvalidParameterValueException"),
+            "no slot on the source endpoint"
+        );
+        assert_eq!(
+            code(requested(&task, "resume-processing", slot(), &at)),
+            Err("InvalidParameterValueException")
+        );
+        assert_eq!(
+            code(requested(
+                &task,
+                "start-replication",
+                slot(),
+                &serde_json::json!({"CdcStopPosition": "server_time:2026-12-07T12:00:00"})
+            )),
+            Err("InvalidParameterValueException")
+        );
+        assert_eq!(
+            requested(&task, "resume-processing", slot(), &serde_json::json!({})),
+            Ok(None),
+            "resume keeps the stream it has"
+        );
+        task.migration_type = MigrationType::FullLoadAndCdc;
+        assert_eq!(
+            code(requested(&task, "start-replication", slot(), &at)),
+            Err("InvalidParameterValueException")
+        );
+        assert_eq!(
+            requested(&task, "start-replication", slot(), &serde_json::json!({})),
+            Ok(None),
+            "a forward task ignores the endpoint's slot"
+        );
+    }
+
+    #[test]
     fn lsns_parse_and_print() {
         assert_eq!(parse_lsn("0/16B3748"), Some(0x16B3748));
         assert_eq!(parse_lsn("1A/0000FFFF"), Some((0x1A << 32) | 0xFFFF));
