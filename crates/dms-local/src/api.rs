@@ -192,8 +192,16 @@ fn start_task(app: &App, input: &Value) -> Result<Value, DmsError> {
     let start_type = required_str(input, "StartReplicationTaskType")?;
     let now = now_epoch_seconds();
     let mut inner = app.registry.lock();
+    let slot = inner
+        .task(arn)
+        .and_then(|t| inner.endpoint(&t.source_arn))
+        .and_then(|e| e.slot_name.clone());
     let task = inner.task_mut(arn).ok_or_else(|| task_not_found(arn))?;
     let action = task_rules::start_action(task, start_type)?;
+    // CdcStartPosition on a slot: checked by the engine before the task runs, as DMS does (reverse.rs).
+    if let Some(stream) = crate::reverse::requested(task, start_type, slot, input)? {
+        task.slot_stream = Some(stream);
+    }
     tracing::info!(task = %task.identifier, %start_type, "start requested");
     task.status = task_status::STARTING.to_string();
     task.stop_reason = None;

@@ -175,6 +175,8 @@ mod tests {
             password: Password("not-in-any-message".into()),
             ssl_mode: "none".into(),
             secret_id: None,
+            slot_name: None,
+            plugin_name: None,
             held_status: None,
         }
     }

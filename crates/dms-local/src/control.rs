@@ -75,6 +75,11 @@ pub struct EndpointSpec {
     #[serde(default = "default_ssl_mode")]
     ssl_mode: String,
     secret_id: Option<String>,
+    /// `PostgreSQLSettings.SlotName` (source endpoints only).
+    slot_name: Option<String>,
+    /// `PostgreSQLSettings.PluginName`: `no-preference`, `test-decoding` or `pglogical`
+    /// (https://docs.aws.amazon.com/dms/latest/APIReference/API_PostgreSQLSettings.html).
+    plugin_name: Option<String>,
 }
 
 fn default_ssl_mode() -> String {
@@ -101,6 +106,19 @@ pub async fn register_endpoint(
             "sslMode must be none, require, verify-ca or verify-full".into(),
         ));
     }
+    if spec.slot_name.is_some() && spec.endpoint_type != "source" {
+        return Err(ControlError("slotName is a source endpoint setting".into()));
+    }
+    if let Some(plugin) = &spec.plugin_name {
+        if !matches!(
+            plugin.as_str(),
+            "no-preference" | "test-decoding" | "pglogical"
+        ) {
+            return Err(ControlError(
+                "pluginName must be no-preference, test-decoding or pglogical".into(),
+            ));
+        }
+    }
     let arn = arn(&app.region, "endpoint", &resource_id());
     app.registry.lock().endpoints.push(Endpoint {
         arn: arn.clone(),
@@ -114,6 +132,8 @@ pub async fn register_endpoint(
         password: Password(spec.password),
         ssl_mode: spec.ssl_mode,
         secret_id: spec.secret_id,
+        slot_name: spec.slot_name,
+        plugin_name: spec.plugin_name,
         held_status: None,
     });
     Ok(Json(json!({"arn": arn})))
@@ -219,6 +239,7 @@ pub async fn register_task(
         restart_at: None,
         settings: settings.map(|s| s.to_string()),
         batch_apply,
+        slot_stream: None,
     });
     Ok(Json(json!({"arn": arn})))
 }

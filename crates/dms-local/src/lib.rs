@@ -12,6 +12,7 @@ pub mod model;
 pub mod pg_connect;
 pub mod protocol;
 pub mod replication;
+pub mod reverse;
 pub mod subnet_groups;
 pub mod table_mappings;
 pub mod task_rules;

@@ -51,6 +51,11 @@ pub struct Endpoint {
     /// DMS's spelling: none, require, verify-ca, verify-full.
     pub ssl_mode: String,
     pub secret_id: Option<String>,
+    /// `PostgreSQLSettings.SlotName` of a source endpoint: a CDC-only task on it reads that existing
+    /// slot (src/reverse.rs) instead of a publication and subscription of its own.
+    pub slot_name: Option<String>,
+    /// `PostgreSQLSettings.PluginName` (`test-decoding`, `pglogical`, `no-preference`), as registered.
+    pub plugin_name: Option<String>,
     /// An `Endpoint.Status` held by the `holdStatus` fault (e.g. `modifying`); `None` reads `active`.
     pub held_status: Option<String>,
 }
@@ -236,6 +241,9 @@ pub struct Task {
     pub settings: Option<String>,
     /// `TargetMetadata.BatchApplyEnabled` of those settings (DMS's default is false).
     pub batch_apply: bool,
+    /// Set by a `start-replication` of a CDC-only task whose source endpoint names a `SlotName`: the task
+    /// is then served by src/reverse.rs from that slot, from `CdcStartPosition`.
+    pub slot_stream: Option<crate::reverse::SlotStream>,
 }
 
 /// The LobMaxSize a task registered without one reports.

@@ -58,9 +58,9 @@ SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (%s)',
               $1::text, $2::text, $1::text, $3::text)";
 const SLOT_SQL: &str = "
 SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()";
-const NO_TABLES_MESSAGE: &str = "No tables were found at task initialization. Either the selected table(s) or schemas(s) no longer exist or no explicit table(s) or schema(s) were selected.";
+pub(crate) const NO_TABLES_MESSAGE: &str = "No tables were found at task initialization. Either the selected table(s) or schemas(s) no longer exist or no explicit table(s) or schema(s) were selected.";
 
-fn pg_options(endpoint: &Endpoint, app: &App) -> PgConnectOptions {
+pub(crate) fn pg_options(endpoint: &Endpoint, app: &App) -> PgConnectOptions {
     let mut options = PgConnectOptions::from_parts(
         &endpoint.host,
         endpoint.port,
@@ -104,11 +104,11 @@ fn source_conninfo(source: &Endpoint) -> String {
     )
 }
 
-struct Snapshot {
-    task: Task,
-    source: Endpoint,
-    target: Endpoint,
-    instance_identifier: String,
+pub(crate) struct Snapshot {
+    pub(crate) task: Task,
+    pub(crate) source: Endpoint,
+    pub(crate) target: Endpoint,
+    pub(crate) instance_identifier: String,
 }
 
 fn snapshot(app: &App, arn: &str) -> Option<Snapshot> {
@@ -122,14 +122,14 @@ fn snapshot(app: &App, arn: &str) -> Option<Snapshot> {
     })
 }
 
-fn update(app: &App, arn: &str, change: impl FnOnce(&mut Task)) {
+pub(crate) fn update(app: &App, arn: &str, change: impl FnOnce(&mut Task)) {
     if let Some(task) = app.registry.lock().task_mut(arn) {
         change(task);
     }
 }
 
 /// Sets the status unless a newer API call (a stop, a fault) has already asked for something else.
-fn settle(task: &mut Task, status: &str) {
+pub(crate) fn settle(task: &mut Task, status: &str) {
     if task.pending.is_none() && task.status != task_status::FAILED {
         task.status = status.to_string();
     }
@@ -182,6 +182,11 @@ async fn step(app: &Arc<App>, arn: &str) {
     let Some(snap) = snapshot(app, arn) else {
         return;
     };
+    // A CDC-only task on an existing slot (the way back's reverse task) has an engine of its own.
+    if snap.task.slot_stream.is_some() {
+        let result = crate::reverse::step(app, &snap, pending.clone()).await;
+        return report(app, &snap, pending, result);
+    }
     if pending.is_none() {
         if let Some(at) = snap.task.restart_at {
             if std::time::Instant::now() < at {
@@ -210,6 +215,18 @@ async fn step(app: &Arc<App>, arn: &str) {
         }
         None => observe(app, &snap).await,
     };
+    report(app, &snap, pending, result);
+}
+
+/// A failed step: logged; when it served a start, resume or fault, the task is `failed` with the error
+/// as its LastFailureMessage.
+fn report(
+    app: &App,
+    snap: &Snapshot,
+    pending: Option<PendingAction>,
+    result: Result<(), StepError>,
+) {
+    let arn = snap.task.arn.as_str();
     if let Err(err) = result {
         tracing::warn!(task = %snap.task.identifier, error = %err, "replication step failed");
         if pending.is_some() && pending != Some(PendingAction::Stop) {
@@ -218,7 +235,7 @@ async fn step(app: &Arc<App>, arn: &str) {
     }
 }
 
-async fn mapped_tables(
+pub(crate) async fn mapped_tables(
     source: &tokio_postgres::Client,
     task: &Task,
 ) -> Result<Vec<(String, String)>, StepError> {
@@ -234,7 +251,7 @@ async fn mapped_tables(
     Ok(table_mappings::resolve(&mappings, &catalog))
 }
 
-fn qualified(schema: &str, table: &str) -> String {
+pub(crate) fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote(schema), quote(table))
 }
 
@@ -983,7 +1000,8 @@ pub async fn cleanup_all(app: &App) {
         .lock()
         .tasks
         .iter()
-        .filter(|t| t.subscription_exists || t.ever_started)
+        // A task on an existing slot created nothing here: the slot is the user's and stays.
+        .filter(|t| (t.subscription_exists || t.ever_started) && t.slot_stream.is_none())
         .map(|t| t.arn.clone())
         .collect();
     for arn in tasks {

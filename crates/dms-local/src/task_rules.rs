@@ -111,6 +111,7 @@ mod tests {
             restart_at: None,
             settings: None,
             batch_apply: false,
+            slot_stream: None,
         }
     }
 

@@ -51,6 +51,8 @@ pub fn endpoint(e: &Endpoint) -> Value {
         "ServerName": e.host,
         "Username": e.username,
         "SecretsManagerSecretId": e.secret_id,
+        "SlotName": e.slot_name,
+        "PluginName": e.plugin_name,
     });
     compact(json!({
         "EndpointIdentifier": e.identifier,
