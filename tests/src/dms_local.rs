@@ -146,6 +146,37 @@ impl DmsLocal {
         })
     }
 
+    /// The way back's reverse task (docs/fallback.md) over a lab pair: the lab target (PlanetScale) as a
+    /// source reading `slot` through test_decoding, the lab source (Aurora) as the target, CDC only.
+    pub async fn register_reverse_task(
+        &self,
+        lab: &Lab,
+        dbs: &TestDatabases,
+        slot: &str,
+        table_mappings: &Value,
+    ) -> String {
+        let instance = self.register_instance("lab-instance").await;
+        let mut planetscale = DmsLocal::lab_endpoint_spec(lab, dbs, "target");
+        planetscale["endpointType"] = json!("source");
+        planetscale["identifier"] = json!(format!("ps-{}", dbs.name.replace('_', "-")));
+        planetscale["slotName"] = json!(slot);
+        planetscale["pluginName"] = json!("test-decoding");
+        let mut aurora = DmsLocal::lab_endpoint_spec(lab, dbs, "source");
+        aurora["endpointType"] = json!("target");
+        aurora["identifier"] = json!(format!("aurora-{}", dbs.name.replace('_', "-")));
+        let source = self.register_endpoint(&planetscale).await;
+        let target = self.register_endpoint(&aurora).await;
+        self.register_task(
+            &format!("back-{}", slot.replace('_', "-")),
+            &instance,
+            &source,
+            &target,
+            "cdc",
+            table_mappings,
+        )
+        .await
+    }
+
     pub async fn register_task(
         &self,
         identifier: &str,

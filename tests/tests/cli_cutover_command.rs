@@ -203,6 +203,18 @@ struct Run {
 }
 
 impl Rig {
+    /// The way back's reverse task on this rig's dms-local, reading this test's slot.
+    async fn reverse_task(&self) -> String {
+        self.dms
+            .register_reverse_task(
+                &self.lab,
+                &self.dbs,
+                &self.way_back_slot(),
+                &all_public_tables(),
+            )
+            .await
+    }
+
     /// Slot names are per cluster and the tests share the lab's target cluster: one name per test.
     fn way_back_slot(&self) -> String {
         format!("wb_{}", self.dbs.name)
@@ -541,8 +553,11 @@ async fn writes_that_go_on_in_the_freeze_fail_the_proof_and_the_stopped_task_res
     let Some(rig) = rig("cutover_proof").await else {
         return;
     };
+    let reverse = rig.reverse_task().await;
     let superuser = writer(&rig.dbs.source_url, OTHER_WRITE);
-    let run = rig.cutover(&["--freeze"], |_, _| {}).await;
+    let run = rig
+        .cutover(&["--freeze", "--way-back-task-arn", &reverse], |_, _| {})
+        .await;
     let (committed, errors) = superuser.finish().await;
     assert!(
         committed.len() > 20,
@@ -558,12 +573,19 @@ async fn writes_that_go_on_in_the_freeze_fail_the_proof_and_the_stopped_task_res
     assert!(run.stdout.contains("stopped in phase 14"), "{}", run.stdout);
     assert!(run.stdout.contains("freeze undone"), "{}", run.stdout);
     assert!(run.stdout.contains("resuming"), "{}", run.stdout);
-    // The way back's slot this run created is dropped with the abort: nothing keeps the target's WAL.
+    // The reverse task this run started is stopped, and the slot it created is dropped with the abort:
+    // nothing keeps the target's WAL.
     assert!(
-        run.stdout.contains("13. way back") && run.stdout.contains("is dropped"),
+        run.stdout.contains("13. way back")
+            && run.stdout.contains("the reverse task is starting from")
+            && run
+                .stdout
+                .contains("reverse task this run started is stopped")
+            && run.stdout.contains("is dropped"),
         "{}",
         run.stdout
     );
+    assert_ne!(rig.dms.task_status(&reverse).await, "running");
     assert_eq!(
         scalar(
             &rig.dbs.target_url,
@@ -583,7 +605,9 @@ async fn writes_that_go_on_in_the_freeze_fail_the_proof_and_the_stopped_task_res
 }
 
 /// Without --freeze the operator stops the application: the command says when, waits for a quiet
-/// source, and counts the outage from the last change it decoded.
+/// source, and counts the outage from the last change it decoded. With the reverse task given, the way
+/// back runs from the switch on: a write made on the target afterwards reaches the source, and nothing
+/// from before the switch is replayed.
 #[tokio::test]
 async fn the_operator_stops_writes_when_told_and_the_command_proves_it() {
     let Some(rig) = rig("cutover_operator").await else {
@@ -591,12 +615,16 @@ async fn the_operator_stops_writes_when_told_and_the_command_proves_it() {
     };
     let app = writer(&rig.app_url, APP_WRITE);
     let stop = Arc::clone(&app.stop);
+    let reverse = rig.reverse_task().await;
     let run = rig
-        .cutover(&["--quiet-seconds", "2"], |line, _| {
-            if line.starts_with("STOP WRITES") {
-                stop.store(true, Ordering::SeqCst);
-            }
-        })
+        .cutover(
+            &["--quiet-seconds", "2", "--way-back-task-arn", &reverse],
+            |line, _| {
+                if line.starts_with("STOP WRITES") {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            },
+        )
         .await;
     let (committed, _) = app.finish().await;
     assert_eq!(run.code, 0, "{}", run.stdout);
@@ -607,8 +635,50 @@ async fn the_operator_stops_writes_when_told_and_the_command_proves_it() {
         run.stdout
     );
     assert!(run.stdout.contains("SWITCH NOW"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("The way back is running"),
+        "{}",
+        run.stdout
+    );
     rig.wait_for_target_to_hold(&committed).await;
     rig.app_can_write()
         .await
         .expect("nothing frozen without --freeze");
+
+    // The application, switched, writes to the target: the reverse task carries it to the source.
+    connect(&rig.dbs.target_url)
+        .await
+        .execute(
+            "INSERT INTO public.orders (id, customer_id, note) SELECT 990002, customer_id, 'after the switch' FROM public.orders LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("the application writes to the target");
+    wait_for(
+        "the target's write on the source",
+        Duration::from_secs(60),
+        || async {
+            (scalar(
+                &rig.dbs.source_url,
+                "SELECT count(*) FROM public.orders WHERE id = 990002",
+            )
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let stats = rig
+        .dms
+        .dms_client()
+        .await
+        .table_statistics(&reverse)
+        .await
+        .expect("the reverse task's statistics");
+    let orders = stats.iter().find(|t| t.table == "orders").expect("orders");
+    assert_eq!(
+        (orders.inserts, orders.updates, orders.deletes),
+        (1, 0, 0),
+        "only the write after the switch is replayed"
+    );
 }

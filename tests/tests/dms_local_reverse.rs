@@ -9,18 +9,10 @@ use aws_sdk_cloudwatch::types::DimensionFilter;
 use aws_sdk_databasemigration::error::ProvideErrorMetadata;
 use aws_sdk_databasemigration::types::StartReplicationTaskTypeValue;
 use integration_tests::dms_local::{wait_for, DmsLocal};
-use integration_tests::lab::{Lab, TestDatabases};
+use integration_tests::lab::{connect, Lab, TestDatabases};
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("lab connect");
-    tokio::spawn(connection);
-    client
-}
 
 async fn sql(url: &str, statements: &str) {
     connect(url)
@@ -74,26 +66,8 @@ struct Reverse {
 /// The reverse pair on the test's databases: the lab target (PlanetScale) as a source endpoint with
 /// `SlotName`/`PluginName`, the lab source (Aurora) as the target endpoint, and a `cdc` task.
 async fn reverse_task(lab: &Lab, local: &DmsLocal, dbs: &TestDatabases, slot: &str) -> String {
-    let instance = local.register_instance("lab-instance").await;
-    let mut planetscale = DmsLocal::lab_endpoint_spec(lab, dbs, "target");
-    planetscale["endpointType"] = json!("source");
-    planetscale["identifier"] = json!(format!("ps-{}", dbs.name.replace('_', "-")));
-    planetscale["slotName"] = json!(slot);
-    planetscale["pluginName"] = json!("test-decoding");
-    let mut aurora = DmsLocal::lab_endpoint_spec(lab, dbs, "source");
-    aurora["endpointType"] = json!("target");
-    aurora["identifier"] = json!(format!("aurora-{}", dbs.name.replace('_', "-")));
-    let source = local.register_endpoint(&planetscale).await;
-    let target = local.register_endpoint(&aurora).await;
     local
-        .register_task(
-            &format!("back-{}", slot.replace('_', "-")),
-            &instance,
-            &source,
-            &target,
-            "cdc",
-            &mappings(),
-        )
+        .register_reverse_task(lab, dbs, slot, &mappings())
         .await
 }
 

@@ -90,7 +90,14 @@ pub struct Args {
     /// (`SlotName`). Slot names are per PlanetScale cluster.
     #[arg(long, value_name = "NAME", default_value = way_back::SLOT, value_parser = slot_name)]
     pub way_back_slot: String,
+    /// The way back's reverse DMS task (the stack output FallbackReplicationTaskArn): started from the
+    /// slot's position before the switch instruction. Without it the command prints how to start it.
+    #[arg(long, value_name = "ARN", conflicts_with = "no_fallback")]
+    pub way_back_task_arn: Option<String>,
 }
+
+/// How long the reverse task may take to show `running` once the switch instruction is out.
+const WAY_BACK_START_WAIT: Duration = Duration::from_secs(120);
 
 /// PostgreSQL's rule for a replication slot name: lower-case letters, digits and underscores, at most 63.
 fn slot_name(text: &str) -> Result<String, String> {
@@ -154,6 +161,8 @@ struct Context {
     proof: Option<WriteProof>,
     /// The way back's slot this run created on the target, and its consistent LSN: an abort drops it.
     way_back: Option<String>,
+    /// This run started the reverse task: an abort stops it before the slot is dropped.
+    way_back_started: bool,
     timeline: Vec<Phase>,
     doubted: Vec<Doubt>,
     deferred: Vec<Item>,
@@ -181,6 +190,15 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     let task_arn = args.task_arn.trim().to_string();
     DmsArn::parse(&task_arn, "task")
         .map_err(|why| StepError::payload(format!("--task-arn `{task_arn}`: {why}")))?;
+    if let Some(reverse) = &args.way_back_task_arn {
+        DmsArn::parse(reverse, "task")
+            .map_err(|why| StepError::payload(format!("--way-back-task-arn `{reverse}`: {why}")))?;
+        if reverse.trim() == task_arn {
+            return Err(StepError::payload(
+                "--way-back-task-arn names the forward task: give the stack output FallbackReplicationTaskArn",
+            ));
+        }
+    }
     let Connected {
         source: source_opts,
         target: target_opts,
@@ -243,6 +261,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         stopped_task: false,
         proof: None,
         way_back: None,
+        way_back_started: false,
         timeline: Vec::new(),
         doubted: Vec::new(),
         deferred,
@@ -260,6 +279,13 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     match result {
         Ok(()) => {
             print_summary(&cx);
+            if let (true, Some(arn), Some(lsn)) = (
+                cx.way_back_started,
+                &cx.args.way_back_task_arn,
+                &cx.way_back,
+            ) {
+                println!("{}", report_reverse(&cx.dms, arn, lsn).await);
+            }
             Ok(Outcome::Ok)
         }
         Err(stop) => abort(cx, stop).await,
@@ -901,9 +927,24 @@ async fn way_back_phase(cx: &mut Context) -> Step<String> {
         })?;
     let lsn: String = row.get(0);
     cx.way_back = Some(lsn.clone());
-    Ok(format!(
+    let created = format!(
         "slot {slot} ({}) created on the target at {lsn}: every change made on the target from here on can be replayed to the source",
         way_back::PLUGIN
+    );
+    let Some(arn) = cx.args.way_back_task_arn.clone() else {
+        return Ok(created);
+    };
+    let reverse = cx.dms.describe_task(&arn).await?;
+    if reverse.status != TaskStatus::Ready {
+        return Err(Stop::Gate(format!(
+            "the way back's reverse task {arn} is {}, not ready: it can start from the slot's position only if it never ran (start-replication). Recreate it (update the stack with EnableFallback false, then true), or run cutover without --way-back-task-arn and start it by hand",
+            reverse.status
+        )));
+    }
+    cx.dms.start_cdc_from(&arn, &lsn).await?;
+    cx.way_back_started = true;
+    Ok(format!(
+        "{created}; the reverse task is starting from {lsn}"
     ))
 }
 
@@ -1235,6 +1276,14 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
         },
         None => problems.push("the source cannot be reached to undo the freeze".into()),
     }
+    if cx.way_back_started {
+        if let Some(arn) = &cx.args.way_back_task_arn {
+            match stop_reverse(&cx.dms, arn).await {
+                Ok(()) => println!("  the way back's reverse task this run started is stopped"),
+                Err(e) => problems.push(format!("stopping the way back's reverse task {arn}: {e}")),
+            }
+        }
+    }
     if cx.way_back.is_some() {
         let slot = &cx.args.way_back_slot;
         let dropped = match reconnect(&cx.target, &cx.target_opts).await {
@@ -1290,6 +1339,56 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
     }
 }
 
+/// Stops the reverse task this run started and waits (bounded) until it no longer reads the slot.
+async fn stop_reverse(dms: &DmsClient, arn: &str) -> Result<(), StepError> {
+    let deadline = Instant::now() + WAY_BACK_START_WAIT;
+    let mut asked = false;
+    loop {
+        let task = dms.describe_task(arn).await?;
+        match task.status.known() {
+            Some(TaskStatus::Stopped | TaskStatus::Failed | TaskStatus::Ready) => return Ok(()),
+            Some(TaskStatus::Running | TaskStatus::Starting) if !asked => {
+                dms.stop_task(arn).await?;
+                asked = true;
+            }
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(StepError::new(
+                dms_core::errors::ErrorName::AwsTransient,
+                format!(
+                    "it is still {} after {} s",
+                    task.status,
+                    WAY_BACK_START_WAIT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// After the switch instruction: the reverse task this run started, once it shows `running` (or why
+/// not). Nothing is undone here: the application may already write to the target.
+async fn report_reverse(dms: &DmsClient, arn: &str, lsn: &str) -> String {
+    let deadline = Instant::now() + WAY_BACK_START_WAIT;
+    loop {
+        match dms.describe_task(arn).await {
+            Ok(task) if task.status == TaskStatus::Running => {
+                return format!("The way back is running: the reverse task {arn} replays the target's changes to the source from {lsn}. End it with `dms-migrate fallback end --task-arn {arn}` once the migration is final.");
+            }
+            Ok(task) if task.status == TaskStatus::Starting => {}
+            Ok(task) => {
+                return format!("THE WAY BACK IS NOT RUNNING: the reverse task {arn} is {} ({}). The slot keeps the target's changes from {lsn}: fix the cause, then start it from there: aws dms start-replication-task --replication-task-arn {arn} --start-replication-task-type start-replication --cdc-start-position {lsn}", task.status, task.last_failure_message.unwrap_or_else(|| "no message".into()));
+            }
+            Err(e) => return format!("THE WAY BACK IS NOT CONFIRMED: reading the reverse task {arn} failed ({e}); check it in the DMS console"),
+        }
+        if Instant::now() >= deadline {
+            return format!("THE WAY BACK IS NOT CONFIRMED: the reverse task {arn} is still starting after {} s; check it in the DMS console", WAY_BACK_START_WAIT.as_secs());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// A fresh connection when `client`'s is lost, None when it still serves.
 async fn reconnect(client: &Client, opts: &PgConnectOptions) -> Result<Option<Client>, StepError> {
     if client.is_closed() {
@@ -1337,6 +1436,7 @@ fn print_summary(cx: &Context) {
         "SWITCH NOW: point the application at the target (PlanetScale). The source stays read-only for the frozen roles (`dms-migrate cutover --undo-freeze` reverts that); the DMS task is stopped. Outage until now: {outage:.1} s."
     );
     match &cx.way_back {
+        Some(_) if cx.way_back_started => {}
         Some(lsn) => println!(
             "The way back is armed: slot {slot} on the target holds every change from {lsn} on. Start the stack's reverse task (output FallbackReplicationTaskArn) from exactly there, before the target's WAL limit is reached: aws dms start-replication-task --replication-task-arn <FallbackReplicationTaskArn> --start-replication-task-type start-replication --cdc-start-position {lsn}. Once the migration is final, or if the way back will not be used, drop the slot on the target, since it keeps the target's WAL (up to max_slot_wal_keep_size): SELECT pg_drop_replication_slot('{slot}');",
             slot = cx.args.way_back_slot

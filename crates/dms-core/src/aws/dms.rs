@@ -159,6 +159,25 @@ impl DmsClient {
             .map_err(|e| classify_sdk_error("dms:StopReplicationTask", task_arn, &e))?;
         Ok(())
     }
+
+    /// StartReplicationTask `start-replication` of a CDC task from a native start point: with the source
+    /// endpoint's `SlotName`, DMS reads that slot from `position` (an LSN) and raises an error when the slot
+    /// does not exist or the position is not valid
+    /// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_StartReplicationTask.html>, `CdcStartPosition`;
+    /// <https://docs.aws.amazon.com/dms/latest/APIReference/API_PostgreSQLSettings.html>, `SlotName`).
+    pub async fn start_cdc_from(&self, task_arn: &str, position: &str) -> Result<(), StepError> {
+        self.client
+            .start_replication_task()
+            .replication_task_arn(task_arn)
+            .start_replication_task_type(
+                aws_sdk_databasemigration::types::StartReplicationTaskTypeValue::StartReplication,
+            )
+            .cdc_start_position(position)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("dms:StartReplicationTask", task_arn, &e))?;
+        Ok(())
+    }
 }
 
 impl DmsModify for DmsClient {
