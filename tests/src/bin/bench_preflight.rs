@@ -1,8 +1,9 @@
-//! Bench row: `dms-migrate preflight` (dms-core's set-based checks) on 10,000 tables across 5 schemas, side by
+//! Bench rows: `dms-migrate preflight` (dms-core's set-based checks) on 10,000 tables across 5 schemas, side by
 //! side with the shell preflight users actually run: pgcopydb-helpers' `preflight-check.sh` style, about
 //! 20 psql processes, each one catalog-wide query that names no table. A secondary line keeps the same
 //! checks issued one table at a time through psql, timed on a sample and extrapolated; it is labelled a
-//! straw man (nobody runs a preflight that way) and never the headline.
+//! straw man (nobody runs a preflight that way) and never the headline. `dms-migrate plan` is timed on the
+//! same source (goal: at most 1 s); no other tool computes a DMS plan, so it has no peer.
 //!
 //! The schema is generated on the lab's source and target in a database of its own, by one DO block per
 //! side (committing every 500 tables to stay inside the lock table). The preflight is the release
@@ -22,6 +23,8 @@ const SCHEMAS: u32 = 5;
 const RUNS: usize = 5;
 const SAMPLE_TABLES: u32 = 20;
 const GOAL: Duration = Duration::from_millis(500);
+/// `dms-migrate plan` on the same schema (issue: a plan for a database of thousands of tables at once).
+const PLAN_GOAL: Duration = Duration::from_secs(1);
 
 /// 10,000 tables round-robin over 5 schemas, each with an identity sequence; every 10th without a
 /// primary key, every 5th with a jsonb column, every 2nd with a secondary index.
@@ -152,6 +155,27 @@ fn preflight(
     )
 }
 
+/// `dms-migrate plan` on the same source, end to end (its JSON: table mappings, settings, estimate).
+fn plan(binary: &Path, source_url: &str) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(binary)
+        .args(["plan", "--source", source_url, "--format", "json"])
+        .output()
+        .expect("dms-migrate runs");
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "plan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+    assert!(
+        plan["tableMappings"]["rules"].is_array() && plan["estimate"].is_object(),
+        "a plan with mappings and an estimate"
+    );
+    elapsed
+}
+
 fn psql(url: &str, sql: &str) {
     let out = Command::new("psql")
         .args(["-X", "-A", "-t", "-q", "-d", url, "-c", sql])
@@ -227,6 +251,9 @@ async fn main() {
     let median = runs[RUNS / 2];
     let ((pass, warn, fail), objects) = last.expect("at least one run");
 
+    let plan_runs: Vec<Duration> = (0..RUNS).map(|_| plan(&binary, &source_url)).collect();
+    let plan_median = bench::median(plan_runs.clone());
+
     let shell = bench::median(
         (0..RUNS)
             .map(|_| shell_preflight(&source_url, &target_url))
@@ -260,6 +287,13 @@ async fn main() {
         "| shell preflight as users run it (pgcopydb-helpers' preflight-check.sh style: {} psql processes, each one catalog-wide query, no table named) | {} | median of {RUNS} runs |",
         SHELL_PREFLIGHT.len(),
         seconds(shell),
+    );
+    println!(
+        "| dms-migrate plan ({build} binary, end to end, JSON: table mappings, task settings, estimate) | {} | median of {RUNS} runs ({}); no peer: no other tool computes a DMS plan; goal <= {}: {} |",
+        seconds(plan_median),
+        plan_runs.iter().map(|d| seconds(*d)).collect::<Vec<_>>().join(", "),
+        seconds(PLAN_GOAL),
+        if plan_median <= PLAN_GOAL { "MET" } else { "MISSED" },
     );
     println!();
     println!("Straw man, not a peer (nobody runs a preflight this way; kept to show what per-table checks cost):");
