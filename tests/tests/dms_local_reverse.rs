@@ -444,13 +444,22 @@ async fn a_missing_slot_a_wrong_plugin_or_a_bad_position_fails_the_task_as_dms_d
         .batch_execute("INSERT INTO public.events VALUES ('moves the slot')")
         .await
         .expect("a write");
-    target
-        .query(
-            "SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())",
-            &[&slot],
-        )
-        .await
-        .expect("advance");
+    // The lab runs with synchronous_commit off: the slot advances only as far as the WAL is flushed, so
+    // advance until it is past the position (the WAL writer flushes within its delay).
+    wait_for("the slot advanced past the position", LIMIT, || async {
+        target
+            .query_one(
+                "SELECT s.confirmed_flush_lsn > $2::text::pg_lsn
+                 FROM pg_replication_slot_advance($1, pg_current_wal_lsn()) a,
+                      pg_replication_slots s WHERE s.slot_name = $1",
+                &[&slot, &lsn],
+            )
+            .await
+            .expect("advance")
+            .get::<_, bool>(0)
+            .then_some(())
+    })
+    .await;
     let (status, message) = failure(slot.clone(), Some(lsn.clone())).await;
     assert_eq!(status, "failed");
     assert!(
