@@ -205,41 +205,17 @@ pub async fn register_task(
     }
     let arn = arn(&app.region, "task", &resource_id());
     inner.tasks.push(Task {
-        arn: arn.clone(),
-        identifier: spec.identifier,
         instance_arn: spec.instance_arn,
         source_arn: spec.source_endpoint_arn,
         target_arn: spec.target_endpoint_arn,
-        migration_type,
         table_mappings: mappings_text,
         created: now_epoch_seconds(),
-        status: task_status::READY.to_string(),
-        stop_reason: None,
-        last_failure_message: None,
-        held_status: None,
-        pause_table_sync: false,
-        ever_started: false,
-        start_date: None,
-        fresh_start_date: None,
-        stop_date: None,
-        full_load_start: None,
-        full_load_finish: None,
-        tables: Vec::new(),
-        pending: None,
-        segments: Vec::new(),
-        max_subtasks: crate::full_load::DEFAULT_MAX_SUBTASKS,
-        load_generation: 0,
-        load: None,
-        slot_exists: false,
-        subscription_exists: false,
-        subscription_enabled: false,
         lob_max_size_kb: spec
             .lob_max_size_kb
             .unwrap_or(crate::model::DEFAULT_LOB_MAX_SIZE_KB),
-        restart_at: None,
         settings: settings.map(|s| s.to_string()),
         batch_apply,
-        slot_stream: None,
+        ..Task::registered(arn.clone(), spec.identifier, migration_type)
     });
     Ok(Json(json!({"arn": arn})))
 }

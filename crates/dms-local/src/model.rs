@@ -250,6 +250,46 @@ pub struct Task {
 pub const DEFAULT_LOB_MAX_SIZE_KB: u32 = 32;
 
 impl Task {
+    /// A task as registration leaves it: `ready`, never run, nothing created, DMS's default settings. The
+    /// control route and the tests change the fields they need.
+    pub fn registered(arn: String, identifier: String, migration_type: MigrationType) -> Task {
+        Task {
+            arn,
+            identifier,
+            instance_arn: String::new(),
+            source_arn: String::new(),
+            target_arn: String::new(),
+            migration_type,
+            table_mappings: String::new(),
+            created: 0.0,
+            status: task_status::READY.to_string(),
+            stop_reason: None,
+            last_failure_message: None,
+            held_status: None,
+            pause_table_sync: false,
+            ever_started: false,
+            start_date: None,
+            fresh_start_date: None,
+            stop_date: None,
+            full_load_start: None,
+            full_load_finish: None,
+            tables: Vec::new(),
+            pending: None,
+            segments: Vec::new(),
+            max_subtasks: crate::full_load::DEFAULT_MAX_SUBTASKS,
+            load_generation: 0,
+            load: None,
+            slot_exists: false,
+            subscription_exists: false,
+            subscription_enabled: false,
+            lob_max_size_kb: DEFAULT_LOB_MAX_SIZE_KB,
+            restart_at: None,
+            settings: None,
+            batch_apply: false,
+            slot_stream: None,
+        }
+    }
+
     pub fn reported_status(&self) -> &str {
         self.held_status.as_deref().unwrap_or(&self.status)
     }

@@ -972,41 +972,11 @@ mod tests {
 
     #[test]
     fn positions_are_taken_only_where_modelled() {
-        let mut task = crate::model::Task {
-            arn: "arn:aws:dms:us-east-1:123456789012:task:T".into(),
-            identifier: "t".into(),
-            instance_arn: String::new(),
-            source_arn: String::new(),
-            target_arn: String::new(),
-            migration_type: MigrationType::Cdc,
-            table_mappings: String::new(),
-            created: 0.0,
-            status: "ready".into(),
-            stop_reason: None,
-            last_failure_message: None,
-            held_status: None,
-            pause_table_sync: false,
-            ever_started: false,
-            start_date: None,
-            fresh_start_date: None,
-            stop_date: None,
-            full_load_start: None,
-            full_load_finish: None,
-            tables: Vec::new(),
-            pending: None,
-            segments: Vec::new(),
-            max_subtasks: crate::full_load::DEFAULT_MAX_SUBTASKS,
-            load_generation: 0,
-            load: None,
-            slot_exists: false,
-            subscription_exists: false,
-            subscription_enabled: false,
-            lob_max_size_kb: crate::model::DEFAULT_LOB_MAX_SIZE_KB,
-            restart_at: None,
-            settings: None,
-            batch_apply: false,
-            slot_stream: None,
-        };
+        let mut task = crate::model::Task::registered(
+            "arn:aws:dms:us-east-1:123456789012:task:T".into(),
+            "t".into(),
+            MigrationType::Cdc,
+        );
         let at = serde_json::json!({"CdcStartPosition": "0/16B3748"});
         let slot = || Some("wb".to_string());
         assert_eq!(

@@ -79,39 +79,13 @@ mod tests {
 
     fn task(status: &str, ever_started: bool, kind: MigrationType) -> Task {
         Task {
-            arn: "arn:aws:dms:us-east-1:123456789012:task:T".into(),
-            identifier: "t".into(),
-            instance_arn: String::new(),
-            source_arn: String::new(),
-            target_arn: String::new(),
-            migration_type: kind,
-            table_mappings: String::new(),
-            created: 0.0,
             status: status.into(),
-            stop_reason: None,
-            last_failure_message: None,
-            held_status: None,
-            pause_table_sync: false,
             ever_started,
-            start_date: None,
-            fresh_start_date: None,
-            stop_date: None,
-            full_load_start: None,
-            full_load_finish: None,
-            tables: Vec::new(),
-            pending: None,
-            segments: Vec::new(),
-            max_subtasks: crate::full_load::DEFAULT_MAX_SUBTASKS,
-            load_generation: 0,
-            load: None,
-            slot_exists: false,
-            subscription_exists: false,
-            subscription_enabled: false,
-            lob_max_size_kb: crate::model::DEFAULT_LOB_MAX_SIZE_KB,
-            restart_at: None,
-            settings: None,
-            batch_apply: false,
-            slot_stream: None,
+            ..Task::registered(
+                "arn:aws:dms:us-east-1:123456789012:task:T".into(),
+                "t".into(),
+                kind,
+            )
         }
     }
 
