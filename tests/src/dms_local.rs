@@ -328,6 +328,38 @@ impl Drop for DmsLocal {
 }
 
 /// Polls `probe` every 300 ms until it returns Some, up to `limit`; panics naming `what` otherwise.
+/// Waits until dms-local has published both CDC latency metrics for the task to CloudWatch in moto, with
+/// the dimensions DMS uses (the task's and the lab instance's identifiers).
+pub async fn wait_for_latency_metrics(lab: &Lab, task_arn: &str, limit: Duration) {
+    let task_id = task_arn.rsplit(':').next().expect("id").to_string();
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&lab.aws_config().await);
+    for metric in ["CDCLatencySource", "CDCLatencyTarget"] {
+        wait_for(&format!("{metric} in moto"), limit, || async {
+            let listed = cloudwatch
+                .list_metrics()
+                .namespace("AWS/DMS")
+                .metric_name(metric)
+                .dimensions(
+                    aws_sdk_cloudwatch::types::DimensionFilter::builder()
+                        .name("ReplicationTaskIdentifier")
+                        .value(&task_id)
+                        .build(),
+                )
+                .dimensions(
+                    aws_sdk_cloudwatch::types::DimensionFilter::builder()
+                        .name("ReplicationInstanceIdentifier")
+                        .value("lab-instance")
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("ListMetrics");
+            (!listed.metrics().is_empty()).then_some(())
+        })
+        .await;
+    }
+}
+
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,

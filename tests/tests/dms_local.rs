@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::DimensionFilter;
 use dms_core::aws::dms::{Dms, DmsModify, StartType, TaskInfo};
 use dms_core::ErrorName;
-use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal};
+use integration_tests::dms_local::{
+    all_public_tables, wait_for, wait_for_latency_metrics, DmsLocal,
+};
 use integration_tests::lab::{workspace_root, Lab};
 use serde_json::{json, Value};
 
@@ -163,33 +164,7 @@ async fn full_load_and_cdc_replicates_changes_and_pushes_latency_to_cloudwatch()
         .await
         .expect("instance");
     assert_eq!(instance.identifier, "lab-instance", "stored lowercase");
-    let task_id = ids.task_arn.rsplit(':').next().expect("id").to_string();
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&lab.aws_config().await);
-    for metric in ["CDCLatencySource", "CDCLatencyTarget"] {
-        wait_for(&format!("{metric} in moto"), LIMIT, || async {
-            let listed = cloudwatch
-                .list_metrics()
-                .namespace("AWS/DMS")
-                .metric_name(metric)
-                .dimensions(
-                    DimensionFilter::builder()
-                        .name("ReplicationTaskIdentifier")
-                        .value(&task_id)
-                        .build(),
-                )
-                .dimensions(
-                    DimensionFilter::builder()
-                        .name("ReplicationInstanceIdentifier")
-                        .value("lab-instance")
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("ListMetrics");
-            (!listed.metrics().is_empty()).then_some(())
-        })
-        .await;
-    }
+    wait_for_latency_metrics(&lab, &ids.task_arn, LIMIT).await;
 
     // Stop during CDC, then resume-processing continues from the slot: nothing is copied twice.
     local

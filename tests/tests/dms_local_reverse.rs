@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::DimensionFilter;
 use aws_sdk_databasemigration::error::ProvideErrorMetadata;
 use aws_sdk_databasemigration::types::StartReplicationTaskTypeValue;
-use integration_tests::dms_local::{wait_for, DmsLocal};
+use integration_tests::dms_local::{wait_for, wait_for_latency_metrics, DmsLocal};
 use integration_tests::lab::{connect, Lab, TestDatabases};
 use serde_json::{json, Value};
 
@@ -260,33 +259,7 @@ async fn the_reverse_task_replays_the_targets_changes_from_the_slots_position_ex
     );
 
     // CDC latency reaches CloudWatch (moto) as for a forward task.
-    let task_id = r.task_arn.rsplit(':').next().expect("id").to_string();
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&lab.aws_config().await);
-    for metric in ["CDCLatencySource", "CDCLatencyTarget"] {
-        wait_for(&format!("{metric} in moto"), LIMIT, || async {
-            let listed = cloudwatch
-                .list_metrics()
-                .namespace("AWS/DMS")
-                .metric_name(metric)
-                .dimensions(
-                    DimensionFilter::builder()
-                        .name("ReplicationTaskIdentifier")
-                        .value(&task_id)
-                        .build(),
-                )
-                .dimensions(
-                    DimensionFilter::builder()
-                        .name("ReplicationInstanceIdentifier")
-                        .value("lab-instance")
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("ListMetrics");
-            (!listed.metrics().is_empty()).then_some(())
-        })
-        .await;
-    }
+    wait_for_latency_metrics(&lab, &r.task_arn, LIMIT).await;
 
     // Stop: nothing more is read, the slot and its position stay; resume continues from there.
     r.local
