@@ -73,6 +73,16 @@ async fn blocked_copies(target: &tokio_postgres::Client, name: &str) -> i64 {
         .get(0)
 }
 
+/// StopReplicationTask, then until the task reads `stopped`.
+async fn stop_and_wait(dms: &DmsClient, task_arn: &str) {
+    dms.stop_task(task_arn).await.expect("stop");
+    wait_for("stopped", LIMIT, || async {
+        let task = dms.describe_task(task_arn).await.expect("describe");
+        (task.status.as_str() == "stopped").then_some(())
+    })
+    .await;
+}
+
 /// Starts the task with a SHARE lock held on the target's `big` (the holder's open transaction), so every
 /// copy into it waits before its first row; returns once two copies wait (the tests' MaxFullLoadSubTasks),
 /// with the holder (COMMIT releases them) and a connection that watches them.
@@ -390,17 +400,7 @@ async fn a_load_stopped_mid_segments_resumes_reloads_and_its_slot_goes_at_shutdo
         start_with_two_copies_held(&dms, &ids.task_arn, &dbs.target_url, &name).await;
 
     // Stopped mid load: the copies roll back, the slot keeps CDC's start.
-    dms.sdk()
-        .stop_replication_task()
-        .replication_task_arn(&ids.task_arn)
-        .send()
-        .await
-        .expect("stop");
-    wait_for("stopped", LIMIT, || async {
-        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
-        (task.status.as_str() == "stopped").then_some(())
-    })
-    .await;
+    stop_and_wait(&dms, &ids.task_arn).await;
     holder.batch_execute("COMMIT").await.expect("unlock");
     wait_for("the copies gone", LIMIT, || async {
         let copies: i64 = observer
@@ -445,17 +445,7 @@ async fn a_load_stopped_mid_segments_resumes_reloads_and_its_slot_goes_at_shutdo
     .await;
 
     // Reloaded into an emptied target: a new slot and snapshot, every row once again.
-    dms.sdk()
-        .stop_replication_task()
-        .replication_task_arn(&ids.task_arn)
-        .send()
-        .await
-        .expect("stop");
-    wait_for("stopped", LIMIT, || async {
-        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
-        (task.status.as_str() == "stopped").then_some(())
-    })
-    .await;
+    stop_and_wait(&dms, &ids.task_arn).await;
     sql(&dbs.target_url, "TRUNCATE public.big").await;
     dms.start_task(&ids.task_arn, StartType::ReloadTarget)
         .await
