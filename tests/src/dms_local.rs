@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use dms_core::aws::dms::DmsClient;
+use dms_core::aws::dms::{Dms, DmsClient, TaskInfo};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -358,6 +358,28 @@ pub async fn wait_for_latency_metrics(lab: &Lab, task_arn: &str, limit: Duration
         })
         .await;
     }
+}
+
+/// Describes the task until `done` holds for it (at most `limit`), and returns that reading.
+pub async fn wait_for_task(
+    dms: &impl Dms,
+    task_arn: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&TaskInfo) -> bool,
+) -> TaskInfo {
+    wait_for(what, limit, || async {
+        let task = dms.describe_task(task_arn).await.expect("describe task");
+        done(&task).then_some(task)
+    })
+    .await
+}
+
+/// The task's full load reports 100%.
+pub fn full_load_done(task: &TaskInfo) -> bool {
+    task.stats
+        .as_ref()
+        .is_some_and(|s| s.full_load_progress_percent == 100)
 }
 
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use dms_core::aws::dms::{Dms, DmsModify, StartType, TaskInfo};
+use dms_core::aws::dms::{Dms, DmsModify, StartType};
 use dms_core::ErrorName;
 use integration_tests::dms_local::{
-    all_public_tables, wait_for, wait_for_latency_metrics, DmsLocal,
+    all_public_tables, full_load_done, wait_for, wait_for_latency_metrics, wait_for_task, DmsLocal,
 };
 use integration_tests::lab::{workspace_root, Lab};
 use serde_json::{json, Value};
@@ -39,19 +39,6 @@ const SCHEMA: &str = "CREATE TABLE public.orders (id int PRIMARY KEY, note text)
 const ROWS: &str = "INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 250) g;
                     INSERT INTO public.customers SELECT g, 'customer ' || g FROM generate_series(1, 40) g;";
 
-async fn wait_for_task(
-    dms: &impl Dms,
-    task_arn: &str,
-    what: &str,
-    done: impl Fn(&TaskInfo) -> bool,
-) -> TaskInfo {
-    wait_for(what, LIMIT, || async {
-        let task = dms.describe_task(task_arn).await.expect("describe task");
-        done(&task).then_some(task)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn full_load_only_moves_rows_and_ends_stopped_full_load_only_finished() {
     let Some(lab) = Lab::get().await else { return };
@@ -72,7 +59,7 @@ async fn full_load_only_moves_rows_and_ends_stopped_full_load_only_finished() {
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start-replication on a new task");
-    let done = wait_for_task(&dms, &ids.task_arn, "the full load to finish", |t| {
+    let done = wait_for_task(&dms, &ids.task_arn, "the full load to finish", LIMIT, |t| {
         t.status.as_str() == "stopped"
     })
     .await;
@@ -136,12 +123,7 @@ async fn full_load_and_cdc_replicates_changes_and_pushes_latency_to_cloudwatch()
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    let loaded = wait_for_task(&dms, &ids.task_arn, "the full load", |t| {
-        t.stats
-            .as_ref()
-            .is_some_and(|s| s.full_load_progress_percent == 100)
-    })
-    .await;
+    let loaded = wait_for_task(&dms, &ids.task_arn, "the full load", LIMIT, full_load_done).await;
     assert_eq!(
         loaded.status.as_str(),
         "running",
@@ -175,7 +157,7 @@ async fn full_load_and_cdc_replicates_changes_and_pushes_latency_to_cloudwatch()
         .send()
         .await
         .expect("stop");
-    let stopped = wait_for_task(&dms, &ids.task_arn, "the stop", |t| {
+    let stopped = wait_for_task(&dms, &ids.task_arn, "the stop", LIMIT, |t| {
         t.status.as_str() == "stopped"
     })
     .await;
@@ -231,7 +213,7 @@ async fn a_table_whose_copy_fails_shows_table_error() {
     .await;
     let good = tables.iter().find(|t| t.table == "good").expect("good");
     assert_eq!(good.state, "Table completed");
-    let done = wait_for_task(&dms, &ids.task_arn, "the load to end", |t| {
+    let done = wait_for_task(&dms, &ids.task_arn, "the load to end", LIMIT, |t| {
         t.status.as_str() == "stopped"
     })
     .await;
@@ -255,7 +237,7 @@ async fn paused_table_sync_lets_a_test_stop_mid_full_load() {
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &ids.task_arn, "running", |t| {
+    wait_for_task(&dms, &ids.task_arn, "running", LIMIT, |t| {
         t.status.as_str() == "running"
     })
     .await;
@@ -265,7 +247,7 @@ async fn paused_table_sync_lets_a_test_stop_mid_full_load() {
         .send()
         .await
         .expect("stop");
-    let stopped = wait_for_task(&dms, &ids.task_arn, "stopped", |t| {
+    let stopped = wait_for_task(&dms, &ids.task_arn, "stopped", LIMIT, |t| {
         t.status.as_str() == "stopped"
     })
     .await;
@@ -286,11 +268,13 @@ async fn paused_table_sync_lets_a_test_stop_mid_full_load() {
     dms.start_task(&ids.task_arn, StartType::ResumeProcessing)
         .await
         .expect("resume");
-    wait_for_task(&dms, &ids.task_arn, "the load after resume", |t| {
-        t.stats
-            .as_ref()
-            .is_some_and(|s| s.full_load_progress_percent == 100)
-    })
+    wait_for_task(
+        &dms,
+        &ids.task_arn,
+        "the load after resume",
+        LIMIT,
+        full_load_done,
+    )
     .await;
     assert_eq!(count(&dbs.target_url, "public.orders").await, 250);
 }
@@ -384,7 +368,7 @@ async fn task_faults_fail_and_hold_the_task() {
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &ids.task_arn, "running", |t| {
+    wait_for_task(&dms, &ids.task_arn, "running", LIMIT, |t| {
         t.status.as_str() == "running"
     })
     .await;
@@ -559,7 +543,7 @@ async fn boto3_describes_tasks_and_table_statistics() {
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &ids.task_arn, "the load", |t| {
+    wait_for_task(&dms, &ids.task_arn, "the load", LIMIT, |t| {
         t.status.as_str() == "stopped"
     })
     .await;
@@ -636,11 +620,13 @@ async fn with_batch_apply_a_unique_constraint_or_foreign_key_added_during_cdc_fa
         dms.start_task(&task_arn, StartType::StartReplication)
             .await
             .expect("start");
-        wait_for_task(&dms, &task_arn, "the full load to finish", |t| {
-            t.stats
-                .as_ref()
-                .is_some_and(|s| s.full_load_progress_percent == 100)
-        })
+        wait_for_task(
+            &dms,
+            &task_arn,
+            "the full load to finish",
+            LIMIT,
+            full_load_done,
+        )
         .await;
 
         // A plain (non-unique) index is safe under batch apply.
@@ -732,11 +718,8 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
     dms.start_task(&task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &task_arn, "the full load to finish", |t| {
-        t.status.as_str() == "running"
-            && t.stats
-                .as_ref()
-                .is_some_and(|s| s.full_load_progress_percent == 100)
+    wait_for_task(&dms, &task_arn, "the full load to finish", LIMIT, |t| {
+        t.status.as_str() == "running" && full_load_done(t)
     })
     .await;
 
@@ -753,7 +736,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
     );
 
     dms.stop_task(&task_arn).await.expect("stop");
-    wait_for_task(&dms, &task_arn, "the task to stop", |t| {
+    wait_for_task(&dms, &task_arn, "the task to stop", LIMIT, |t| {
         t.status.as_str() == "stopped"
     })
     .await;
@@ -779,7 +762,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
         .await
         .expect_err("no start while modifying");
     assert_eq!(refused.name, ErrorName::DmsInvalidState, "{refused:?}");
-    wait_for_task(&dms, &task_arn, "the modification to finish", |t| {
+    wait_for_task(&dms, &task_arn, "the modification to finish", LIMIT, |t| {
         t.status.as_str() == "stopped"
     })
     .await;
@@ -802,7 +785,7 @@ async fn modify_is_refused_while_running_and_turning_batch_apply_off_lets_a_uniq
     dms.start_task(&task_arn, StartType::ResumeProcessing)
         .await
         .expect("resume");
-    wait_for_task(&dms, &task_arn, "the task to run again", |t| {
+    wait_for_task(&dms, &task_arn, "the task to run again", LIMIT, |t| {
         t.status.as_str() == "running"
     })
     .await;
@@ -888,14 +871,18 @@ async fn modify_replication_task_applies_a_plan_only_while_the_task_is_not_runni
     );
 
     let dms = local.dms_client().await;
-    wait_for_task(&dms, &ids.task_arn, "the modification to apply", |t| {
-        t.status.as_str() != "modifying"
-    })
+    wait_for_task(
+        &dms,
+        &ids.task_arn,
+        "the modification to apply",
+        LIMIT,
+        |t| t.status.as_str() != "modifying",
+    )
     .await;
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for_task(&dms, &ids.task_arn, "the task to run", |t| {
+    wait_for_task(&dms, &ids.task_arn, "the task to run", LIMIT, |t| {
         t.status.as_str() == "running"
     })
     .await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use dms_core::aws::dms::{Dms, DmsClient, StartType};
-use integration_tests::dms_local::{wait_for, DmsLocal};
+use integration_tests::dms_local::{full_load_done, wait_for, wait_for_task, DmsLocal};
 use integration_tests::lab::{connect, Lab};
 use serde_json::{json, Value};
 
@@ -76,9 +76,8 @@ async fn blocked_copies(target: &tokio_postgres::Client, name: &str) -> i64 {
 /// StopReplicationTask, then until the task reads `stopped`.
 async fn stop_and_wait(dms: &DmsClient, task_arn: &str) {
     dms.stop_task(task_arn).await.expect("stop");
-    wait_for("stopped", LIMIT, || async {
-        let task = dms.describe_task(task_arn).await.expect("describe");
-        (task.status.as_str() == "stopped").then_some(())
+    wait_for_task(dms, task_arn, "stopped", LIMIT, |t| {
+        t.status.as_str() == "stopped"
     })
     .await;
 }
@@ -166,13 +165,7 @@ async fn segments_load_every_row_once_across_the_snapshot_and_cdc_with_at_most_m
     holder.batch_execute("COMMIT").await.expect("unlock");
 
     // One statistics row per table however many segments; FullLoadRows is what the snapshot held.
-    wait_for("the full load", LIMIT, || async {
-        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
-        task.stats
-            .is_some_and(|s| s.full_load_progress_percent == 100)
-            .then_some(())
-    })
-    .await;
+    wait_for_task(&dms, &ids.task_arn, "the full load", LIMIT, full_load_done).await;
     let stats = dms.table_statistics(&ids.task_arn).await.expect("stats");
     let mut rows: Vec<(String, String, i64)> = stats
         .iter()
@@ -330,13 +323,7 @@ async fn a_table_in_error_is_left_out_of_cdc_and_the_other_tables_keep_receiving
     dms.start_task(&ids.task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for("the full load", LIMIT, || async {
-        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
-        task.stats
-            .is_some_and(|s| s.full_load_progress_percent == 100)
-            .then_some(())
-    })
-    .await;
+    wait_for_task(&dms, &ids.task_arn, "the full load", LIMIT, full_load_done).await;
     let stats = dms.table_statistics(&ids.task_arn).await.expect("stats");
     let state = |name: &str| {
         stats
@@ -426,12 +413,13 @@ async fn a_load_stopped_mid_segments_resumes_reloads_and_its_slot_goes_at_shutdo
     dms.start_task(&ids.task_arn, StartType::ResumeProcessing)
         .await
         .expect("resume");
-    wait_for("the load after resume", LIMIT, || async {
-        let task = dms.describe_task(&ids.task_arn).await.expect("describe");
-        task.stats
-            .is_some_and(|s| s.full_load_progress_percent == 100)
-            .then_some(())
-    })
+    wait_for_task(
+        &dms,
+        &ids.task_arn,
+        "the load after resume",
+        LIMIT,
+        full_load_done,
+    )
     .await;
     sql(
         &dbs.source_url,
