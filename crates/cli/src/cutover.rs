@@ -28,6 +28,7 @@ use crate::connection::{BothDatabases, Connected, Environment};
 use crate::constraints_apply::{self, Status};
 use crate::cutover_check;
 use crate::deferred_file::{self, DeferredKind, Item};
+use crate::fallback;
 use crate::output::{Outcome, Progress};
 use crate::sequences_sync;
 use crate::verify::{self, with_pair, Pair};
@@ -1278,8 +1279,8 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
     }
     if cx.way_back_started {
         if let Some(arn) = &cx.args.way_back_task_arn {
-            match stop_reverse(&cx.dms, arn).await {
-                Ok(()) => println!("  the way back's reverse task this run started is stopped"),
+            match fallback::stop_reverse_task(&cx.dms, arn, WAY_BACK_START_WAIT).await {
+                Ok(_) => println!("  the way back's reverse task this run started is stopped"),
                 Err(e) => problems.push(format!("stopping the way back's reverse task {arn}: {e}")),
             }
         }
@@ -1336,34 +1337,6 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
         (Ok(o), _) => Ok(o),
         (Err(()), Stop::Error(err)) => Err(err),
         (Err(()), _) => Ok(Outcome::Failed),
-    }
-}
-
-/// Stops the reverse task this run started and waits (bounded) until it no longer reads the slot.
-async fn stop_reverse(dms: &DmsClient, arn: &str) -> Result<(), StepError> {
-    let deadline = Instant::now() + WAY_BACK_START_WAIT;
-    let mut asked = false;
-    loop {
-        let task = dms.describe_task(arn).await?;
-        match task.status.known() {
-            Some(TaskStatus::Stopped | TaskStatus::Failed | TaskStatus::Ready) => return Ok(()),
-            Some(TaskStatus::Running | TaskStatus::Starting) if !asked => {
-                dms.stop_task(arn).await?;
-                asked = true;
-            }
-            _ => {}
-        }
-        if Instant::now() >= deadline {
-            return Err(StepError::new(
-                dms_core::errors::ErrorName::AwsTransient,
-                format!(
-                    "it is still {} after {} s",
-                    task.status,
-                    WAY_BACK_START_WAIT.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -192,7 +192,7 @@ pub async fn end(args: EndArgs, env: &Environment) -> Result<Outcome, StepError>
 }
 
 /// Stops the reverse task unless it already does not read the slot, and waits (bounded) until it is.
-async fn stop_reverse_task(
+pub(crate) async fn stop_reverse_task(
     dms: &DmsClient,
     arn: &str,
     limit: Duration,
