@@ -19,7 +19,6 @@ use dms_core::rules::arn::DmsArn;
 use dms_core::rules::dms_model::TaskStatus;
 use dms_core::rules::sentinel;
 use dms_core::rules::sql_ident::{quote, quote_if_needed};
-use dms_core::rules::way_back;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -43,9 +42,8 @@ pub struct Args {
     /// Also a publication of this name. Repeatable.
     #[arg(long = "publication", value_name = "NAME")]
     pub publications: Vec<String>,
-    /// The way back's slot on the target (`cutover --way-back-slot`).
-    #[arg(long, value_name = "NAME", default_value = way_back::SLOT)]
-    pub way_back_slot: String,
+    #[command(flatten)]
+    pub way_back_slot: crate::fallback::Slot,
     /// Drop what is found; without it, only report.
     #[arg(long)]
     pub yes: bool,
@@ -149,7 +147,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
                 client,
                 "target",
                 false,
-                std::slice::from_ref(&args.way_back_slot),
+                std::slice::from_ref(&args.way_back_slot.name),
             )
             .await?,
         );

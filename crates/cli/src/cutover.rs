@@ -87,10 +87,8 @@ pub struct Args {
     /// the source after the switch would lose every write made on the target.
     #[arg(long)]
     pub no_fallback: bool,
-    /// The way back's slot on the target: the name the stack's reverse source endpoint reads
-    /// (`SlotName`). Slot names are per PlanetScale cluster.
-    #[arg(long, value_name = "NAME", default_value = way_back::SLOT, value_parser = slot_name)]
-    pub way_back_slot: String,
+    #[command(flatten)]
+    pub way_back_slot: fallback::Slot,
     /// The way back's reverse DMS task (the stack output FallbackReplicationTaskArn): started from the
     /// slot's position before the switch instruction. Without it the command prints how to start it.
     #[arg(long, value_name = "ARN", conflicts_with = "no_fallback")]
@@ -99,20 +97,6 @@ pub struct Args {
 
 /// How long the reverse task may take to show `running` once the switch instruction is out.
 const WAY_BACK_START_WAIT: Duration = Duration::from_secs(120);
-
-/// PostgreSQL's rule for a replication slot name: lower-case letters, digits and underscores, at most 63.
-fn slot_name(text: &str) -> Result<String, String> {
-    let valid = !text.is_empty()
-        && text.len() <= 63
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if valid {
-        Ok(text.to_owned())
-    } else {
-        Err("a slot name has 1 to 63 lower-case letters, digits or underscores".into())
-    }
-}
 
 /// Why the cutover stopped before the switch instruction.
 enum Stop {
@@ -897,7 +881,7 @@ async fn way_back_phase(cx: &mut Context) -> Step<String> {
     if cx.args.no_fallback {
         return Ok("not armed (--no-fallback): going back to the source after the switch would lose every write made on the target".into());
     }
-    let slot = cx.args.way_back_slot.clone();
+    let slot = cx.args.way_back_slot.name.clone();
     let existing = cx
         .target
         .query_opt(
@@ -1286,7 +1270,7 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
         }
     }
     if cx.way_back.is_some() {
-        let slot = &cx.args.way_back_slot;
+        let slot = &cx.args.way_back_slot.name;
         let dropped = match reconnect(&cx.target, &cx.target_opts).await {
             Ok(Some(fresh)) => drop_slot(&fresh, slot).await,
             Ok(None) => drop_slot(&cx.target, slot).await,
@@ -1412,7 +1396,7 @@ fn print_summary(cx: &Context) {
         Some(_) if cx.way_back_started => {}
         Some(lsn) => println!(
             "The way back is armed: slot {slot} on the target holds every change from {lsn} on. Start the stack's reverse task (output FallbackReplicationTaskArn) from exactly there, before the target's WAL limit is reached: aws dms start-replication-task --replication-task-arn <FallbackReplicationTaskArn> --start-replication-task-type start-replication --cdc-start-position {lsn}. Once the migration is final, or if the way back will not be used, drop the slot on the target, since it keeps the target's WAL (up to max_slot_wal_keep_size): SELECT pg_drop_replication_slot('{slot}');",
-            slot = cx.args.way_back_slot
+            slot = cx.args.way_back_slot.name
         ),
         None => println!("The way back is not armed (--no-fallback)."),
     }

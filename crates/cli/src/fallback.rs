@@ -19,14 +19,36 @@ use crate::cleanup::{self, Action};
 use crate::connection::{self, Environment, Side};
 use crate::output::{Outcome, Progress};
 
+/// `--way-back-slot`, declared once for every command that names the slot.
+#[derive(clap::Args, Debug)]
+pub struct Slot {
+    /// The way back's slot on the target: the name the stack's reverse source endpoint reads (`SlotName`)
+    /// and `cutover` creates. Slot names are per PlanetScale cluster.
+    #[arg(long = "way-back-slot", value_name = "NAME", default_value = way_back::SLOT, value_parser = slot_name)]
+    pub name: String,
+}
+
+/// PostgreSQL's rule for a replication slot name: lower-case letters, digits and underscores, at most 63.
+fn slot_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("a slot name has 1 to 63 lower-case letters, digits or underscores".into())
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// Target (PlanetScale) URL; default $PGTARGET.
     #[arg(long, env = "PGTARGET", hide_env_values = true, value_name = "URL")]
     pub target: Option<String>,
-    /// The way back's slot on the target (`cutover --way-back-slot`).
-    #[arg(long, value_name = "NAME", default_value = way_back::SLOT)]
-    pub way_back_slot: String,
+    #[command(flatten)]
+    pub way_back_slot: Slot,
 }
 
 /// The slot as the target reports it. `wal_status` and `safe_wal_size` are PostgreSQL 13+
@@ -44,7 +66,7 @@ pub async fn status(args: StatusArgs, env: &Environment) -> Result<Outcome, Step
     let target = connection::options(Side::Target, args.target.as_deref(), env)?;
     progress.say(&format!("connecting to {}", target.describe()));
     let client = target.connect().await?;
-    let slot = &args.way_back_slot;
+    let slot = &args.way_back_slot.name;
     let row = client
         .query_opt(SLOT_STATUS_SQL, &[slot])
         .await
@@ -132,9 +154,8 @@ pub struct EndArgs {
     /// The way back's reverse DMS task (the stack output FallbackReplicationTaskArn): stopped first.
     #[arg(long, value_name = "ARN")]
     pub task_arn: Option<String>,
-    /// The way back's slot on the target (`cutover --way-back-slot`).
-    #[arg(long, value_name = "NAME", default_value = way_back::SLOT)]
-    pub way_back_slot: String,
+    #[command(flatten)]
+    pub way_back_slot: Slot,
     /// How long the reverse task may take to stop.
     #[arg(long, value_name = "SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -165,7 +186,7 @@ pub async fn end(args: EndArgs, env: &Environment) -> Result<Outcome, StepError>
     }
     progress.say(&format!("connecting to {}", target.describe()));
     let client = target.connect().await?;
-    let slot = args.way_back_slot.clone();
+    let slot = args.way_back_slot.name.clone();
     let found = cleanup::slots(&client, "target", false, std::slice::from_ref(&slot)).await?;
     let Some(mut leftover) = found.into_iter().next() else {
         println!("No way back's slot {slot} on the target: the way back is already ended (or was never armed).");
@@ -252,6 +273,15 @@ mod tests {
             wal_status: wal_status.map(str::to_owned),
             safe_wal_bytes: safe,
             keep_size: "4GB".into(),
+        }
+    }
+
+    #[test]
+    fn a_slot_name_follows_postgresqls_rule() {
+        assert!(slot_name("dms_migrate_way_back").is_ok());
+        assert!(slot_name(&"a".repeat(63)).is_ok());
+        for bad in ["", "Way_Back", "way-back", "way back", &"a".repeat(64)] {
+            assert!(slot_name(bad).is_err(), "{bad:?}");
         }
     }
 
