@@ -247,10 +247,40 @@ impl Rig {
         args
     }
 
+    async fn cutover(&self, extra: &[&str], on_line: impl FnMut(&str, u32)) -> Run {
+        self.dms_migrate(self.cutover_args(extra), on_line).await
+    }
+
+    /// `dms-migrate rollback` through the way back's reverse task.
+    async fn rollback(&self, reverse: &str, extra: &[&str], on_line: impl FnMut(&str, u32)) -> Run {
+        let mut args: Vec<String> = [
+            "rollback",
+            "--source",
+            &self.dbs.source_url,
+            "--target",
+            &self.dbs.target_url,
+            "--way-back-task-arn",
+            reverse,
+            "--schemas",
+            "public",
+            "--rate-window",
+            "1",
+            "--latency-target",
+            "30",
+            "--deferred-file",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(self.deferred.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.dms_migrate(args, on_line).await
+    }
+
     /// The built binary; `on_line` sees each stdout line as it comes, with the process id (to signal it).
-    async fn cutover(&self, extra: &[&str], mut on_line: impl FnMut(&str, u32)) -> Run {
+    async fn dms_migrate(&self, args: Vec<String>, mut on_line: impl FnMut(&str, u32)) -> Run {
         let mut child = tokio::process::Command::new(binary("dms-migrate"))
-            .args(self.cutover_args(extra))
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())
@@ -278,21 +308,53 @@ impl Rig {
 
     /// Whether the application role can write on the source now.
     async fn app_can_write(&self) -> Result<(), String> {
-        let client = connect(&self.app_url).await;
-        client
-            .execute(
-                "UPDATE public.customers SET visits = visits WHERE id = 1",
-                &[],
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                e.as_db_error()
-                    .map(|d| format!("{} {}", d.code().code(), d.message()))
-                    .unwrap_or_else(|| e.to_string())
-            })
+        can_write(&self.app_url).await
     }
 
+    /// The application's role on the target too (roles are per cluster), allowed what it may on the
+    /// source; its URL.
+    async fn app_on_target(&self) -> String {
+        let role = format!("app_{}", self.dbs.name);
+        connect(&self.dbs.target_url)
+            .await
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {role};
+                 CREATE ROLE {role} LOGIN PASSWORD '{APP_PASSWORD}';
+                 GRANT USAGE ON SCHEMA public TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+                 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
+            ))
+            .await
+            .expect("the application's role on the target");
+        let admin = format!(
+            "{}:{}@",
+            self.lab.var("LAB_ADMIN_USER"),
+            self.lab.var("LAB_ADMIN_PASSWORD")
+        );
+        self.dbs
+            .target_url
+            .replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1)
+    }
+}
+
+/// Whether the role of `url` can write now (the SQLSTATE and message when not).
+async fn can_write(url: &str) -> Result<(), String> {
+    connect(url)
+        .await
+        .execute(
+            "UPDATE public.customers SET visits = visits WHERE id = 1",
+            &[],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            e.as_db_error()
+                .map(|d| format!("{} {}", d.code().code(), d.message()))
+                .unwrap_or_else(|| e.to_string())
+        })
+}
+
+impl Rig {
     async fn task_status(&self) -> String {
         self.dms.task_status(&self.task_arn).await
     }
@@ -681,4 +743,266 @@ async fn the_operator_stops_writes_when_told_and_the_command_proves_it() {
         (1, 0, 0),
         "only the write after the switch is replayed"
     );
+}
+
+/// The application after the switch: a new customer (the identity column, GENERATED ALWAYS on both
+/// sides before the cutover) with an order; the order's id is kept once committed.
+const TARGET_WRITE: &str =
+    "WITH c AS (INSERT INTO public.customers (email) VALUES ('after-switch-' || $1::bigint || '-' || clock_timestamp()) RETURNING id),
+     o AS (INSERT INTO public.orders (customer_id, note) SELECT id, 'after the switch' FROM c RETURNING id)
+     SELECT id FROM o";
+
+/// A rig switched to the target by `cutover --freeze` with the way back running, and the application's
+/// role on the target; (reverse task, the application's URL on the target).
+async fn switched(rig: &Rig) -> (String, String) {
+    let reverse = rig.reverse_task().await;
+    let run = rig
+        .cutover(&["--freeze", "--way-back-task-arn", &reverse], |_, _| {})
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("The way back is running"),
+        "{}",
+        run.stdout
+    );
+    // The reverse task inserts the target's identity values: the source's column is BY DEFAULT now.
+    assert_eq!(
+        scalar(&rig.dbs.source_url, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.customers'::regclass AND attidentity = 'd'").await,
+        1,
+        "{}",
+        run.stdout
+    );
+    (reverse, rig.app_on_target().await)
+}
+
+/// Waits until the source holds every order committed on the target.
+async fn wait_for_source_to_hold(rig: &Rig, ids: &[i64]) {
+    let source = connect(&rig.dbs.source_url).await;
+    wait_for(
+        "every order committed on the target, on the source",
+        Duration::from_secs(60),
+        || async {
+            let found: i64 = source
+                .query_one(
+                    "SELECT count(*) FROM public.orders WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            (found == ids.len() as i64).then_some(())
+        },
+    )
+    .await;
+}
+
+/// After a cutover with the way back running, the application writes to the target; `rollback
+/// --freeze` freezes the target, drains the reverse task and switches back: every write the application
+/// committed on the target is on the source, the source's sequences are ahead of the target's, its
+/// identity column is ALWAYS again, its freeze from the cutover is undone, the target is frozen (until
+/// `rollback --undo-freeze`), and the reverse task is stopped.
+#[tokio::test]
+async fn rollback_switches_back_with_every_target_write_on_the_source_and_its_sequences_ahead() {
+    let Some(rig) = rig("rollback").await else {
+        return;
+    };
+    let (reverse, app_target) = switched(&rig).await;
+    let app = writer(&app_target, TARGET_WRITE);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = rig.rollback(&reverse, &["--freeze"], |_, _| {}).await;
+    let after_switch = app.committed.lock().expect("committed").len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (committed, errors) = app.finish().await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("SWITCH BACK NOW"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("3. live verify") && run.stdout.contains("every range equal"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        committed.len() > 20,
+        "the application wrote to the target: {errors:?}"
+    );
+    assert_eq!(
+        committed.len(),
+        after_switch,
+        "the frozen role committed nothing on the target after the instruction"
+    );
+
+    // Every order committed on the target is on the source already: the drain proved it before the
+    // instruction, so no wait.
+    let source = &rig.dbs.source_url;
+    let ids = committed.clone();
+    let found: i64 = connect(source)
+        .await
+        .query_one(
+            "SELECT count(*) FROM public.orders WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(found, committed.len() as i64);
+    // The source's sequences are ahead of every value the target used.
+    for (sequence, table) in [
+        ("public.orders_id_seq", "public.orders"),
+        ("public.customers_id_seq", "public.customers"),
+    ] {
+        let ahead = scalar(source, &format!("SELECT last_value FROM {sequence}")).await;
+        let used = scalar(&rig.dbs.target_url, &format!("SELECT max(id) FROM {table}")).await;
+        assert!(
+            ahead > used,
+            "{sequence} {ahead} <= {used} used on the target"
+        );
+    }
+    assert_eq!(
+        scalar(source, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.customers'::regclass AND attidentity = 'a'").await,
+        1,
+        "the source's identity column is ALWAYS again"
+    );
+    rig.app_can_write()
+        .await
+        .expect("the source is writable for the application again");
+    let refused = can_write(&app_target)
+        .await
+        .expect_err("the target is frozen");
+    assert!(refused.starts_with("25006"), "{refused}");
+    assert_eq!(rig.dms.task_status(&reverse).await, "stopped");
+
+    // verify with the sides swapped (is the source what the target holds?) finds them equal, the
+    // source's sequences ahead.
+    let verify = lab::dms_migrate()
+        .args(["verify", "--source", &rig.dbs.target_url])
+        .args(["--target", source, "--schemas", "public"])
+        .output()
+        .expect("verify");
+    assert!(
+        verify.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
+    let undo = rig.rollback(&reverse, &["--undo-freeze"], |_, _| {}).await;
+    assert_eq!(undo.code, 0, "{}", undo.stdout);
+    assert!(
+        undo.stdout.contains("freeze undone on the target"),
+        "{}",
+        undo.stdout
+    );
+    can_write(&app_target)
+        .await
+        .expect("the target writable again after --undo-freeze");
+}
+
+/// A rollback stopped before the freeze (a real difference), in it (Ctrl-C) and after the reverse task
+/// was stopped (writes that go on, seen by the proof) each leave the target writable and the way back
+/// running, with nothing lost; the run after the cause is fixed switches back.
+#[tokio::test]
+async fn a_rollback_aborted_at_each_phase_leaves_the_target_writable_and_the_way_back_running() {
+    let Some(rig) = rig("rollback_abort").await else {
+        return;
+    };
+    let (reverse, app_target) = switched(&rig).await;
+    let app = writer(&app_target, TARGET_WRITE);
+    let source = connect(&rig.dbs.source_url).await;
+
+    // A real difference: a row only the target has. Reported before anything is frozen.
+    source
+        .execute("DELETE FROM public.orders WHERE id = 777", &[])
+        .await
+        .expect("a difference on the source");
+    let run = rig.rollback(&reverse, &["--freeze"], |_, _| {}).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("NOT SWITCHING BACK")
+            && run.stdout.contains("live verify found 1 difference")
+            && run.stdout.contains("public.orders range"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("4. freeze"), "{}", run.stdout);
+    can_write(&app_target).await.expect("never frozen");
+    source
+        .execute(
+            "INSERT INTO public.orders (id, customer_id, note) VALUES (777, 778, 'order 777')",
+            &[],
+        )
+        .await
+        .expect("the row put back");
+
+    // Ctrl-C in the freeze: undone, the reverse task still runs.
+    let run = rig
+        .rollback(&reverse, &["--freeze"], |line, pid| {
+            if line.contains("4. freeze") {
+                let _ = std::process::Command::new("kill")
+                    .args(["-INT", &pid.to_string()])
+                    .status();
+            }
+        })
+        .await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("interrupted"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("freeze undone on the target"),
+        "{}",
+        run.stdout
+    );
+    can_write(&app_target).await.expect("writable after Ctrl-C");
+    assert_eq!(rig.dms.task_status(&reverse).await, "running");
+
+    // A superuser the freeze cannot bind keeps writing on the target: the proof fails the last gate
+    // after the reverse task was stopped and the source's identity set back; both are undone.
+    // (other.log exists on the target only: outside what the task maps and verify compares.)
+    connect(&rig.dbs.target_url)
+        .await
+        .batch_execute("CREATE SCHEMA other; CREATE TABLE other.log (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());")
+        .await
+        .expect("a table of the target's own");
+    let superuser = writer(&rig.dbs.target_url, OTHER_WRITE);
+    let run = rig.rollback(&reverse, &["--freeze"], |_, _| {}).await;
+    let _ = superuser.finish().await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("writes did not stop") && run.stdout.contains("stopped in phase 10"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("freeze undone on the target")
+            && run.stdout.contains("resuming")
+            && run
+                .stdout
+                .contains("identity column(s) of the source this run changed are as they were"),
+        "{}",
+        run.stdout
+    );
+    can_write(&app_target)
+        .await
+        .expect("writable after the abort");
+    assert_eq!(
+        scalar(&rig.dbs.source_url, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.customers'::regclass AND attidentity = 'd'").await,
+        1,
+        "the reverse task can insert the target's identity values again"
+    );
+    wait_for(
+        "the reverse task to run again",
+        Duration::from_secs(60),
+        || async { (rig.dms.task_status(&reverse).await == "running").then_some(()) },
+    )
+    .await;
+    let refused = rig
+        .app_can_write()
+        .await
+        .expect_err("the source stays frozen");
+    assert!(refused.starts_with("25006"), "{refused}");
+
+    // Every order the application committed on the target around the aborts reaches the source.
+    let (committed, _) = app.finish().await;
+    wait_for_source_to_hold(&rig, &committed).await;
+
+    // The next run switches back.
+    let run = rig.rollback(&reverse, &["--freeze"], |_, _| {}).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("SWITCH BACK NOW"), "{}", run.stdout);
 }

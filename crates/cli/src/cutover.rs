@@ -34,18 +34,16 @@ use crate::sequences_sync;
 use crate::verify::{self, with_pair, Pair};
 use crate::verify_rows::{self, TablePlan, Totals};
 
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    pub databases: BothDatabases,
-    /// The DMS task (the stack output's replicationTaskArn).
-    #[arg(long, value_name = "ARN")]
-    pub task_arn: String,
-    /// The deferred file `schema apply` wrote.
+/// The flags cutover and rollback share: how the application's writes are stopped on the side it
+/// leaves, and how long each wait may take.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Switch {
+    /// The deferred file `schema apply` wrote (its identity columns are set back to GENERATED ALWAYS).
     #[arg(long, value_name = "FILE", default_value = deferred_file::DEFAULT_PATH)]
     pub deferred_file: PathBuf,
-    /// Make the source database read-only for every role but the migration's and DMS's, ending their
-    /// sessions; without it, the command waits for the operator to stop the application's writes.
+    /// Make the database the application leaves read-only for every role but the migration's and DMS's,
+    /// ending their sessions; without it, the command waits for the operator to stop the application's
+    /// writes.
     #[arg(long)]
     pub freeze: bool,
     /// Only undo a freeze an earlier run left in place (after the switch), then exit.
@@ -59,13 +57,14 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub rate_window: u64,
-    /// Steps each target sequence is set beyond the source's last value.
+    /// Steps each sequence of the side the application moves to is set beyond the other side's last value.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..=1_000_000_000_000))]
     pub margin: i64,
     /// Live verify: how many times a differing range is checked again, each after a sentinel round trip.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=50))]
     pub rechecks: u32,
-    /// Without --freeze: how long the source must stay free of application changes to count as stopped.
+    /// Without --freeze: how long the database the application leaves must stay free of application
+    /// changes to count as stopped.
     #[arg(long, value_name = "SECONDS", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub quiet_seconds: u64,
@@ -73,16 +72,27 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub stop_timeout: u64,
-    /// How long DMS's validation may stay pending for a table once the drain is proved.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(0..=3600))]
-    pub validation_wait: u64,
     /// Connections per side for the live verify.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// The migrated schemas (the sentinel lives in the first); default: found from the sentinel table.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub schemas: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub databases: BothDatabases,
+    /// The DMS task (the stack output's replicationTaskArn).
+    #[arg(long, value_name = "ARN")]
+    pub task_arn: String,
+    #[command(flatten)]
+    pub switch: Switch,
+    /// How long DMS's validation may stay pending for a table once the drain is proved.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub validation_wait: u64,
     /// Do not arm the way back (docs/fallback.md): no slot is created on the target, and going back to
     /// the source after the switch would lose every write made on the target.
     #[arg(long)]
@@ -93,6 +103,55 @@ pub struct Args {
     /// slot's position before the switch instruction. Without it the command prints how to start it.
     #[arg(long, value_name = "ARN", conflicts_with = "no_fallback")]
     pub way_back_task_arn: Option<String>,
+}
+
+/// Which way the application moves: from the source to the target (cutover), or back (rollback). The
+/// words stay the tool's own everywhere: the source is Aurora, the target PlanetScale.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Direction {
+    Forward,
+    Back,
+}
+
+impl Direction {
+    /// The side the application leaves: frozen, proved quiet, drained.
+    pub(crate) fn from(self) -> &'static str {
+        match self {
+            Direction::Forward => "source",
+            Direction::Back => "target",
+        }
+    }
+
+    /// The side the application moves to: its sequences are set ahead, its rows verified.
+    pub(crate) fn to(self) -> &'static str {
+        match self {
+            Direction::Forward => "target",
+            Direction::Back => "source",
+        }
+    }
+
+    /// How a frozen role is recorded in the sentinel table of the side frozen. Distinct per direction:
+    /// the reverse task replays the target's sentinel table to the source, so a rollback's record (and its
+    /// undo) must never touch the record of the cutover's freeze, which the source keeps.
+    pub(crate) fn freeze_token(self) -> &'static str {
+        match self {
+            Direction::Forward => "freeze:",
+            Direction::Back => "freeze-back:",
+        }
+    }
+
+    fn command(self) -> &'static str {
+        match self {
+            Direction::Forward => "cutover",
+            Direction::Back => "rollback",
+        }
+    }
+}
+
+/// The way back a cutover arms (none with --no-fallback, and none in a rollback).
+pub(crate) struct Arm {
+    slot: String,
+    task_arn: Option<String>,
 }
 
 /// How long the reverse task may take to show `running` once the switch instruction is out.
@@ -125,18 +184,25 @@ const DECODE_CALLS: usize = 1_000;
 /// Set by SIGINT; every wait checks it.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// What this run has done that an abort must undo or report.
-struct Context {
-    args: Args,
+/// What this run has done that an abort must undo or report. `from` is the side the application leaves
+/// (the source in a cutover, the target in a rollback), `to` the side it moves to.
+pub(crate) struct Context {
+    dir: Direction,
+    switch: Switch,
     progress: Progress,
-    source_opts: PgConnectOptions,
-    target_opts: PgConnectOptions,
-    source: Client,
-    target: Client,
+    from_opts: PgConnectOptions,
+    to_opts: PgConnectOptions,
+    from: Client,
+    to: Client,
     dms: DmsClient,
+    /// The task that replicates `from` to `to`: the forward task, or the way back's reverse task.
     task_arn: String,
-    /// `"schema".dms_migrate_sentinel`.
+    /// `"schema".dms_migrate_sentinel`, on both sides.
     sentinel: String,
+    /// Cutover only: how long DMS's validation may stay pending.
+    validation_wait: u64,
+    /// Cutover only: the way back to arm.
+    arm: Option<Arm>,
     started: Instant,
     /// When the application's writes stopped (the freeze, or the last change the proof saw).
     outage_start: Option<Instant>,
@@ -148,6 +214,9 @@ struct Context {
     way_back: Option<String>,
     /// This run started the reverse task: an abort stops it before the slot is dropped.
     way_back_started: bool,
+    /// Identity columns of the source this run changed (a cutover sets them to BY DEFAULT for the reverse
+    /// task, a rollback back to ALWAYS): an abort changes them back.
+    identities_changed: Vec<Item>,
     timeline: Vec<Phase>,
     doubted: Vec<Doubt>,
     deferred: Vec<Item>,
@@ -171,7 +240,6 @@ struct Doubt {
 }
 
 pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
-    let progress = Progress::for_stderr();
     let task_arn = args.task_arn.trim().to_string();
     DmsArn::parse(&task_arn, "task")
         .map_err(|why| StepError::payload(format!("--task-arn `{task_arn}`: {why}")))?;
@@ -184,97 +252,141 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
             ));
         }
     }
-    let Connected {
-        source: source_opts,
-        target: target_opts,
-        source_client,
-        target_client,
-    } = args.databases.connect(env, &progress).await?;
-    crate::connection::refuse_unknown_schemas(&source_client, &args.schemas).await?;
-    let config = dms_core::aws::load_config().await;
-    let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
-    let task = dms.describe_task(&task_arn).await?;
-    let Some(schema) = cutover_check::sentinel_schema(&source_client, &task, &args.schemas).await?
+    let arm = (!args.no_fallback).then(|| Arm {
+        slot: args.way_back_slot.name.clone(),
+        task_arn: args
+            .way_back_task_arn
+            .as_ref()
+            .map(|a| a.trim().to_string()),
+    });
+    let Some(mut cx) = prepare(
+        Direction::Forward,
+        args.databases,
+        args.switch,
+        task_arn,
+        env,
+    )
+    .await?
     else {
-        println!(
-            "NOT SWITCHING: no {} table on the source; run `dms-migrate schema apply` first",
-            sentinel::TABLE
-        );
         return Ok(Outcome::Failed);
     };
-    let sentinel_table = sentinel::qualified(&schema);
-
-    if args.undo_freeze {
-        let reset = freeze_undo(&source_client, &sentinel_table).await?;
-        println!("{}", describe_undo(&reset));
-        return Ok(Outcome::Ok);
+    if cx.undo_freeze_requested() {
+        return undo_freeze_only(&cx).await;
     }
-
-    let deferred = if args.deferred_file.exists() {
-        let path = args.deferred_file.display().to_string();
-        let text = std::fs::read_to_string(&args.deferred_file).map_err(|e| {
-            StepError::payload(format!("cannot read the deferred file {path}: {e}"))
-        })?;
-        deferred_file::parse(&text, &path)?
-    } else {
-        return Err(StepError::payload(format!(
-            "no deferred file at {}: give the file `dms-migrate schema apply` wrote with --deferred-file",
-            args.deferred_file.display()
-        )));
-    };
-
-    // Ctrl-C: the waits below see the flag and the abort path undoes the freeze. The handler is the
-    // process's for as long as the command runs.
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-        }
-    });
-
-    let mut cx = Context {
-        args,
-        progress,
-        source_opts,
-        target_opts,
-        source: source_client,
-        target: target_client,
-        dms,
-        task_arn,
-        sentinel: sentinel_table,
-        started: Instant::now(),
-        outage_start: None,
-        stopped_task: false,
-        proof: None,
-        way_back: None,
-        way_back_started: false,
-        timeline: Vec::new(),
-        doubted: Vec::new(),
-        deferred,
-    };
+    cx.validation_wait = args.validation_wait;
+    cx.arm = arm;
     println!(
         "Cutover of task {} ({} mode)",
         cx.task_arn,
-        if cx.args.freeze {
+        if cx.switch.freeze {
             "--freeze"
         } else {
             "the operator stops the application"
         }
     );
-    let result = cutover(&mut cx).await;
-    match result {
+    match cutover(&mut cx).await {
         Ok(()) => {
             print_summary(&cx);
-            if let (true, Some(arn), Some(lsn)) = (
-                cx.way_back_started,
-                &cx.args.way_back_task_arn,
-                &cx.way_back,
-            ) {
+            let started = cx.arm.as_ref().and_then(|a| a.task_arn.as_ref());
+            if let (true, Some(arn), Some(lsn)) = (cx.way_back_started, started, &cx.way_back) {
                 println!("{}", report_reverse(&cx.dms, arn, lsn).await);
             }
             Ok(Outcome::Ok)
         }
         Err(stop) => abort(cx, stop).await,
     }
+}
+
+/// Connects both sides, finds the sentinel table and reads the deferred file; None when there is no
+/// sentinel table (said on stdout). From here on Ctrl-C is seen by every wait.
+pub(crate) async fn prepare(
+    dir: Direction,
+    databases: BothDatabases,
+    switch: Switch,
+    task_arn: String,
+    env: &Environment,
+) -> Result<Option<Context>, StepError> {
+    let progress = Progress::for_stderr();
+    let Connected {
+        source: source_opts,
+        target: target_opts,
+        source_client,
+        target_client,
+    } = databases.connect(env, &progress).await?;
+    crate::connection::refuse_unknown_schemas(&source_client, &switch.schemas).await?;
+    let config = dms_core::aws::load_config().await;
+    let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
+    let task = dms.describe_task(&task_arn).await?;
+    let (from_opts, to_opts, from, to) = match dir {
+        Direction::Forward => (source_opts, target_opts, source_client, target_client),
+        Direction::Back => (target_opts, source_opts, target_client, source_client),
+    };
+    let Some(schema) = cutover_check::sentinel_schema(&from, &task, &switch.schemas).await? else {
+        println!(
+            "NOT SWITCHING: no {} table on the {}; run `dms-migrate schema apply` first",
+            sentinel::TABLE,
+            dir.from()
+        );
+        return Ok(None);
+    };
+    let deferred = if switch.undo_freeze {
+        Vec::new()
+    } else if switch.deferred_file.exists() {
+        let path = switch.deferred_file.display().to_string();
+        let text = std::fs::read_to_string(&switch.deferred_file).map_err(|e| {
+            StepError::payload(format!("cannot read the deferred file {path}: {e}"))
+        })?;
+        deferred_file::parse(&text, &path)?
+    } else {
+        return Err(StepError::payload(format!(
+            "no deferred file at {}: give the file `dms-migrate schema apply` wrote with --deferred-file",
+            switch.deferred_file.display()
+        )));
+    };
+    // Ctrl-C: the waits see the flag and the abort path undoes the freeze. The handler is the process's
+    // for as long as the command runs.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        }
+    });
+    Ok(Some(Context {
+        dir,
+        switch,
+        progress,
+        from_opts,
+        to_opts,
+        from,
+        to,
+        dms,
+        task_arn,
+        sentinel: sentinel::qualified(&schema),
+        validation_wait: 0,
+        arm: None,
+        started: Instant::now(),
+        outage_start: None,
+        stopped_task: false,
+        proof: None,
+        way_back: None,
+        way_back_started: false,
+        identities_changed: Vec::new(),
+        timeline: Vec::new(),
+        doubted: Vec::new(),
+        deferred,
+    }))
+}
+
+impl Context {
+    pub(crate) fn undo_freeze_requested(&self) -> bool {
+        self.switch.undo_freeze
+    }
+}
+
+/// `--undo-freeze`: resets the roles this direction's freeze recorded on the side it froze.
+pub(crate) async fn undo_freeze_only(cx: &Context) -> Result<Outcome, StepError> {
+    let reset = freeze_undo(&cx.from, &cx.sentinel, cx.dir.freeze_token()).await?;
+    println!("{}", describe_undo(&reset, cx.dir.from()));
+    Ok(Outcome::Ok)
 }
 
 /// Runs one phase, timing it and printing its line as soon as it is done.
@@ -344,9 +456,20 @@ async fn sleep(duration: Duration) -> Step<()> {
 
 async fn task_phase(cx: &mut Context) -> Step<String> {
     let task = cx.dms.describe_task(&cx.task_arn).await?;
+    if cx.dir == Direction::Back && task.migration_type != MigrationType::Cdc {
+        return Err(Stop::Gate(format!(
+            "{} is a {} task, not the way back's CDC-only reverse task: give the stack output FallbackReplicationTaskArn",
+            cx.task_arn, task.migration_type
+        )));
+    }
     if task.migration_type == MigrationType::FullLoad {
         return Err(Stop::Gate(
             "a full-load-only task replicates no changes: cutover needs a full-load-and-cdc or cdc task (switch after sequences sync, constraints apply and verify)".into(),
+        ));
+    }
+    if cx.dir == Direction::Back && task.status == TaskStatus::Ready {
+        return Err(Stop::Gate(
+            "the way back's reverse task never ran: the source has none of the target's writes since the switch, and going back would lose them all. It can only start from the position of the slot the cutover created (the cutover printed the command)".into(),
         ));
     }
     let mut resumed = "";
@@ -364,19 +487,25 @@ async fn task_phase(cx: &mut Context) -> Step<String> {
         }
         _ => {
             return Err(Stop::Gate(format!(
-                "the task is {}{}: fix it (the ready-for-cutover email's state machine can resume it) and run cutover again",
+                "the task is {}{}: fix it ({}) and run {} again",
                 task.status,
                 task.last_failure_message
                     .as_deref()
                     .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                match cx.dir {
+                    Direction::Forward => "the ready-for-cutover email's state machine can resume it",
+                    Direction::Back => "then resume it from its position: aws dms start-replication-task --start-replication-task-type resume-processing",
+                },
+                cx.dir.command()
             )))
         }
     }
     let took = round_trip(cx).await?;
     Ok(format!(
-        "the task runs {} ({resumed}a sentinel row reached the target in {took:.1} s)",
-        task.migration_type
+        "the task runs {} ({resumed}a sentinel row reached the {} in {took:.1} s)",
+        task.migration_type,
+        cx.dir.to()
     ))
 }
 
@@ -426,14 +555,15 @@ async fn apply_mode_phase(cx: &mut Context) -> Step<String> {
 }
 
 async fn sequences_ahead_phase(cx: &mut Context) -> Step<String> {
-    let first = sequences::read_sequences(&cx.source, &cx.args.schemas).await?;
-    sleep(Duration::from_secs(cx.args.rate_window)).await?;
+    let first = sequences::read_sequences(&cx.from, &cx.switch.schemas).await?;
+    sleep(Duration::from_secs(cx.switch.rate_window)).await?;
     let plan = sync_sequences(cx, Some(&first), "sequences").await?;
     Ok(format!(
-        "{} target sequences set ahead by max({}, 10 × the values used in {} s), {} already ahead",
+        "{} {} sequences set ahead by max({}, 10 × the values used in {} s), {} already ahead",
         plan.changes.len(),
-        cx.args.margin,
-        cx.args.rate_window,
+        cx.dir.to(),
+        cx.switch.margin,
+        cx.switch.rate_window,
         plan.already_ahead
     ))
 }
@@ -449,7 +579,7 @@ async fn deferred_phase(cx: &mut Context) -> Step<String> {
 }
 
 async fn apply_deferred(cx: &Context, items: &[&Item], what: &str) -> Step<String> {
-    let mut target = cx.target_opts.clone();
+    let mut target = cx.to_opts.clone();
     target.statement_timeout = Duration::ZERO;
     let client = target.connect().await?;
     let reports = constraints_apply::apply_items(&client, &target, items, &cx.progress).await?;
@@ -476,8 +606,8 @@ async fn apply_deferred(cx: &Context, items: &[&Item], what: &str) -> Step<Strin
 }
 
 async fn live_verify_phase(cx: &mut Context) -> Step<String> {
-    let (source_opts, target_opts) = (cx.source_opts.clone(), cx.target_opts.clone());
-    let jobs = cx.args.jobs as usize;
+    let (source_opts, target_opts) = (cx.from_opts.clone(), cx.to_opts.clone());
+    let jobs = cx.switch.jobs as usize;
     let pairs: Vec<Arc<Pair>> = stream::iter(0..jobs)
         .map(|_| async {
             let (s, t) = tokio::try_join!(source_opts.connect(), target_opts.connect())?;
@@ -492,12 +622,8 @@ async fn live_verify_phase(cx: &mut Context) -> Step<String> {
         .await?;
     let main = Arc::clone(&pairs[0]);
     let pool = Mutex::new(pairs);
-    let tables: Vec<_> = verify_rows::read_tables(&main.source, &main.target, &cx.args.schemas)
-        .await?
-        .into_iter()
-        // The drain proves the sentinel itself; its rows come and go with every round trip.
-        .filter(|t| t.name != sentinel::TABLE)
-        .collect();
+    // The sentinel table is left out: the drain proves it, its rows come and go with every round trip.
+    let tables = verify_rows::read_tables(&main.source, &main.target, &cx.switch.schemas).await?;
     let table_count = tables.len();
     let plans: Vec<TablePlan> = stream::iter(tables)
         .map(|table| {
@@ -514,7 +640,11 @@ async fn live_verify_phase(cx: &mut Context) -> Step<String> {
     let mut open = Vec::new();
     for result in &results {
         if result.missing_on_target {
-            real.push(format!("{} is missing on the target", result.table));
+            real.push(format!(
+                "{} is missing on the {}",
+                result.table,
+                cx.dir.to()
+            ));
             continue;
         }
         let Some(plan) = result.plan().map(Arc::new) else {
@@ -532,7 +662,7 @@ async fn live_verify_phase(cx: &mut Context) -> Step<String> {
     // A differing range may only be a change DMS has not applied yet: check it again once a sentinel
     // round trip shows DMS has applied everything committed before the re-check began. A range whose
     // source side did not change between two checks and still differs is a real difference.
-    for _ in 0..cx.args.rechecks {
+    for _ in 0..cx.switch.rechecks {
         if open.is_empty() {
             break;
         }
@@ -548,7 +678,7 @@ async fn live_verify_phase(cx: &mut Context) -> Step<String> {
                 continue;
             }
             if doubt.last_source.as_ref() == Some(&s) {
-                real.push(describe_range(&doubt.plan, doubt.range, &s, &t));
+                real.push(describe_range(cx.dir, &doubt.plan, doubt.range, &s, &t));
                 continue;
             }
             doubt.last_source = Some(s);
@@ -597,9 +727,11 @@ async fn live_verify_phase(cx: &mut Context) -> Step<String> {
     }
     if !real.is_empty() {
         return Err(Stop::Gate(format!(
-            "live verify found {} difference(s): {}. Fix the target (dms-migrate verify --exact names the rows), or reload the tables, then run cutover again",
+            "live verify found {} difference(s): {}. Fix the {} (dms-migrate verify --exact names the rows), or reload the tables, then run {} again",
             real.len(),
-            real.join("; ")
+            real.join("; "),
+            cx.dir.to(),
+            cx.dir.command()
         )));
     }
     let proved = format!(
@@ -617,13 +749,21 @@ async fn live_verify_phase(cx: &mut Context) -> Step<String> {
     Ok(proved)
 }
 
-fn describe_range(plan: &TablePlan, range: usize, s: &Totals, t: &Totals) -> String {
+fn describe_range(
+    dir: Direction,
+    plan: &TablePlan,
+    range: usize,
+    s: &Totals,
+    t: &Totals,
+) -> String {
     format!(
-        "{} range {}: {} source rows, {} target rows{}",
+        "{} range {}: {} {} rows, {} {} rows{}",
         plan.display(),
         plan.describe_range(range),
         s.0,
+        dir.from(),
         t.0,
+        dir.to(),
         if s.1 == t.1 { "" } else { ", checksums differ" }
     )
 }
@@ -632,21 +772,23 @@ fn describe_range(plan: &TablePlan, range: usize, s: &Totals, t: &Totals) -> Str
 // The freeze
 
 async fn freeze_phase(cx: &mut Context) -> Step<String> {
-    if cx.args.freeze {
+    if cx.switch.freeze {
         let frozen = freeze(cx).await?;
         cx.outage_start = Some(Instant::now());
-        let proof = WriteProof::start(&cx.source_opts).await?;
+        let proof = WriteProof::start(&cx.from_opts).await?;
         cx.proof = Some(proof);
         return Ok(frozen);
     }
     // The operator stops the application; the proof watches until the source has been quiet long enough.
-    let proof = WriteProof::start(&cx.source_opts).await?;
+    let proof = WriteProof::start(&cx.from_opts).await?;
     println!(
-        "STOP WRITES: stop the application's writes to the source now (waiting up to {} s for {} s without a change)",
-        cx.args.stop_timeout, cx.args.quiet_seconds
+        "STOP WRITES: stop the application's writes to the {} now (waiting up to {} s for {} s without a change)",
+        cx.dir.from(),
+        cx.switch.stop_timeout,
+        cx.switch.quiet_seconds
     );
-    let deadline = Instant::now() + Duration::from_secs(cx.args.stop_timeout);
-    let quiet = Duration::from_secs(cx.args.quiet_seconds);
+    let deadline = Instant::now() + Duration::from_secs(cx.switch.stop_timeout);
+    let quiet = Duration::from_secs(cx.switch.quiet_seconds);
     let mut last_change = Instant::now();
     let mut seen = 0usize;
     let mut last_tables = BTreeMap::new();
@@ -664,7 +806,7 @@ async fn freeze_phase(cx: &mut Context) -> Step<String> {
             cx.proof = Some(proof);
             return Err(Stop::Gate(format!(
                 "the application kept writing for {} s after STOP WRITES (last on {}); stop it, or use --freeze",
-                cx.args.stop_timeout,
+                cx.switch.stop_timeout,
                 names(&last_tables)
             )));
         }
@@ -673,8 +815,9 @@ async fn freeze_phase(cx: &mut Context) -> Step<String> {
     cx.outage_start = Some(last_change);
     cx.proof = Some(proof);
     Ok(format!(
-        "no application change on the source for {} s ({seen} changes decoded before that); the outage is counted from the last one",
-        cx.args.quiet_seconds
+        "no application change on the {} for {} s ({seen} changes decoded before that); the outage is counted from the last one",
+        cx.dir.from(),
+        cx.switch.quiet_seconds
     ))
 }
 
@@ -682,27 +825,31 @@ async fn drain_phase(cx: &mut Context) -> Step<String> {
     let took = round_trip(cx).await?;
     // The round trip deletes its row on the source; wait for that delete too, so the sentinel table is
     // the same on both sides when the task stops (verify after the switch compares it).
-    let count = format!("SELECT count(*) FROM {}", cx.sentinel);
-    let deadline = Instant::now() + Duration::from_secs(cx.args.latency_target);
+    // Freeze records are each side's own (the source keeps the cutover's after the target's copy went
+    // stale): only the round trips' rows are compared.
+    let count = format!(
+        "SELECT count(*) FROM {} WHERE left(token, 6) <> 'freeze'",
+        cx.sentinel
+    );
+    let deadline = Instant::now() + Duration::from_secs(cx.switch.latency_target);
     loop {
-        let (s, t) = tokio::try_join!(
-            cx.source.query_one(&count, &[]),
-            cx.target.query_one(&count, &[])
-        )
-        .map_err(|e| classify_pg_error("counting the sentinel rows", &e))?;
+        let (s, t) = tokio::try_join!(cx.from.query_one(&count, &[]), cx.to.query_one(&count, &[]))
+            .map_err(|e| classify_pg_error("counting the sentinel rows", &e))?;
         if s.get::<_, i64>(0) == t.get::<_, i64>(0) {
             break;
         }
         if Instant::now() > deadline {
             return Err(Stop::Gate(format!(
-                "the sentinel row's delete did not reach the target within {} s",
-                cx.args.latency_target
+                "the sentinel row's delete did not reach the {} within {} s",
+                cx.dir.to(),
+                cx.switch.latency_target
             )));
         }
         sleep(Duration::from_millis(100)).await?;
     }
     Ok(format!(
-        "a sentinel row written after the freeze reached the target in {took:.1} s: DMS has applied every change before it"
+        "a sentinel row written after the freeze reached the {} in {took:.1} s: DMS has applied every change before it",
+        cx.dir.to()
     ))
 }
 
@@ -714,11 +861,11 @@ async fn sync_sequences(
     phase: &str,
 ) -> Step<sequences_sync::Plan> {
     let (source, target) = tokio::try_join!(
-        sequences::read_sequences(&cx.source, &cx.args.schemas),
-        sequences::read_sequences(&cx.target, &cx.args.schemas)
+        sequences::read_sequences(&cx.from, &cx.switch.schemas),
+        sequences::read_sequences(&cx.to, &cx.switch.schemas)
     )?;
-    let mut plan = sequences_sync::plan(&source, earlier, &target, cx.args.margin);
-    sequences_sync::apply(&cx.target, &mut plan).await?;
+    let mut plan = sequences_sync::plan(&source, earlier, &target, cx.switch.margin);
+    sequences_sync::apply(&cx.to, &mut plan).await?;
     if !plan.problems.is_empty() {
         return Err(Stop::Gate(format!(
             "{phase}: {}",
@@ -735,7 +882,9 @@ async fn sync_sequences(
 async fn final_sequences_phase(cx: &mut Context) -> Step<String> {
     let plan = sync_sequences(cx, None, "final sequences").await?;
     Ok(format!(
-        "every target sequence ahead of the source's final value ({} set, {} already ahead)",
+        "every {} sequence ahead of the {}'s final value ({} set, {} already ahead)",
+        cx.dir.to(),
+        cx.dir.from(),
         plan.changes.len(),
         plan.already_ahead
     ))
@@ -764,7 +913,7 @@ enum Verdict {
 }
 
 async fn validation_phase(cx: &mut Context) -> Step<String> {
-    let deadline = Instant::now() + Duration::from_secs(cx.args.validation_wait);
+    let deadline = Instant::now() + Duration::from_secs(cx.validation_wait);
     loop {
         let stats = cx.dms.table_statistics(&cx.task_arn).await?;
         let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -798,7 +947,7 @@ async fn validation_phase(cx: &mut Context) -> Step<String> {
         if Instant::now() > deadline {
             return Err(Stop::Gate(format!(
                 "DMS validation still pending after {} s: {}",
-                cx.args.validation_wait,
+                cx.validation_wait,
                 waiting.join(", ")
             )));
         }
@@ -810,7 +959,7 @@ async fn doubted_phase(cx: &mut Context) -> Step<String> {
     if cx.doubted.is_empty() {
         return Ok("no range left in doubt by the live verify".into());
     }
-    let (source, target) = tokio::try_join!(cx.source_opts.connect(), cx.target_opts.connect())?;
+    let (source, target) = tokio::try_join!(cx.from_opts.connect(), cx.to_opts.connect())?;
     tokio::try_join!(
         verify::pin(&source, "source"),
         verify::pin(&target, "target")
@@ -830,7 +979,7 @@ async fn doubted_phase(cx: &mut Context) -> Step<String> {
     for d in &cx.doubted {
         let (s, t) = verify_rows::recheck(&pair, &d.plan, d.range).await?;
         if s != t {
-            differ.push(describe_range(&d.plan, d.range, &s, &t));
+            differ.push(describe_range(cx.dir, &d.plan, d.range, &s, &t));
         }
     }
     if !differ.is_empty() {
@@ -878,12 +1027,12 @@ async fn stop_task_phase(cx: &mut Context) -> Step<String> {
 /// writes already on the source from those the reverse task must replay (docs/fallback.md). A slot of
 /// that name that is already there is never dropped here: it may be a switched cutover's armed way back.
 async fn way_back_phase(cx: &mut Context) -> Step<String> {
-    if cx.args.no_fallback {
+    let Some(arm) = cx.arm.as_ref() else {
         return Ok("not armed (--no-fallback): going back to the source after the switch would lose every write made on the target".into());
-    }
-    let slot = cx.args.way_back_slot.name.clone();
+    };
+    let (slot, task_arn) = (arm.slot.clone(), arm.task_arn.clone());
     let existing = cx
-        .target
+        .to
         .query_opt(
             "SELECT plugin::text, database::text FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
@@ -898,7 +1047,7 @@ async fn way_back_phase(cx: &mut Context) -> Step<String> {
         )));
     }
     let row = cx
-        .target
+        .to
         .query_one(
             "SELECT lsn::text FROM pg_create_logical_replication_slot($1, $2)",
             &[&slot, &way_back::PLUGIN],
@@ -916,7 +1065,9 @@ async fn way_back_phase(cx: &mut Context) -> Step<String> {
         "slot {slot} ({}) created on the target at {lsn}: every change made on the target from here on can be replayed to the source",
         way_back::PLUGIN
     );
-    let Some(arn) = cx.args.way_back_task_arn.clone() else {
+    let relaxed = relax_source_identities(cx).await?;
+    let created = format!("{created}; {relaxed}");
+    let Some(arn) = task_arn else {
         return Ok(created);
     };
     let reverse = cx.dms.describe_task(&arn).await?;
@@ -933,6 +1084,85 @@ async fn way_back_phase(cx: &mut Context) -> Step<String> {
     ))
 }
 
+/// The reverse task inserts the target's rows with their identity values, which a `GENERATED ALWAYS`
+/// column refuses (<https://www.postgresql.org/docs/current/sql-insert.html>, `OVERRIDING SYSTEM VALUE`;
+/// the forward task meets the same rule, which is why the target's columns stay `BY DEFAULT` until the
+/// cutover's identity phase). So each column the deferred file lists as `GENERATED ALWAYS` is set to
+/// `BY DEFAULT` on the source while the way back is armed (catalog only, no scan); a rollback sets them
+/// back, and so does an abort of this run.
+async fn relax_source_identities(cx: &mut Context) -> Step<String> {
+    let items = identity_items(&cx.deferred);
+    set_identities(&cx.from, &items, false, &mut cx.identities_changed).await?;
+    Ok(format!(
+        "{} identity column(s) of the source set to BY DEFAULT so the reverse task can insert the target's values (a rollback sets them back to ALWAYS)",
+        cx.identities_changed.len()
+    ))
+}
+
+fn identity_items(deferred: &[Item]) -> Vec<Item> {
+    deferred
+        .iter()
+        .filter(|i| i.kind == DeferredKind::IdentityAlways)
+        .cloned()
+        .collect()
+}
+
+/// Sets each identity column of `items` to `GENERATED ALWAYS` (`always`) or `BY DEFAULT` on `side`,
+/// when it is not so already; each one changed is recorded in `changed` before the change, so an abort
+/// covers every column this may have altered. Catalog only: no scan, no rewrite.
+async fn set_identities(
+    side: &Client,
+    items: &[Item],
+    always: bool,
+    changed: &mut Vec<Item>,
+) -> Result<(), StepError> {
+    let wanted = if always { "ALWAYS" } else { "BY DEFAULT" };
+    for item in items {
+        let current: Option<i8> = side
+            .query_opt(
+                "SELECT a.attidentity FROM pg_catalog.pg_attribute a
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped",
+                &[&item.schema, &item.table, &item.name],
+            )
+            .await
+            .map_err(|e| classify_pg_error("reading identity columns", &e))?
+            .map(|row| row.get(0));
+        // 'a': ALWAYS, 'd': BY DEFAULT, '\0': not an identity column (then nothing to do).
+        let is = match current.map(|c| c as u8) {
+            Some(b'a') => true,
+            Some(b'd') => false,
+            _ => continue,
+        };
+        if is == always {
+            continue;
+        }
+        changed.push(item.clone());
+        side.batch_execute(&format!(
+            "ALTER TABLE {}.{} ALTER COLUMN {} SET GENERATED {wanted}",
+            quote_ident(&item.schema),
+            quote_ident(&item.table),
+            quote_ident(&item.name)
+        ))
+        .await
+        .map_err(|e| {
+            classify_pg_error(
+                &format!(
+                    "setting identity column {} to {wanted}",
+                    item.display_name()
+                ),
+                &e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 async fn write_proof_phase(cx: &mut Context) -> Step<String> {
     let Some(proof) = cx.proof.as_ref() else {
         return Err(Stop::Error(StepError::config(
@@ -942,14 +1172,16 @@ async fn write_proof_phase(cx: &mut Context) -> Step<String> {
     let changes = proof.application_changes().await?;
     if !changes.is_empty() {
         return Err(Stop::Gate(format!(
-            "writes did not stop: {} change(s) committed on the source during the freeze, on {}",
+            "writes did not stop: {} change(s) committed on the {} during the freeze, on {}",
             changes.values().sum::<usize>(),
+            cx.dir.from(),
             names(&changes)
         )));
     }
     Ok(format!(
-        "the source committed no change to an application table since the {} (decoded from a logical slot, the sentinel's apart)",
-        if cx.args.freeze { "freeze" } else { "writes stopped" }
+        "the {} committed no change to an application table since the {} (decoded from a logical slot, the sentinel's apart)",
+        cx.dir.from(),
+        if cx.switch.freeze { "freeze" } else { "writes stopped" }
     ))
 }
 
@@ -968,9 +1200,6 @@ fn names(changes: &BTreeMap<String, usize>) -> String {
 // ---------------------------------------------------------------------------------------------------
 // The freeze itself, and its undo
 
-/// The sentinel row recording one frozen role (the table is replicated, small and dropped by cleanup).
-const FREEZE_TOKEN: &str = "freeze:";
-
 /// Every role that may log in to this database, except the migration's (this session's) and the DMS
 /// source endpoint's user, superusers (a setting cannot bind them: the write-stop proof watches them) and
 /// the providers' own (`rds*`, `pg_*`), gets `default_transaction_read_only = on` in this database; its
@@ -984,7 +1213,7 @@ async fn freeze(cx: &mut Context) -> Step<String> {
         .username
         .unwrap_or_default();
     let rows = cx
-        .source
+        .from
         .query(
             "SELECT r.rolname::text FROM pg_catalog.pg_roles r
              WHERE r.rolcanlogin AND NOT r.rolsuper
@@ -1004,11 +1233,11 @@ async fn freeze(cx: &mut Context) -> Step<String> {
     let mut frozen = Vec::new();
     for role in &roles {
         // Recorded first: the undo then covers every role this loop may have altered.
-        let token = format!("{FREEZE_TOKEN}{role}");
+        let token = format!("{}{role}", cx.dir.freeze_token());
         if token.len() > 64 {
             continue;
         }
-        cx.source
+        cx.from
             .execute(
                 &format!(
                     "INSERT INTO {} (token) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -1022,7 +1251,7 @@ async fn freeze(cx: &mut Context) -> Step<String> {
             "DO $$BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET default_transaction_read_only = on', {}, current_database()); END$$",
             quote_literal(role)
         );
-        match cx.source.batch_execute(&sql).await {
+        match cx.from.batch_execute(&sql).await {
             Ok(()) => frozen.push(role.clone()),
             // Dropped meanwhile: nothing to freeze.
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {}
@@ -1030,7 +1259,7 @@ async fn freeze(cx: &mut Context) -> Step<String> {
         }
     }
     let ended: i64 = cx
-        .source
+        .from
         .query_one(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity
              WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = ANY($1)",
@@ -1040,7 +1269,8 @@ async fn freeze(cx: &mut Context) -> Step<String> {
         .map(|r| r.get(0))
         .map_err(|e| classify_pg_error("ending the frozen roles' sessions", &e))?;
     Ok(format!(
-        "source read-only for {} role(s) ({}); {ended} of their sessions ended; recorded in {} for the undo",
+        "{} read-only for {} role(s) ({}); {ended} of their sessions ended; recorded in {} for the undo",
+        cx.dir.from(),
         frozen.len(),
         if frozen.is_empty() {
             "none besides the migration's".to_string()
@@ -1055,15 +1285,20 @@ fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Resets every role the sentinel table records as frozen, and forgets the record. Idempotent.
-async fn freeze_undo(source: &Client, sentinel_table: &str) -> Result<Vec<String>, StepError> {
-    let rows = source
+/// Resets every role the sentinel table records as frozen under `token` (the sentinel rows are one
+/// token per frozen role), and forgets the record. Idempotent.
+pub(crate) async fn freeze_undo(
+    side: &Client,
+    sentinel_table: &str,
+    token: &str,
+) -> Result<Vec<String>, StepError> {
+    let rows = side
         .query(
             &format!(
-                "SELECT substr(token, {}) FROM {sentinel_table} WHERE token LIKE 'freeze:%' ORDER BY 1",
-                FREEZE_TOKEN.len() + 1
+                "SELECT substr(token, {}) FROM {sentinel_table} WHERE left(token, length($1)) = $1 ORDER BY 1",
+                token.len() + 1
             ),
-            &[],
+            &[&token],
         )
         .await
         .map_err(|e| classify_pg_error("reading the freeze record", &e))?;
@@ -1074,29 +1309,28 @@ async fn freeze_undo(source: &Client, sentinel_table: &str) -> Result<Vec<String
             "DO $$BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET default_transaction_read_only', {}, current_database()); END$$",
             quote_literal(&role)
         );
-        match source.batch_execute(&sql).await {
+        match side.batch_execute(&sql).await {
             Ok(()) => {}
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT) => {}
             Err(e) => return Err(classify_pg_error(&format!("unfreezing role {role}"), &e)),
         }
-        source
-            .execute(
-                &format!("DELETE FROM {sentinel_table} WHERE token = $1"),
-                &[&format!("{FREEZE_TOKEN}{role}")],
-            )
-            .await
-            .map_err(|e| classify_pg_error("forgetting the freeze record", &e))?;
+        side.execute(
+            &format!("DELETE FROM {sentinel_table} WHERE token = $1"),
+            &[&format!("{token}{role}")],
+        )
+        .await
+        .map_err(|e| classify_pg_error("forgetting the freeze record", &e))?;
         reset.push(role);
     }
     Ok(reset)
 }
 
-fn describe_undo(reset: &[String]) -> String {
+fn describe_undo(reset: &[String], side: &str) -> String {
     if reset.is_empty() {
-        "no freeze recorded: the source is writable for every role".to_string()
+        format!("no freeze recorded: the {side} is writable for every role")
     } else {
         format!(
-            "freeze undone: {} role(s) writable again ({}); their new sessions can write",
+            "freeze undone on the {side}: {} role(s) writable again ({}); their new sessions can write",
             reset.len(),
             reset.join(", ")
         )
@@ -1190,12 +1424,16 @@ fn changed_table(line: &str) -> Option<&str> {
 // Helpers, abort and summary
 
 async fn round_trip(cx: &Context) -> Step<f64> {
-    let limit = Duration::from_secs(cx.args.latency_target);
-    match cutover_check::round_trip(&cx.source, &cx.target, &cx.sentinel, "cutover", limit).await? {
+    let limit = Duration::from_secs(cx.switch.latency_target);
+    match cutover_check::round_trip(&cx.from, &cx.to, &cx.sentinel, cx.dir.command(), limit)
+        .await?
+    {
         Some(took) => Ok(took.as_secs_f64()),
         None => Err(Stop::Gate(format!(
-            "a sentinel row written on the source did not reach the target within {} s: DMS is behind or not applying; look at the task's CDC latency and log",
-            cx.args.latency_target
+            "a sentinel row written on the {} did not reach the {} within {} s: DMS is behind or not applying; look at the task's CDC latency and log",
+            cx.dir.from(),
+            cx.dir.to(),
+            cx.switch.latency_target
         ))),
     }
 }
@@ -1234,53 +1472,70 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
         Stop::Error(err) => (err.to_string(), Err(())),
     };
     let phase = cx.timeline.len() + 1;
-    println!("NOT SWITCHING: stopped in phase {phase}: {reason}");
-    let mut problems = Vec::new();
-    let source = if cx.source.is_closed() {
-        let mut fresh = None;
-        for _ in 0..3 {
-            match cx.source_opts.connect().await {
-                Ok(c) => {
-                    fresh = Some(c);
-                    break;
-                }
-                Err(e) => {
-                    problems.push(e.to_string());
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        }
-        fresh
-    } else {
-        Some(cx.source)
+    let (not_switching, stays, undo) = match cx.dir {
+        Direction::Forward => (
+            "NOT SWITCHING",
+            "The application stays on Aurora, which takes writes; nothing was lost. Fix the cause and run cutover again: it resumes safely.",
+            "dms-migrate cutover --undo-freeze",
+        ),
+        Direction::Back => (
+            "NOT SWITCHING BACK",
+            "The application stays on PlanetScale, which takes writes, and the way back replays them to Aurora again; nothing was lost. Fix the cause and run rollback again: it resumes safely.",
+            "dms-migrate rollback --undo-freeze",
+        ),
     };
-    match &source {
-        Some(client) => match freeze_undo(client, &cx.sentinel).await {
-            Ok(reset) => println!("  {}", describe_undo(&reset)),
-            Err(e) => problems.push(format!("undoing the freeze: {e}")),
+    println!("{not_switching}: stopped in phase {phase}: {reason}");
+    let mut problems = Vec::new();
+    let (from, to) = (
+        usable(cx.from, &cx.from_opts, &mut problems).await,
+        usable(cx.to, &cx.to_opts, &mut problems).await,
+    );
+    let side = cx.dir.from();
+    match &from {
+        Some(client) => match freeze_undo(client, &cx.sentinel, cx.dir.freeze_token()).await {
+            Ok(reset) => println!("  {}", describe_undo(&reset, side)),
+            Err(e) => problems.push(format!("undoing the freeze on the {side}: {e}")),
         },
-        None => problems.push("the source cannot be reached to undo the freeze".into()),
+        None => problems.push(format!("the {side} cannot be reached to undo the freeze")),
     }
-    if cx.way_back_started {
-        if let Some(arn) = &cx.args.way_back_task_arn {
-            match fallback::stop_reverse_task(&cx.dms, arn, WAY_BACK_START_WAIT).await {
-                Ok(_) => println!("  the way back's reverse task this run started is stopped"),
-                Err(e) => problems.push(format!("stopping the way back's reverse task {arn}: {e}")),
-            }
+    let started = cx.arm.as_ref().and_then(|a| a.task_arn.as_ref());
+    if let (true, Some(arn)) = (cx.way_back_started, started) {
+        match fallback::stop_reverse_task(&cx.dms, arn, WAY_BACK_START_WAIT).await {
+            Ok(_) => println!("  the way back's reverse task this run started is stopped"),
+            Err(e) => problems.push(format!("stopping the way back's reverse task {arn}: {e}")),
         }
     }
-    if cx.way_back.is_some() {
-        let slot = &cx.args.way_back_slot.name;
-        let dropped = match reconnect(&cx.target, &cx.target_opts).await {
-            Ok(Some(fresh)) => drop_slot(&fresh, slot).await,
-            Ok(None) => drop_slot(&cx.target, slot).await,
-            Err(e) => Err(e),
-        };
-        match dropped {
+    if let (Some(_), Some(arm), Some(target)) = (&cx.way_back, &cx.arm, &to) {
+        let slot = &arm.slot;
+        match drop_slot(target, slot).await {
             Ok(()) => println!("  the way back's slot {slot} this run created on the target is dropped"),
             Err(e) => problems.push(format!(
                 "dropping the way back's slot {slot} on the target ({e}): drop it with SELECT pg_drop_replication_slot('{slot}'); before running cutover again, or it keeps the target's WAL"
             )),
+        }
+    }
+    if !cx.identities_changed.is_empty() {
+        // Back as they were: ALWAYS after a cutover's abort, BY DEFAULT (the reverse task resumes) after a
+        // rollback's.
+        let (source, always) = match cx.dir {
+            Direction::Forward => (&from, true),
+            Direction::Back => (&to, false),
+        };
+        let mut changed = Vec::new();
+        match source {
+            Some(client) => {
+                match set_identities(client, &cx.identities_changed, always, &mut changed).await {
+                    Ok(()) => println!(
+                        "  {} identity column(s) of the source this run changed are as they were",
+                        cx.identities_changed.len()
+                    ),
+                    Err(e) => {
+                        problems.push(format!("setting the source's identity columns back: {e}"))
+                    }
+                }
+            }
+            None => problems
+                .push("the source cannot be reached to set its identity columns back".into()),
         }
     }
     if cx.stopped_task {
@@ -1310,10 +1565,10 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
         }
     );
     if problems.is_empty() {
-        println!("  The application stays on Aurora, which takes writes; nothing was lost. Fix the cause and run cutover again: it resumes safely.");
+        println!("  {stays}");
     } else {
         println!(
-            "  UNDO INCOMPLETE: {}. Run `dms-migrate cutover --undo-freeze` as soon as the source is reachable.",
+            "  UNDO INCOMPLETE: {}. Run `{undo}` as soon as the {side} is reachable.",
             problems.join("; ")
         );
     }
@@ -1322,6 +1577,28 @@ async fn abort(cx: Context, stop: Stop) -> Result<Outcome, StepError> {
         (Err(()), Stop::Error(err)) => Err(err),
         (Err(()), _) => Ok(Outcome::Failed),
     }
+}
+
+/// `client` while its connection serves, else a fresh one (three tries); None, with the reasons in
+/// `problems`, when the side cannot be reached.
+async fn usable(
+    client: Client,
+    opts: &PgConnectOptions,
+    problems: &mut Vec<String>,
+) -> Option<Client> {
+    if !client.is_closed() {
+        return Some(client);
+    }
+    for _ in 0..3 {
+        match opts.connect().await {
+            Ok(fresh) => return Some(fresh),
+            Err(e) => {
+                problems.push(e.to_string());
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    None
 }
 
 /// After the switch instruction: the reverse task this run started, once it shows `running` (or why
@@ -1346,15 +1623,6 @@ async fn report_reverse(dms: &DmsClient, arn: &str, lsn: &str) -> String {
     }
 }
 
-/// A fresh connection when `client`'s is lost, None when it still serves.
-async fn reconnect(client: &Client, opts: &PgConnectOptions) -> Result<Option<Client>, StepError> {
-    if client.is_closed() {
-        opts.connect().await.map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
 async fn drop_slot(client: &Client, slot: &str) -> Result<(), StepError> {
     client
         .execute(
@@ -1366,7 +1634,8 @@ async fn drop_slot(client: &Client, slot: &str) -> Result<(), StepError> {
         .map_err(|e| classify_pg_error("dropping the way back's slot", &e))
 }
 
-fn print_summary(cx: &Context) {
+/// The timeline of the phases; the outage so far.
+fn print_timeline(cx: &Context) -> f64 {
     let outage = cx
         .outage_start
         .map(|t| t.elapsed().as_secs_f64())
@@ -1389,17 +1658,88 @@ fn print_summary(cx: &Context) {
             if p.in_outage { "  (outage)" } else { "" }
         );
     }
+    outage
+}
+
+fn print_summary(cx: &Context) {
+    let outage = print_timeline(cx);
     println!(
         "SWITCH NOW: point the application at the target (PlanetScale). The source stays read-only for the frozen roles (`dms-migrate cutover --undo-freeze` reverts that); the DMS task is stopped. Outage until now: {outage:.1} s."
     );
-    match &cx.way_back {
-        Some(_) if cx.way_back_started => {}
-        Some(lsn) => println!(
+    match (&cx.way_back, &cx.arm) {
+        (Some(_), _) if cx.way_back_started => {}
+        (Some(lsn), Some(arm)) => println!(
             "The way back is armed: slot {slot} on the target holds every change from {lsn} on. Start the stack's reverse task (output FallbackReplicationTaskArn) from exactly there, before the target's WAL limit is reached: aws dms start-replication-task --replication-task-arn <FallbackReplicationTaskArn> --start-replication-task-type start-replication --cdc-start-position {lsn}. Once the migration is final, or if the way back will not be used, drop the slot on the target, since it keeps the target's WAL (up to max_slot_wal_keep_size): SELECT pg_drop_replication_slot('{slot}');",
-            slot = cx.args.way_back_slot.name
+            slot = arm.slot
         ),
-        None => println!("The way back is not armed (--no-fallback)."),
+        _ => println!("The way back is not armed (--no-fallback)."),
     }
+}
+
+/// The rollback (docs/rollback.md): the cutover's phases the other way, through the way back's reverse
+/// task. Returns as `run` does: exit 0 switch back now, 1 a gate failed (aborted, the target writable and
+/// the way back running), 2 could not run.
+pub(crate) async fn roll_back(mut cx: Context) -> Result<Outcome, StepError> {
+    println!(
+        "Rollback through the way back's task {} ({} mode)",
+        cx.task_arn,
+        if cx.switch.freeze {
+            "--freeze"
+        } else {
+            "the operator stops the application"
+        }
+    );
+    match rollback_phases(&mut cx).await {
+        Ok(()) => {
+            let outage = print_timeline(&cx);
+            println!(
+                "SWITCH BACK NOW: point the application at the source (Aurora), which now holds every write made on the target since the cutover. The target stays read-only for the frozen roles (`dms-migrate rollback --undo-freeze` reverts that); the reverse task is stopped. Rollback outage until now: {outage:.1} s."
+            );
+            println!(
+                "Then: end the way back with `dms-migrate fallback end --task-arn {arn}` (its slot keeps the target's WAL), and drop the forward task's slot on the source with `dms-migrate cleanup --task-arn <ReplicationTaskArn>` (it keeps the source's WAL since the cutover). Do not resume the forward task: it would send the way back's writes to the target again; migrating again starts from an emptied target.",
+                arn = cx.task_arn
+            );
+            Ok(Outcome::Ok)
+        }
+        Err(stop) => abort(cx, stop).await,
+    }
+}
+
+async fn rollback_phases(cx: &mut Context) -> Step<()> {
+    // Before the freeze, while the application still writes to the target.
+    phase!(cx, "1. reverse task", false, task_phase);
+    phase!(cx, "2. sequences", false, sequences_ahead_phase);
+    phase!(cx, "3. live verify", false, live_verify_phase);
+    // The outage.
+    phase!(cx, "4. freeze", true, freeze_phase);
+    phase!(cx, "5. drain", true, drain_phase);
+    phase!(cx, "6. final sequences", true, final_sequences_phase);
+    phase!(cx, "7. doubted ranges", true, doubted_phase);
+    phase!(cx, "8. task stopped", true, stop_task_phase);
+    phase!(cx, "9. identity", true, source_identity_phase);
+    phase!(cx, "10. writes stopped", true, write_proof_phase);
+    // Last, once nothing else can fail: the source's freeze from the cutover is undone.
+    phase!(cx, "11. source writable", true, source_writable_phase);
+    Ok(())
+}
+
+/// The identity columns the cutover set to BY DEFAULT on the source for the reverse task, back to
+/// GENERATED ALWAYS now that it is stopped.
+async fn source_identity_phase(cx: &mut Context) -> Step<String> {
+    let items = identity_items(&cx.deferred);
+    set_identities(&cx.to, &items, true, &mut cx.identities_changed).await?;
+    Ok(format!(
+        "{} identity column(s) of the source back to GENERATED ALWAYS ({} already)",
+        cx.identities_changed.len(),
+        items.len() - cx.identities_changed.len()
+    ))
+}
+
+/// Undoes the cutover's freeze of the source (its own record, `freeze:`), so the application's roles can
+/// write there again.
+async fn source_writable_phase(cx: &mut Context) -> Step<String> {
+    let reset = freeze_undo(&cx.to, &cx.sentinel, Direction::Forward.freeze_token()).await?;
+    Ok(describe_undo(&reset, "source"))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod output;
 mod plan;
 mod plan_rules;
 mod preflight;
+mod rollback;
 mod schema_apply;
 mod schema_split;
 mod sequences_sync;
@@ -77,6 +78,10 @@ enum Command {
     /// The way back after the switch (docs/fallback.md).
     #[command(subcommand)]
     Fallback(FallbackCommand),
+    /// Switch back to the source after a cutover, through the way back: the target frozen, proved quiet
+    /// and drained to the source, ending with the instruction to switch back (docs/rollback.md).
+    #[command(after_help = EXIT_CODES)]
+    Rollback(rollback::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +130,7 @@ async fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args, &env).await,
         Command::CutoverCheck(args) => cutover_check::run(args, &env).await,
         Command::Cutover(args) => cutover::run(args, &env).await,
+        Command::Rollback(args) => rollback::run(args, &env).await,
         Command::Cleanup(args) => cleanup::run(args, &env).await,
         Command::Fallback(FallbackCommand::Status(args)) => fallback::status(args, &env).await,
         Command::Fallback(FallbackCommand::End(args)) => fallback::end(args, &env).await,

@@ -35,7 +35,8 @@ const LONG_HELP: &str = "What is compared:
   functions and types of the selected schemas, from one catalog read per side. A missing or different
   object fails; an object only the target has is a warning.
   Sequences: every source sequence must exist on the target and be ahead of it (sequences sync).
-  DMS's own objects (awsdms_*) are left out.
+  DMS's own objects (awsdms_*) are left out, and so are the rows of the migration's sentinel table
+  (each side's own bookkeeping).
 
 Exit codes:
   0  the target matches the source (warnings allowed)

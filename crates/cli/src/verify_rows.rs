@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use dms_core::errors::StepError;
 use dms_core::pg::classify_pg_error;
+use dms_core::rules::sentinel;
 use dms_core::rules::sql_ident::{quote, quote_if_needed};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -214,7 +215,9 @@ impl TableResult {
     }
 }
 
-/// The source's tables (partitions through their root; DMS's own left out) and which exist on the target.
+/// The source's tables (partitions through their root; DMS's own and the migration's sentinel table left
+/// out) and which exist on the target. The sentinel table is each side's own bookkeeping (a freeze's
+/// record of the roles it made read-only, round-trip rows in flight), not the application's data.
 pub async fn read_tables(
     source: &Client,
     target: &Client,
@@ -243,7 +246,7 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
   AND (cardinality($1::text[]) = 0 OR n.nspname = ANY($1::text[]))
-  AND c.relname NOT LIKE 'awsdms\_%'
+  AND c.relname NOT LIKE 'awsdms\_%' AND c.relname <> $2::text
   AND NOT EXISTS (SELECT 1 FROM pg_depend d
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"#;
     const TARGET_SQL: &str = r#"
@@ -253,7 +256,7 @@ WHERE c.relkind IN ('r', 'p') AND (cardinality($1::text[]) = 0 OR n.nspname = AN
     let (source_rows, target_rows) = tokio::try_join!(
         async {
             source
-                .query(SOURCE_SQL, &[&schemas])
+                .query(SOURCE_SQL, &[&schemas, &sentinel::TABLE])
                 .await
                 .map_err(|e| classify_pg_error("source tables", &e))
         },
