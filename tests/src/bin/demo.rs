@@ -4,13 +4,15 @@
 //! state machine tests) started with the payload the stack outputs, every email printed as it arrives while
 //! the source keeps taking writes; then `dms-migrate cutover --freeze` while the application (a writer
 //! committing every 50 ms as a role of its own) writes to the source until the freeze and to the target
-//! from the switch instruction on; the measured outage, every committed row on the target and `verify`
-//! equal at the switch. Each step is
+//! from the switch instruction on, with the way back's reverse task replaying the target's writes to the
+//! source; then `dms-migrate rollback --freeze`, the writer back on the source from the switch-back
+//! instruction; both measured outages, every committed row on the other side, and `verify` (sides
+//! swapped) equal. Each step is
 //! numbered; any failure ends the demo with exit code 1. The lab password never reaches the output: every
 //! text shown is checked for it first.
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,8 +40,10 @@ const WRITE_EVERY: Duration = Duration::from_millis(50);
 const MAX_WRITES: u64 = 12_000;
 /// The application's role on the source (one per demo database): the freeze makes it read-only.
 const APP_PASSWORD: &str = "demo-app";
-/// How long the writer writes to the target after the switch instruction before the demo stops it.
+/// How long the writer writes after a switch instruction before the demo goes on.
 const AFTER_SWITCH: Duration = Duration::from_secs(2);
+/// The rollback's outage goal at demo size, measured by the writer.
+const ROLLBACK_GOAL: Duration = Duration::from_secs(10);
 
 type Step<T> = Result<T, String>;
 
@@ -308,7 +312,9 @@ async fn run(lab: Lab) -> Step<String> {
     let rig = MigrationRig::start_on(spec, lab, dbs, &mappings).await;
     println!("A DMS task in dms-local (the project's DMS stand-in: real logical replication between the lab clusters) with the stack's table mappings (every schema but the system ones), both endpoints' credentials in Secrets Manager secrets (moto), the six built Lambdas and statemachine.asl.json in moto's Step Functions.");
     let app_url = app_role(&rig.lab, &rig.dbs.source_url, &rig.dbs.name).await?;
-    let writer = Writer::start(app_url, demo.target_admin_url.clone());
+    // The application's role on the target too: `rollback --freeze` makes it read-only there.
+    let app_target_url = app_role(&rig.lab, &demo.target_admin_url, &rig.dbs.name).await?;
+    let writer = Writer::start(app_url, app_target_url);
     let outcome = migrate_and_cut_over(&demo, &rig, &writer).await;
     let stopped = writer.finish().await;
     let verified = outcome?;
@@ -440,13 +446,13 @@ async fn prepare_target(demo: &Demo) -> Step<()> {
     Ok(())
 }
 
-/// The application's login role on the source, allowed to write the three schemas: `cutover --freeze`
-/// makes it read-only and ends its sessions (the lab's admin is a superuser, which no setting binds).
-/// Returns the source URL that logs in as it.
-async fn app_role(lab: &Lab, source_url: &str, database: &str) -> Step<String> {
+/// The application's login role on the database of `url`, allowed to write the three schemas: `cutover
+/// --freeze` (on the source) and `rollback --freeze` (on the target) make it read-only and end its
+/// sessions (the lab's admin is a superuser, which no setting binds). Returns the URL that logs in as it.
+async fn app_role(lab: &Lab, url: &str, database: &str) -> Step<String> {
     let role = format!("{database}_app");
-    let source = connect(source_url).await?;
-    source
+    connect(url)
+        .await?
         .batch_execute(&format!(
             "DROP ROLE IF EXISTS \"{role}\";
              CREATE ROLE \"{role}\" LOGIN PASSWORD '{APP_PASSWORD}';
@@ -461,47 +467,79 @@ async fn app_role(lab: &Lab, source_url: &str, database: &str) -> Step<String> {
         lab.var("LAB_ADMIN_USER"),
         lab.var("LAB_ADMIN_PASSWORD")
     );
-    Ok(source_url.replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1))
+    Ok(url.replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1))
 }
 
 /// What the writer committed, where and when.
 #[derive(Default, Clone)]
 struct WriteLog {
-    /// Rounds committed on the source, then on the target.
+    /// Rounds committed on the source, then on the target, then on the source again after the rollback.
     source: Vec<u64>,
     target: Vec<u64>,
+    back: Vec<u64>,
     last_source: Option<Instant>,
     first_target: Option<Instant>,
-    /// Attempts refused (read-only) or cut (session ended) between the freeze and the switch.
+    last_target: Option<Instant>,
+    first_back: Option<Instant>,
+    /// Attempts refused (read-only) or cut (session ended) in a freeze.
     refused: u64,
 }
 
+/// Where the application writes: the source, the target from the switch instruction on, the source
+/// again from the switch-back instruction on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Target,
+    Back,
+}
+
+impl Side {
+    fn load(cell: &AtomicU8) -> Side {
+        match cell.load(Ordering::SeqCst) {
+            0 => Side::Source,
+            1 => Side::Target,
+            _ => Side::Back,
+        }
+    }
+
+    /// The customer email a round on this side writes (how a round is looked up and taken out).
+    fn email(self, n: u64) -> String {
+        match self {
+            Side::Source => format!("live{n}@example.com"),
+            Side::Target => format!("after-switch{n}@example.com"),
+            Side::Back => format!("after-switch-back{n}@example.com"),
+        }
+    }
+}
+
 /// The application: once begun, a transaction every WRITE_EVERY on the source; after `switch`, on the
-/// target. A refused or cut transaction is retried on a new session, as an application does; one cut
-/// while committing is looked up on the source before it counts as lost.
+/// target; after `switch_back`, on the source again. A refused or cut transaction is retried on a new
+/// session, as an application does; one cut while committing is looked up before it counts as lost.
 struct Writer {
     go: Arc<AtomicBool>,
     halt: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
-    on_target: Arc<AtomicBool>,
+    side: Arc<AtomicU8>,
     log: Arc<Mutex<WriteLog>>,
     task: JoinHandle<Step<()>>,
 }
 
 impl Writer {
     fn start(source_url: String, target_url: String) -> Writer {
-        let [go, halt, done, on_target] = [(); 4].map(|()| Arc::new(AtomicBool::new(false)));
+        let [go, halt, done] = [(); 3].map(|()| Arc::new(AtomicBool::new(false)));
+        let side = Arc::new(AtomicU8::new(0));
         let log = Arc::new(Mutex::new(WriteLog::default()));
-        let (g, h, d, t, l) = (
+        let (g, h, d, sd, l) = (
             go.clone(),
             halt.clone(),
             done.clone(),
-            on_target.clone(),
+            side.clone(),
             log.clone(),
         );
         let task = tokio::spawn(async move {
             let result = async {
-                let mut client: Option<(bool, Client)> = None;
+                let mut client: Option<(Side, Client)> = None;
                 let mut n: u64 = 0;
                 // Bounded even if never halted: MAX_WRITES attempts, or 10 times as long waiting to begin.
                 let mut attempts = 0;
@@ -514,16 +552,20 @@ impl Writer {
                         continue;
                     }
                     attempts += 1;
-                    let target = t.load(Ordering::SeqCst);
+                    let side = Side::load(&sd);
+                    let url = if side == Side::Target {
+                        &target_url
+                    } else {
+                        &source_url
+                    };
                     if client
                         .as_ref()
-                        .is_none_or(|(side, c)| *side != target || c.is_closed())
+                        .is_none_or(|(s, c)| *s != side || c.is_closed())
                     {
-                        let url = if target { &target_url } else { &source_url };
                         client = match tokio_postgres::connect(url, NoTls).await {
                             Ok((c, connection)) => {
                                 tokio::spawn(connection);
-                                Some((target, c))
+                                Some((side, c))
                             }
                             Err(_) => None,
                         };
@@ -533,20 +575,12 @@ impl Writer {
                         continue;
                     };
                     let round = n + 1;
-                    let sql = if target {
-                        write_round_after_switch(round)
-                    } else {
-                        write_round(round)
-                    };
-                    let committed = match c.batch_execute(&sql).await {
+                    let committed = match c.batch_execute(&write_round(side, round)).await {
                         Ok(()) => true,
-                        Err(e) if target => {
-                            return Err(format!("writing to the target (round {round}): {e}"))
-                        }
                         // A session ended while committing may have committed: look, on a new one.
                         Err(_) => {
                             client = None;
-                            committed_on_source(&source_url, round).await
+                            committed_on(url, &side.email(round)).await
                         }
                     };
                     let mut log = lock(&l);
@@ -556,12 +590,20 @@ impl Writer {
                     }
                     n = round;
                     let now = Instant::now();
-                    if target {
-                        log.target.push(round);
-                        log.first_target.get_or_insert(now);
-                    } else {
-                        log.source.push(round);
-                        log.last_source = Some(now);
+                    match side {
+                        Side::Source => {
+                            log.source.push(round);
+                            log.last_source = Some(now);
+                        }
+                        Side::Target => {
+                            log.target.push(round);
+                            log.first_target.get_or_insert(now);
+                            log.last_target = Some(now);
+                        }
+                        Side::Back => {
+                            log.back.push(round);
+                            log.first_back.get_or_insert(now);
+                        }
                     }
                 }
                 Ok(())
@@ -574,7 +616,7 @@ impl Writer {
             go,
             halt,
             done,
-            on_target,
+            side,
             log,
             task,
         }
@@ -586,7 +628,12 @@ impl Writer {
 
     /// From now on the writer writes to the target (the switch instruction).
     fn switch(&self) {
-        self.on_target.store(true, Ordering::SeqCst);
+        self.side.store(1, Ordering::SeqCst);
+    }
+
+    /// From now on the writer writes to the source again (the switch-back instruction).
+    fn switch_back(&self) {
+        self.side.store(2, Ordering::SeqCst);
     }
 
     fn log(&self) -> WriteLog {
@@ -595,7 +642,7 @@ impl Writer {
 
     fn rounds(&self) -> usize {
         let log = self.log();
-        log.source.len() + log.target.len()
+        log.source.len() + log.target.len() + log.back.len()
     }
 
     /// Stops writing and waits (up to 30 s) until the transaction in flight has committed.
@@ -625,8 +672,8 @@ fn lock(log: &Mutex<WriteLog>) -> std::sync::MutexGuard<'_, WriteLog> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Whether round `n`'s customer is on the source (reading works in the freeze).
-async fn committed_on_source(url: &str, n: u64) -> bool {
+/// Whether the round whose customer has `email` is on the database of `url` (reading works in a freeze).
+async fn committed_on(url: &str, email: &str) -> bool {
     let Ok((client, connection)) = tokio_postgres::connect(url, NoTls).await else {
         return false;
     };
@@ -634,15 +681,22 @@ async fn committed_on_source(url: &str, n: u64) -> bool {
     client
         .query_one(
             "SELECT count(*) FROM app.customers WHERE email = $1",
-            &[&format!("live{n}@example.com")],
+            &[&email],
         )
         .await
         .is_ok_and(|row| row.get::<_, i64>(0) == 1)
 }
 
+fn write_round(side: Side, n: u64) -> String {
+    match side {
+        Side::Source => write_round_on_source(n),
+        _ => write_round_marked(side, n),
+    }
+}
+
 /// One transaction: a new customer with an order, its line, invoice, payment and audit event; an update
 /// of a product's jsonb and of an old order; the delete of an old audit event.
-fn write_round(n: u64) -> String {
+fn write_round_on_source(n: u64) -> String {
     format!(
         "BEGIN;
          WITH c AS (INSERT INTO app.customers (email, \"displayName\")
@@ -664,14 +718,18 @@ fn write_round(n: u64) -> String {
     )
 }
 
-/// One transaction on the target after the switch: a new customer with an order, its line, invoice,
-/// payment and audit event, all marked, so the demo can take them out again and compare the target with
-/// the source as it was at the switch.
-fn write_round_after_switch(n: u64) -> String {
+/// One transaction after the switch (on the target) or after the switch back (on the source again): a new
+/// customer with an order, its line, invoice ("Billing"."Invoices" has a GENERATED ALWAYS identity
+/// column), payment and audit event, all marked by the side, so the demo can find them and take them out.
+fn write_round_marked(side: Side, n: u64) -> String {
+    let actor = match side {
+        Side::Back => "demo-writer-after-switch-back",
+        _ => "demo-writer-after-switch",
+    };
     format!(
         "BEGIN;
          WITH c AS (INSERT INTO app.customers (email, \"displayName\")
-                    VALUES ('after-switch{n}@example.com', 'After the switch {n}') RETURNING id),
+                    VALUES ('{email}', 'After the switch {n}') RETURNING id),
               o AS (INSERT INTO app.orders (customer_id, placed_at) SELECT id, now() FROM c RETURNING id),
               i AS (INSERT INTO app.order_items (order_id, line_no, product_id, quantity, unit_price_cents)
                     SELECT id, 1, {product}, 1, 150 FROM o),
@@ -680,30 +738,31 @@ fn write_round_after_switch(n: u64) -> String {
               p AS (INSERT INTO \"Billing\".payments (invoice_id, amount_cents, paid_at)
                     SELECT id, 150, now() FROM v)
          INSERT INTO audit.events (happened_at, actor, payload)
-         SELECT now(), 'demo-writer-after-switch', jsonb_build_object('action', 'order.placed', 'order_id', id) FROM o;
+         SELECT now(), '{actor}', jsonb_build_object('action', 'order.placed', 'order_id', id) FROM o;
          COMMIT;",
+        email = side.email(n),
         product = 1 + n % 50
     )
 }
 
-/// Removes from the target what the writer wrote there after the switch (marked by
-/// write_round_after_switch), children first; the number of rows removed.
-async fn remove_after_switch(target: &Client) -> Step<u64> {
-    const ORDERS: &str = "SELECT o.id FROM app.orders o JOIN app.customers c ON c.id = o.customer_id WHERE c.email LIKE 'after-switch%'";
+/// Removes from the source what the writer wrote there after the switch back (marked by
+/// write_round_marked), children first; the number of rows removed.
+async fn remove_after_switch_back(source: &Client) -> Step<u64> {
+    const ORDERS: &str = "SELECT o.id FROM app.orders o JOIN app.customers c ON c.id = o.customer_id WHERE c.email LIKE 'after-switch-back%'";
     let statements = [
-        "DELETE FROM audit.events WHERE actor = 'demo-writer-after-switch'".to_string(),
+        "DELETE FROM audit.events WHERE actor = 'demo-writer-after-switch-back'".to_string(),
         format!("DELETE FROM \"Billing\".payments WHERE invoice_id IN (SELECT id FROM \"Billing\".\"Invoices\" WHERE order_id IN ({ORDERS}))"),
         format!("DELETE FROM \"Billing\".\"Invoices\" WHERE order_id IN ({ORDERS})"),
         format!("DELETE FROM app.order_items WHERE order_id IN ({ORDERS})"),
         format!("DELETE FROM app.orders WHERE id IN ({ORDERS})"),
-        "DELETE FROM app.customers WHERE email LIKE 'after-switch%'".to_string(),
+        "DELETE FROM app.customers WHERE email LIKE 'after-switch-back%'".to_string(),
     ];
     let mut removed = 0;
     for sql in &statements {
-        removed += target
+        removed += source
             .execute(sql.as_str(), &[])
             .await
-            .map_err(|e| format!("removing the writes after the switch: {e}"))?;
+            .map_err(|e| format!("removing the writes after the switch back: {e}"))?;
     }
     Ok(removed)
 }
@@ -883,9 +942,17 @@ async fn cut_over(
     );
     let dms = rig.dms.env();
     let task = rig.task.task_arn.as_str();
+    // The stack's reverse task (FallbackReplicationTask) in dms-local, reading the way back's slot. Slot
+    // names are per cluster, and the lab's target cluster is shared: one name per demo database.
+    let slot = format!("wb_{}", rig.dbs.name);
+    let reverse = rig
+        .dms
+        .register_reverse_task(&rig.lab, &rig.dbs, &slot, &fallback_mappings()?)
+        .await;
     println!(
         "The application (the writer, logged in as its own role) commits every {} ms to the source; it \
-         switches to the target when the command says SWITCH NOW.",
+         switches to the target when the command says SWITCH NOW. The way back's reverse task \
+         (FallbackReplicationTask, CDC only, PlanetScale to Aurora) is registered in dms-local, never started.",
         WRITE_EVERY.as_millis()
     );
     let args = [
@@ -899,6 +966,10 @@ async fn cut_over(
         "5",
         "--deferred-file",
         DEFERRED_FILE,
+        "--way-back-slot",
+        &slot,
+        "--way-back-task-arn",
+        &reverse,
     ];
     let ran = demo
         .dms_migrate_streaming(&args, &dms, |line| {
@@ -907,11 +978,16 @@ async fn cut_over(
             }
         })
         .await?;
-    if ran.code != 0 || !ran.stdout.contains("SWITCH NOW") {
-        return Err(format!("dms-migrate cutover exited {}", ran.code));
+    if ran.code != 0
+        || !ran.stdout.contains("SWITCH NOW")
+        || !ran.stdout.contains("The way back is running")
+    {
+        return Err(format!(
+            "dms-migrate cutover exited {} without the way back running",
+            ran.code
+        ));
     }
     tokio::time::sleep(AFTER_SWITCH).await;
-    writer.halt().await?;
     let log = writer.log();
     let (Some(last_source), Some(first_target)) = (log.last_source, log.first_target) else {
         return Err(format!(
@@ -923,49 +999,166 @@ async fn cut_over(
     println!(
         "\nThe application's write outage, measured by the writer: {:.1} s, from its last commit on the \
          source to its first on the target ({} commits on the source, {} attempts refused or cut in the \
-         freeze, {} commits on the target).",
+         freeze, {} commits on the target so far).",
         first_target.duration_since(last_source).as_secs_f64(),
         log.source.len(),
         log.refused,
         log.target.len()
     );
-
     let target = connect(&demo.target_admin_url).await?;
-    let emails: Vec<String> = log
-        .source
-        .iter()
-        .map(|n| format!("live{n}@example.com"))
-        .collect();
-    let found: i64 = target
+    let missing = missing_rounds(&target, Side::Source, &log.source).await?;
+    if missing > 0 {
+        return Err(format!(
+            "{missing} of the {} rounds committed on the source are missing on the target",
+            log.source.len()
+        ));
+    }
+    println!(
+        "-> every one of the {} rounds the application committed on the source is on the target.",
+        log.source.len()
+    );
+    roll_back(demo, rig, writer, &reverse, &slot, latency_target).await
+}
+
+/// The reverse task's table mappings, as the stack's FallbackReplicationTask has them.
+fn fallback_mappings() -> Step<Value> {
+    let stack = template::load(&template::template_path());
+    stack
+        .pointer("/Resources/FallbackReplicationTask/Properties/TableMappings")
+        .and_then(Value::as_str)
+        .ok_or("the template has no FallbackReplicationTask TableMappings")
+        .and_then(|text| {
+            serde_json::from_str(text)
+                .map_err(|_| "the template's FallbackReplicationTask TableMappings is not JSON")
+        })
+        .map_err(str::to_string)
+}
+
+/// How many of `rounds` (committed on `side`) the database of `client` lacks.
+async fn missing_rounds(client: &Client, side: Side, rounds: &[u64]) -> Step<i64> {
+    let emails: Vec<String> = rounds.iter().map(|n| side.email(*n)).collect();
+    let found: i64 = client
         .query_one(
             "SELECT count(*) FROM app.customers WHERE email = ANY($1)",
             &[&emails],
         )
         .await
-        .map_err(|e| format!("looking up the committed rounds on the target: {e}"))?
+        .map_err(|e| format!("looking up the committed rounds: {e}"))?
         .get(0);
-    if found != emails.len() as i64 {
+    Ok(emails.len() as i64 - found)
+}
+
+/// The way back: the application on the target while the reverse task replays its writes to the source,
+/// then `dms-migrate rollback --freeze`; the writer switches back on SWITCH BACK NOW. Proves every round
+/// committed on the target is on the source, the source's sequences ahead (verify with the sides
+/// swapped) and the rows equal, and prints the rollback outage.
+async fn roll_back(
+    demo: &Demo,
+    rig: &MigrationRig,
+    writer: &Writer,
+    reverse: &str,
+    slot: &str,
+    latency_target: &str,
+) -> Step<String> {
+    heading(
+        5,
+        "The way back: the application on PlanetScale, then one command to go back to Aurora",
+    );
+    let dms = rig.dms.env();
+    println!(
+        "The application now writes to the target (new customers, orders, invoices with their GENERATED \
+         ALWAYS identity, payments, audit events); the reverse task replays each write to the source. \
+         Going back:"
+    );
+    let args = [
+        "rollback",
+        "--way-back-task-arn",
+        reverse,
+        "--freeze",
+        "--latency-target",
+        latency_target,
+        "--rate-window",
+        "5",
+        "--deferred-file",
+        DEFERRED_FILE,
+    ];
+    let ran = demo
+        .dms_migrate_streaming(&args, &dms, |line| {
+            if line.starts_with("SWITCH BACK NOW") {
+                writer.switch_back();
+            }
+        })
+        .await?;
+    if ran.code != 0 || !ran.stdout.contains("SWITCH BACK NOW") {
+        return Err(format!("dms-migrate rollback exited {}", ran.code));
+    }
+    tokio::time::sleep(AFTER_SWITCH).await;
+    writer.halt().await?;
+    let log = writer.log();
+    let (Some(last_target), Some(first_back)) = (log.last_target, log.first_back) else {
         return Err(format!(
-            "{} of the {} rounds committed on the source are missing on the target",
-            emails.len() as i64 - found,
-            emails.len()
+            "the writer did not write on the target and back on the source ({} rounds on the target, {} back on the source)",
+            log.target.len(),
+            log.back.len()
+        ));
+    };
+    let outage = first_back.duration_since(last_target).as_secs_f64();
+    println!(
+        "\nThe application's rollback outage, measured by the writer: {outage:.1} s, from its last commit on \
+         the target to its first on the source again (goal: at most {} s; {} commits on the target, {} back \
+         on the source).",
+        ROLLBACK_GOAL.as_secs(),
+        log.target.len(),
+        log.back.len()
+    );
+    if outage > ROLLBACK_GOAL.as_secs_f64() {
+        return Err(format!(
+            "the rollback outage {outage:.1} s is over the goal of {} s",
+            ROLLBACK_GOAL.as_secs()
+        ));
+    }
+    let source = connect(&rig.dbs.source_url).await?;
+    let missing = missing_rounds(&source, Side::Target, &log.target).await?;
+    if missing > 0 {
+        return Err(format!(
+            "{missing} of the {} rounds committed on the target are missing on the source",
+            log.target.len()
         ));
     }
     println!(
-        "-> every one of the {} rounds the application committed on the source is on the target.",
-        emails.len()
+        "-> every one of the {} rounds the application committed on the target is on the source.",
+        log.target.len()
     );
-    let removed = remove_after_switch(&target).await?;
+    let removed = remove_after_switch_back(&source).await?;
     println!(
-        "The {removed} rows the application wrote to the target after the switch are taken out again, so \
-         verify compares the target with the source as the freeze left it:"
+        "The {removed} rows the application wrote to the source after the switch back are taken out again, \
+         so verify, with the sides swapped (is the source what the target holds, its sequences ahead?), \
+         compares the two as the rollback left them:"
     );
-    let verified = verify(demo).await?;
-    println!("\nThen, with the application on the target:");
+    let swapped = [
+        ("PGSOURCE".to_string(), demo.target_url.clone()),
+        ("PGTARGET".to_string(), demo.source_url.clone()),
+    ];
+    let verified = verify(demo, &swapped).await?;
+    println!("\nThen, with the application back on the source:");
+    demo.require_ok(
+        &[
+            "fallback",
+            "end",
+            "--task-arn",
+            reverse,
+            "--way-back-slot",
+            slot,
+        ],
+        &dms,
+    )
+    .await?;
+    let task = rig.task.task_arn.as_str();
     demo.require_ok(&["cleanup", "--task-arn", task, "--yes"], &dms)
         .await?;
     // dms-local's subscription lost its slot to cleanup: detach it so dms-local's shutdown can drop it.
-    target
+    connect(&demo.target_admin_url)
+        .await?
         .batch_execute(&format!(
             "ALTER SUBSCRIPTION dms_local_{} SET (slot_name = NONE)",
             task.rsplit(':')
@@ -975,14 +1168,17 @@ async fn cut_over(
         ))
         .await
         .map_err(|e| format!("detaching dms-local's subscription: {e}"))?;
-    Ok(verified)
+    Ok(format!(
+        "Rollback outage {outage:.1} s. After the rollback, {verified} (sides swapped: PlanetScale as the source, Aurora as the target)"
+    ))
 }
 
 /// `verify --format json`, shown one line per table; Err unless every count, checksum, schema object and
 /// sequence matches.
-async fn verify(demo: &Demo) -> Step<String> {
+/// `extra`: the connection swapped after the rollback.
+async fn verify(demo: &Demo, extra: &[(String, String)]) -> Step<String> {
     let ran = demo
-        .run_quietly(&["verify", "--format", "json"], &[])
+        .run_quietly(&["verify", "--format", "json"], extra)
         .await?;
     let report: Value = serde_json::from_str(&ran.stdout)
         .map_err(|e| format!("verify's JSON did not parse ({e}); it exited {}", ran.code))?;
@@ -1032,7 +1228,7 @@ async fn verify(demo: &Demo) -> Step<String> {
 }
 
 fn next_steps() {
-    heading(5, "What the real deployment needs next");
+    heading(6, "What the real deployment needs next");
     println!(
         "1. From a workstation that reaches both databases, the password in PGPASSWORD or ~/.pgpass (never in a URL):
      export PGSOURCE='postgres://USER@CLUSTER.cluster-XXXX.REGION.rds.amazonaws.com:5432/DBNAME?sslmode=verify-full&sslrootcert=global-bundle.pem'
@@ -1046,8 +1242,11 @@ fn next_steps() {
 5. Copy the stack output StepFunctionsPayloadTemplate, open StepFunctionsConsoleURL, Start execution, paste it as is.
    The emails above then arrive at the real pace (a poll every 60 s; ready after 3 polls under 5 s of CDC latency).
 6. After the ready-for-cutover email, the cutover above with the ReplicationTaskArn output:
-     dms-migrate cutover --task-arn ARN --freeze   (the migration user needs rds_superuser and rds_replication)
+     dms-migrate cutover --task-arn ARN --freeze --way-back-task-arn FALLBACK_ARN
+       (the migration user needs rds_superuser and rds_replication; FALLBACK_ARN: the output FallbackReplicationTaskArn)
      on SWITCH NOW: switch the application to PlanetScale
-     dms-migrate cleanup --task-arn ARN --yes;  delete the stack (it empties its bucket and revokes its rules)"
+7. To go back: dms-migrate rollback --way-back-task-arn FALLBACK_ARN --freeze; on SWITCH BACK NOW switch back to Aurora.
+   Once the migration is final instead: dms-migrate fallback end --task-arn FALLBACK_ARN
+8. dms-migrate cleanup --task-arn ARN --yes;  delete the stack (it empties its bucket and revokes its rules)"
     );
 }
