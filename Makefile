@@ -103,6 +103,7 @@ bench: lab-up
 	cargo build --workspace --bins
 	cargo run -q -p integration-tests --bin bench_full_load
 	cargo run -q -p integration-tests --bin bench_cutover
+	cargo run -q -p integration-tests --bin bench_rollback
 
 # The Lambdas' and dms-local's own logs go to target/demo/services.log, so the terminal shows the story.
 demo: lab-up

@@ -3,6 +3,7 @@
 //! through SQS.
 
 pub mod bench;
+pub mod bench_shop;
 pub mod cfn;
 pub mod dms_local;
 pub mod lab;

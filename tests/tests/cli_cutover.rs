@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_databasemigration::types::StartReplicationTaskTypeValue;
 use dms_core::aws::metrics::{CloudWatchMetrics, Metrics, TaskMetricsKey};
-use dms_core::rules::sentinel;
+use dms_core::rules::{sentinel, way_back};
 use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal, LabTask};
 use integration_tests::lab::connect;
 use integration_tests::lab::{self, binary, workspace_root, Lab, TestDatabases};
@@ -288,8 +288,37 @@ async fn green_on_running_cdc_then_not_ready_once_stopped_and_cleanup_only_after
             "cutover.cdc_latency",
             "cutover.sentinel",
             "cutover.sequences",
-            "cutover.transactions"
+            "cutover.transactions",
+            "cutover.way_back"
         ]
+    );
+    let (status, summary) = line(&report, "cutover.way_back");
+    assert_eq!(status, "pass", "{summary}");
+
+    // A way back's slot already on the target (an earlier cutover's, or a leftover) is reported with the
+    // WAL it holds, and fails the check: cutover would stop at it.
+    let target = connect(&rig.dbs.target_url).await;
+    target
+        .batch_execute(&format!(
+            "SELECT pg_create_logical_replication_slot('{}', 'test_decoding')",
+            way_back::SLOT
+        ))
+        .await
+        .expect("a way back slot on the target");
+    let armed = rig.cutover_check(&["--format", "json"]).await;
+    target
+        .batch_execute(&format!(
+            "SELECT pg_drop_replication_slot('{}')",
+            way_back::SLOT
+        ))
+        .await
+        .expect("the slot dropped");
+    assert_eq!(armed.code, 1, "{}", armed.stderr);
+    let (status, summary) = line(&json(&armed), "cutover.way_back");
+    assert_eq!(status, "fail");
+    assert!(
+        summary.starts_with("ARMED") && summary.contains("of WAL") && summary.contains("NOT read"),
+        "{summary}"
     );
     let (_, sentinel_summary) = line(&report, "cutover.sentinel");
     assert!(
@@ -307,7 +336,7 @@ async fn green_on_running_cdc_then_not_ready_once_stopped_and_cleanup_only_after
     assert_eq!(drained.code, 0, "{}", drained.stderr);
     assert_eq!(
         drained.stdout.matches("\n  ok    ").count(),
-        6,
+        7,
         "{}",
         drained.stdout
     );

@@ -51,6 +51,8 @@ pub struct Args {
     /// the task's table mappings, sequences of every non-system schema.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub schemas: Vec<String>,
+    #[command(flatten)]
+    pub way_back_slot: crate::fallback::Slot,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -63,6 +65,7 @@ mod ids {
     pub const SENTINEL: &str = "cutover.sentinel";
     pub const SEQUENCES: &str = "cutover.sequences";
     pub const TRANSACTIONS: &str = "cutover.transactions";
+    pub const WAY_BACK: &str = "cutover.way_back";
 }
 
 #[derive(Serialize)]
@@ -121,6 +124,7 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     progress.say("comparing sequences");
     lines.push(sequences_line(&source_client, &target_client, &args.schemas).await?);
     lines.push(transactions_line(&source_client, args.long_transaction_seconds).await?);
+    lines.push(way_back_line(&target_client, &args.way_back_slot.name).await?);
 
     let ready = lines.iter().all(|c| c.status == CheckStatus::Pass);
     match args.format {
@@ -140,6 +144,25 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         ),
     }
     Ok(if ready { Outcome::Ok } else { Outcome::Failed })
+}
+
+/// The way back's slot on the target. Before the switch there is none: `cutover` creates it in the freeze,
+/// and stops when it finds one (it may be an earlier cutover's armed way back). One already there is
+/// reported with the WAL it holds on PlanetScale, as `fallback status` does.
+async fn way_back_line(target: &Client, slot: &str) -> Result<Check, StepError> {
+    Ok(match crate::fallback::slot_report(target, slot).await? {
+        None => Check::pass(
+            ids::WAY_BACK,
+            format!("no slot {slot} on the target yet: cutover creates the way back's slot at the switch"),
+        ),
+        Some((report, _)) => Check::new(
+            ids::WAY_BACK,
+            CheckStatus::Fail,
+            report,
+            vec![slot.to_string()],
+            "cutover stops when the way back's slot already exists. If the application already writes to the target, this is the armed way back: watch it with `dms-migrate fallback status`, do not cut over again. Otherwise drop it with `dms-migrate fallback end` (or name another with --way-back-slot) and run cutover-check again",
+        ),
+    })
 }
 
 /// The CloudWatch dimensions: the instance's identifier (DMS stores it lowercase), not the id in its ARN.
@@ -641,6 +664,9 @@ mod tests {
             window: 5,
             long_transaction_seconds: 300,
             schemas: Vec::new(),
+            way_back_slot: crate::fallback::Slot {
+                name: dms_core::rules::way_back::SLOT.into(),
+            },
             format: Format::Text,
         }
     }

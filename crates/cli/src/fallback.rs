@@ -67,31 +67,37 @@ pub async fn status(args: StatusArgs, env: &Environment) -> Result<Outcome, Step
     progress.say(&format!("connecting to {}", target.describe()));
     let client = target.connect().await?;
     let slot = &args.way_back_slot.name;
-    let row = client
-        .query_opt(SLOT_STATUS_SQL, &[slot])
-        .await
-        .map_err(|e| dms_core::pg::classify_pg_error("reading the way back's slot", &e))?;
-    let Some(row) = row else {
+    let Some((report, holds)) = slot_report(&client, slot).await? else {
         println!("NOT ARMED: no slot {slot} in this database of the target. Changes made on the target do not reach the source; going back would lose them.");
         return Ok(Outcome::Failed);
     };
-    let verdict = SlotStatus {
-        plugin: row.get(0),
-        active: row.get(1),
-        active_pid: row.get(2),
-        confirmed_flush: row.get(3),
-        retained_bytes: row.get(4),
-        wal_status: row.get(5),
-        safe_wal_bytes: row.get(6),
-        keep_size: row.get(7),
-    }
-    .verdict(slot);
-    println!("{}", verdict.0);
-    Ok(if verdict.1 {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    })
+    println!("{report}");
+    Ok(if holds { Outcome::Ok } else { Outcome::Failed })
+}
+
+/// The way back's slot on the target as `fallback status` reports it (ARMED, AT RISK or LOST, with the WAL
+/// it holds), and whether the way back still holds; None when there is no such slot.
+pub(crate) async fn slot_report(
+    target: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<Option<(String, bool)>, StepError> {
+    let row = target
+        .query_opt(SLOT_STATUS_SQL, &[&slot])
+        .await
+        .map_err(|e| dms_core::pg::classify_pg_error("reading the way back's slot", &e))?;
+    Ok(row.map(|row| {
+        SlotStatus {
+            plugin: row.get(0),
+            active: row.get(1),
+            active_pid: row.get(2),
+            confirmed_flush: row.get(3),
+            retained_bytes: row.get(4),
+            wal_status: row.get(5),
+            safe_wal_bytes: row.get(6),
+            keep_size: row.get(7),
+        }
+        .verdict(slot)
+    }))
 }
 
 struct SlotStatus {
