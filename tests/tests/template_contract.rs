@@ -241,7 +241,8 @@ fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
             "FallbackCdcLatencySourceAlarm",
             "FallbackCdcLatencyTargetAlarm",
             "FallbackTaskStateChangeRule",
-            "MigrationDashboard"
+            "MigrationDashboard",
+            "NotifyFunction"
         ]
     );
     let output = &template["Outputs"]["FallbackReplicationTaskArn"];
@@ -493,6 +494,34 @@ fn the_way_back_has_latency_alarms_and_dashboard_widgets_exactly_when_it_exists(
         assert!(
             metrics_of("ReplicationTask").contains("CDCLatencySource"),
             "the forward task's widgets stay"
+        );
+    }
+}
+
+/// notify names the way back in the ready-for-cutover email from `WAY_BACK_TASK_ARN`, read once at cold
+/// start: the stack's reverse task with the way back, empty without it.
+#[test]
+fn notifys_way_back_variable_follows_enable_fallback() {
+    let template = load(&template_path());
+    let main = std::fs::read_to_string(workspace_root().join("crates/notify/src/main.rs"))
+        .expect("notify main.rs");
+    assert!(
+        main.contains("\"WAY_BACK_TASK_ARN\""),
+        "notify reads the variable the template sets"
+    );
+    for (fallback, expected) in [
+        (
+            "true",
+            serde_json::json!({"Ref": "FallbackReplicationTask"}),
+        ),
+        ("false", serde_json::json!("")),
+    ] {
+        let stack = deployed_with(&template, "true", fallback);
+        assert_eq!(
+            stack["Resources"]["NotifyFunction"]["Properties"]["Environment"]["Variables"]
+                ["WAY_BACK_TASK_ARN"],
+            expected,
+            "EnableFallback {fallback}"
         );
     }
 }
