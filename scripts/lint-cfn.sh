@@ -74,11 +74,16 @@ docs = {
     "ReplicationTask.ReplicationTaskSettings": res["ReplicationTask"]["Properties"]["ReplicationTaskSettings"],
     "FallbackReplicationTask.TableMappings": res["FallbackReplicationTask"]["Properties"]["TableMappings"],
     "FallbackReplicationTask.ReplicationTaskSettings": res["FallbackReplicationTask"]["Properties"]["ReplicationTaskSettings"],
-    "MigrationDashboard.DashboardBody": res["MigrationDashboard"]["Properties"]["DashboardBody"],
     "SourceEndpointSecret.SecretString": res["SourceEndpointSecret"]["Properties"]["SecretString"],
     "TargetEndpointSecret.SecretString": res["TargetEndpointSecret"]["Properties"]["SecretString"],
     "Outputs.StepFunctionsPayloadTemplate": out["StepFunctionsPayloadTemplate"]["Value"],
 }
+# The dashboard's way-back widgets are an Fn::If in its Fn::Sub variable map: the body must parse with the
+# widget text (EnableFallback true) and without it (false).
+dashboard = res["MigrationDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+way_back = dashboard[1]["WayBackWidgets"]["Fn::If"]
+for label, widgets in (("EnableFallback true", text(way_back[1])), ("EnableFallback false", way_back[2])):
+    docs[f"MigrationDashboard.DashboardBody ({label})"] = dashboard[0].replace("${WayBackWidgets}", widgets)
 failed = False
 for name, value in docs.items():
     try:

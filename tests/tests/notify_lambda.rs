@@ -25,9 +25,17 @@ fn payload() -> Value {
     })
 }
 
+/// The stack's way-back task, as the template passes it (`WAY_BACK_TASK_ARN`, empty without the way back).
+const WAY_BACK: &str = "arn:aws:dms:us-east-1:123456789012:task:LABWAYBACK";
+
 async fn notify_lambda(lab: &Lab, topic_arn: &str) -> LocalLambda {
+    notify_lambda_with_way_back(lab, topic_arn, WAY_BACK).await
+}
+
+async fn notify_lambda_with_way_back(lab: &Lab, topic_arn: &str, way_back: &str) -> LocalLambda {
     let mut env = lab.aws_env();
     env.push(("TOPIC_ARN".into(), topic_arn.into()));
+    env.push(("WAY_BACK_TASK_ARN".into(), way_back.into()));
     LocalLambda::start(
         &PathBuf::from(lab.var("CARGO_LAMBDA")),
         "notify",
@@ -163,6 +171,43 @@ async fn invalid_input_is_payload_invalid_and_the_failure_email_names_the_field(
         email.message
     );
     assert!(!email.message.contains("hunter2"), "{}", email.message);
+}
+
+/// The ready-for-cutover email's command arms the stack's way back when the stack created it (the
+/// variable set), and leaves it out with `--no-fallback` when the stack was deployed without it (empty).
+#[tokio::test]
+async fn the_ready_for_cutover_email_names_the_way_back_the_stack_passes() {
+    let Some(lab) = Lab::get().await else { return };
+    let config = lab.aws_config().await;
+    for (way_back, expected, absent) in [
+        (
+            WAY_BACK,
+            format!("--freeze --way-back-task-arn {WAY_BACK}"),
+            "--no-fallback",
+        ),
+        (
+            "",
+            "--freeze --no-fallback".to_string(),
+            "--way-back-task-arn",
+        ),
+    ] {
+        let topic = TopicWithQueue::create(&config, "notify-way-back").await;
+        let lambda = notify_lambda_with_way_back(&lab, &topic.topic_arn, way_back).await;
+        lambda
+            .invoke(&json!({"event": "ready-for-cutover", "executionId": EXEC, "state": payload()}))
+            .await
+            .expect("sent");
+        let emails = topic.receive(1, Duration::from_secs(10)).await;
+        assert_eq!(emails.len(), 1);
+        let body = &emails[0].message;
+        assert!(
+            body.contains(
+                "dms-migrate cutover --task-arn arn:aws:dms:us-east-1:123456789012:task:LABTASK"
+            ) && body.contains(&expected),
+            "{body}"
+        );
+        assert!(!body.contains(absent), "{body}");
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use dms_core::rules::tags::SG_RULE_TAG_KEY;
 use integration_tests::lab::workspace_root;
 use integration_tests::rig::FUNCTIONS;
-use integration_tests::template::{lambda_functions, load, template_path, STATE_MACHINE};
+use integration_tests::template::{
+    deployed, lambda_functions, load, stand_in_arn, template_path, text, STATE_MACHINE,
+};
 
 /// The `${Name}` placeholders of a DefinitionSubstitutions-style text.
 fn placeholders(text: &str) -> BTreeSet<String> {
@@ -161,11 +163,13 @@ fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
     assert_eq!(
         way_back,
         [
+            "FallbackCdcLatencySourceAlarm",
+            "FallbackCdcLatencyTargetAlarm",
             "FallbackReplicationTask",
             "FallbackSourceEndpoint",
             "FallbackTargetEndpoint"
         ],
-        "the way back's resources, and only they, hang on EnableFallback"
+        "the way back's resources and its alarms, and only they, hang on EnableFallback"
     );
 
     let source = &resources["FallbackSourceEndpoint"]["Properties"];
@@ -221,7 +225,8 @@ fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
         parsed["TargetMetadata"]["BatchApplyEnabled"], false,
         "Aurora keeps its unique constraints, which batch apply does not support"
     );
-    // Nothing else in the stack names the task (no custom resource starts it); the output gives its ARN.
+    // Only what watches the task or names it in an email refers to it: no custom resource starts it;
+    // the output gives its ARN.
     let named_by: Vec<&String> = resources
         .iter()
         .filter(|(name, r)| {
@@ -230,13 +235,377 @@ fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
         })
         .map(|(name, _)| name)
         .collect();
-    assert!(named_by.is_empty(), "{named_by:?}");
+    assert_eq!(
+        named_by,
+        [
+            "FallbackCdcLatencySourceAlarm",
+            "FallbackCdcLatencyTargetAlarm",
+            "FallbackTaskStateChangeRule",
+            "MigrationDashboard",
+            "NotifyFunction"
+        ]
+    );
     let output = &template["Outputs"]["FallbackReplicationTaskArn"];
     assert_eq!(output["Condition"], "EnableFallbackCondition");
     assert_eq!(output["Value"]["Ref"], "FallbackReplicationTask");
 }
 
-/// `DependsOn` as a list (CloudFormation accepts a string or a list).
+/// Every combination of the two switches the way back's monitoring depends on.
+const AUTOMATION_AND_FALLBACK: [(&str, &str); 4] = [
+    ("true", "true"),
+    ("true", "false"),
+    ("false", "true"),
+    ("false", "false"),
+];
+
+fn deployed_with(
+    template: &serde_json::Value,
+    automation: &str,
+    fallback: &str,
+) -> serde_json::Value {
+    deployed(
+        template,
+        &[
+            ("EnableAutomation", automation),
+            ("EnableFallback", fallback),
+        ],
+    )
+}
+
+/// The EventBridge rules of a deployed template that send the given task's state changes to the topic,
+/// with the topic policy letting that rule publish.
+fn rules_emailing_task_state_changes(deployed: &serde_json::Value, task: &str) -> Vec<String> {
+    let resources = deployed["Resources"].as_object().expect("Resources");
+    let policy_sources: Vec<serde_json::Value> = resources
+        .get("MigrationNotificationsTopicPolicy")
+        .map(|policy| {
+            policy["Properties"]["PolicyDocument"]["Statement"]
+                .as_array()
+                .expect("Statement")
+                .iter()
+                .filter(|st| {
+                    st["Effect"] == "Allow" && st["Principal"]["Service"] == "events.amazonaws.com"
+                })
+                .flat_map(|st| match &st["Condition"]["ArnEquals"]["aws:SourceArn"] {
+                    serde_json::Value::Array(many) => many.clone(),
+                    one => vec![one.clone()],
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Events::Rule")
+        .filter(|(_, r)| {
+            let pattern = &r["Properties"]["EventPattern"];
+            pattern["source"] == serde_json::json!(["aws.dms"])
+                && pattern["detail-type"]
+                    == serde_json::json!(["DMS Replication Task State Change"])
+                && pattern["resources"]
+                    .as_array()
+                    .is_some_and(|list| list.contains(&serde_json::json!({"Ref": task})))
+        })
+        .filter(|(_, r)| {
+            r["Properties"]["Targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["Arn"] == serde_json::json!({"Ref": "MigrationNotificationsTopic"}))
+        })
+        .filter(|(name, _)| {
+            policy_sources.contains(&serde_json::json!({"Fn::GetAtt": [name, "Arn"]}))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The way back's reverse task runs after the switch, when no workflow execution watches: its failures
+/// and stops reach the email (a rule whose message says it is the WAY BACK's task, what its stop costs
+/// and how to resume it) exactly when the stack has both the way back and the topic; the forward task's
+/// rule never sends them as if they were the forward task's.
+#[test]
+fn the_way_backs_task_state_changes_reach_the_topic_only_with_automation_and_the_way_back() {
+    let template = load(&template_path());
+    for (automation, fallback) in AUTOMATION_AND_FALLBACK {
+        let stack = deployed_with(&template, automation, fallback);
+        let rules = rules_emailing_task_state_changes(&stack, "FallbackReplicationTask");
+        let forward = rules_emailing_task_state_changes(&stack, "ReplicationTask");
+        assert!(
+            rules.iter().all(|r| !forward.contains(r)),
+            "one rule for both tasks would call the way back's stop the forward task's: {rules:?}"
+        );
+        if automation == "true" && fallback == "true" {
+            assert_eq!(rules, ["FallbackTaskStateChangeRule"]);
+        } else {
+            assert!(rules.is_empty(), "{automation}/{fallback}: {rules:?}");
+            continue;
+        }
+        let rule = &stack["Resources"]["FallbackTaskStateChangeRule"]["Properties"];
+        let ignored = &rule["EventPattern"]["detail"]["eventType"][0]["anything-but"];
+        assert_eq!(
+            ignored,
+            &serde_json::json!([
+                "REPLICATION_TASK_CREATED",
+                "REPLICATION_TASK_STARTED",
+                "REPLICATION_TASK_DELETED"
+            ]),
+            "failures and stops pass"
+        );
+        let message = text(
+            &rule["Targets"][0]["InputTransformer"]["InputTemplate"],
+            "shop",
+        );
+        for needed in [
+            "WAY BACK",
+            "PlanetScale to Aurora",
+            "lose",
+            "--start-replication-task-type resume-processing",
+            "dms-migrate fallback end",
+            "dms-migrate fallback status",
+        ] {
+            assert!(message.contains(needed), "{needed}: {message}");
+        }
+        // Rule names: at most 64 characters
+        // (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html).
+        let name = text(&rule["Name"], &"a".repeat(LONGEST_STACK_NAME));
+        assert!(name.len() <= 64, "{name}");
+    }
+}
+
+/// Alarms on the reverse task's CDC latency exist with the way back, point at its task by the same
+/// dimensions as the forward task's alarms, email when there is a topic, and the dashboard shows its
+/// latency and alarms; without the way back none of it exists and the dashboard is still valid JSON.
+#[test]
+fn the_way_back_has_latency_alarms_and_dashboard_widgets_exactly_when_it_exists() {
+    let template = load(&template_path());
+    for (automation, fallback) in AUTOMATION_AND_FALLBACK {
+        let stack = deployed_with(&template, automation, fallback);
+        let resources = stack["Resources"].as_object().expect("Resources");
+        let alarm_on = |task: &str, metric: &str| -> Vec<&serde_json::Value> {
+            resources
+                .values()
+                .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
+                .map(|r| &r["Properties"])
+                .filter(|p| p["Namespace"] == "AWS/DMS" && p["MetricName"] == metric)
+                .filter(|p| {
+                    p["Dimensions"].as_array().into_iter().flatten().any(|d| {
+                        d["Name"] == "ReplicationTaskIdentifier"
+                            && text(&d["Value"], "shop") == task
+                    })
+                })
+                .collect()
+        };
+        for metric in ["CDCLatencySource", "CDCLatencyTarget"] {
+            let way_back = alarm_on("FallbackReplicationTask", metric);
+            if fallback == "false" {
+                assert!(way_back.is_empty(), "{metric}: {way_back:?}");
+                continue;
+            }
+            assert_eq!(way_back.len(), 1, "{automation}/{fallback} {metric}");
+            let alarm = way_back[0];
+            let forward = alarm_on("ReplicationTask", metric);
+            let forward = forward.first().expect("the forward task's alarm");
+            let instance = |p: &serde_json::Value| {
+                p["Dimensions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|d| d["Name"] == "ReplicationInstanceIdentifier")
+                    .map(|d| d["Value"].clone())
+            };
+            assert_eq!(instance(alarm), instance(forward), "{metric}");
+            assert!(instance(alarm).is_some(), "{metric}");
+            for same in [
+                "Statistic",
+                "Period",
+                "EvaluationPeriods",
+                "DatapointsToAlarm",
+                "Threshold",
+                "ComparisonOperator",
+                "TreatMissingData",
+            ] {
+                assert_eq!(alarm[same], forward[same], "{metric}.{same}");
+            }
+            let description = alarm["AlarmDescription"].as_str().expect("description");
+            assert!(
+                description.starts_with("WAY BACK:") && description.contains("Check"),
+                "{description}"
+            );
+            let topic = serde_json::json!([{"Ref": "MigrationNotificationsTopic"}]);
+            if automation == "true" {
+                assert_eq!(alarm["AlarmActions"], topic, "{metric}");
+                assert_eq!(alarm["OKActions"], topic, "{metric}");
+            } else {
+                assert!(alarm.get("AlarmActions").is_none(), "no topic to send to");
+            }
+        }
+
+        let body = text(
+            &resources["MigrationDashboard"]["Properties"]["DashboardBody"],
+            "shop",
+        );
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| {
+            panic!("EnableFallback {fallback}: dashboard is not JSON: {e}\n{body}")
+        });
+        let widgets = body["widgets"].as_array().expect("widgets");
+        let metrics_of = |task: &str| -> BTreeSet<String> {
+            widgets
+                .iter()
+                .flat_map(|w| {
+                    w["properties"]["metrics"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter(|m| {
+                    m.as_array()
+                        .is_some_and(|m| m.contains(&serde_json::json!(task)))
+                })
+                .filter_map(|m| m[1].as_str().map(str::to_string))
+                .collect()
+        };
+        let alarms: BTreeSet<String> = widgets
+            .iter()
+            .flat_map(|w| {
+                w["properties"]["alarms"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let way_back_alarms = BTreeSet::from([
+            stand_in_arn("FallbackCdcLatencySourceAlarm"),
+            stand_in_arn("FallbackCdcLatencyTargetAlarm"),
+        ]);
+        if fallback == "true" {
+            assert_eq!(
+                metrics_of("FallbackReplicationTask"),
+                BTreeSet::from([
+                    "CDCLatencySource".to_string(),
+                    "CDCLatencyTarget".to_string()
+                ])
+            );
+            assert!(alarms.is_superset(&way_back_alarms), "{alarms:?}");
+        } else {
+            assert!(metrics_of("FallbackReplicationTask").is_empty());
+            assert!(alarms.is_disjoint(&way_back_alarms), "{alarms:?}");
+        }
+        assert!(
+            metrics_of("ReplicationTask").contains("CDCLatencySource"),
+            "the forward task's widgets stay"
+        );
+    }
+}
+
+/// notify names the way back in the ready-for-cutover email from `WAY_BACK_TASK_ARN`, read once at cold
+/// start: the stack's reverse task with the way back, empty without it.
+#[test]
+fn notifys_way_back_variable_follows_enable_fallback() {
+    let template = load(&template_path());
+    let main = std::fs::read_to_string(workspace_root().join("crates/notify/src/main.rs"))
+        .expect("notify main.rs");
+    assert!(
+        main.contains("\"WAY_BACK_TASK_ARN\""),
+        "notify reads the variable the template sets"
+    );
+    for (fallback, expected) in [
+        (
+            "true",
+            serde_json::json!({"Ref": "FallbackReplicationTask"}),
+        ),
+        ("false", serde_json::json!("")),
+    ] {
+        let stack = deployed_with(&template, "true", fallback);
+        assert_eq!(
+            stack["Resources"]["NotifyFunction"]["Properties"]["Environment"]["Variables"]
+                ["WAY_BACK_TASK_ARN"],
+            expected,
+            "EnableFallback {fallback}"
+        );
+    }
+}
+
+/// Whatever the switches, the deployed template refers only to resources it creates (a `Ref`, `!GetAtt`
+/// or `${...}` naming a resource its condition left out fails the stack).
+#[test]
+fn no_combination_of_the_switches_refers_to_a_resource_it_leaves_out() {
+    fn names(value: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(name) = map.get("Ref").and_then(|v| v.as_str()) {
+                    out.insert(name.to_string());
+                }
+                if let Some(resource) = map.get("Fn::GetAtt").and_then(|v| v[0].as_str()) {
+                    out.insert(resource.to_string());
+                }
+                match map.get("Fn::Sub") {
+                    Some(serde_json::Value::String(t)) => out.extend(
+                        placeholders(t)
+                            .into_iter()
+                            .map(|p| p.split('.').next().unwrap_or_default().to_string()),
+                    ),
+                    Some(serde_json::Value::Array(parts)) => {
+                        let local: BTreeSet<String> = parts[1]
+                            .as_object()
+                            .map(|m| m.keys().cloned().collect())
+                            .unwrap_or_default();
+                        out.extend(
+                            placeholders(parts[0].as_str().unwrap_or_default())
+                                .into_iter()
+                                .filter(|p| !local.contains(p))
+                                .map(|p| p.split('.').next().unwrap_or_default().to_string()),
+                        );
+                        names(&parts[1], out);
+                    }
+                    _ => {}
+                }
+                for (key, v) in map {
+                    if key != "Fn::Sub" {
+                        names(v, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| names(v, out)),
+            _ => {}
+        }
+    }
+    let template = load(&template_path());
+    for (automation, fallback) in AUTOMATION_AND_FALLBACK {
+        let stack = deployed_with(&template, automation, fallback);
+        let mut known: BTreeSet<String> = stack["Resources"]
+            .as_object()
+            .into_iter()
+            .chain(stack["Parameters"].as_object())
+            .flat_map(|m| m.keys().cloned())
+            .collect();
+        known.extend(
+            [
+                "AWS::StackName",
+                "AWS::Region",
+                "AWS::AccountId",
+                "AWS::Partition",
+                "AWS::URLSuffix",
+                "AWS::NoValue",
+            ]
+            .map(str::to_string),
+        );
+        let mut referred = BTreeSet::new();
+        names(&stack["Resources"], &mut referred);
+        names(&stack["Outputs"], &mut referred);
+        for resource in stack["Resources"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            referred.extend(depends_on(resource));
+        }
+        let missing: Vec<&String> = referred.difference(&known).collect();
+        assert!(missing.is_empty(), "{automation}/{fallback}: {missing:?}");
+    }
+}
+
+/// `DependsOn` as a list (CloudFormation accepts a string or a list)./// `DependsOn` as a list (CloudFormation accepts a string or a list).
 fn depends_on(resource: &serde_json::Value) -> Vec<String> {
     match &resource["DependsOn"] {
         serde_json::Value::String(one) => vec![one.clone()],

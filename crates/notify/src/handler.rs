@@ -53,7 +53,14 @@ fn read_envelope(input: Value) -> Result<Envelope, StepError> {
     })
 }
 
-pub async fn handle<N: Notifier>(input: Value, notifier: &N, now: i64) -> Result<Value, StepError> {
+/// `way_back_task_arn`: the stack's reverse task, named in the ready-for-cutover email (`None` without the
+/// way back).
+pub async fn handle<N: Notifier>(
+    input: Value,
+    notifier: &N,
+    way_back_task_arn: Option<&str>,
+    now: i64,
+) -> Result<Value, StepError> {
     let envelope = read_envelope(input)?;
     let state = if envelope.event == Event::Started {
         // Invalid input fails here with Payload.Invalid; the Catch then sends the `failed` email.
@@ -68,7 +75,7 @@ pub async fn handle<N: Notifier>(input: Value, notifier: &N, now: i64) -> Result
         envelope.state
     };
     let view = StateView::read(&state, &envelope.execution_id);
-    let email = render(envelope.event, &view);
+    let email = render(envelope.event, &view, way_back_task_arn);
     tracing::info!(event = %envelope.event, subject = %email.subject, "publishing notification");
     notifier
         .publish(&Notification {
@@ -133,6 +140,7 @@ mod tests {
             json!({"event": "started", "executionId": EXEC, "state": payload(),
                    "executionStartTime": "2019-03-26T20:14:13.192Z"}),
             &notifier,
+            None,
             now,
         )
         .await
@@ -153,7 +161,7 @@ mod tests {
         let notifier = RecordingNotifier::default();
         let event =
             lambda_event(json!({"event": "started", "executionId": EXEC, "state": payload()}));
-        let state = handle(event.payload, &notifier, 100).await.unwrap();
+        let state = handle(event.payload, &notifier, None, 100).await.unwrap();
         assert_eq!(state["sourcePort"], json!(5432));
         assert_eq!(state["options"]["pollIntervalSeconds"], json!(60));
         assert_eq!(state["monitor"]["nextPollSeconds"], json!(60));
@@ -173,6 +181,7 @@ mod tests {
         let err = handle(
             json!({"event": "started", "executionId": EXEC, "state": raw}),
             &notifier,
+            None,
             0,
         )
         .await
@@ -194,6 +203,7 @@ mod tests {
         let out = handle(
             json!({"event": "failed", "executionId": EXEC, "state": raw.clone()}),
             &notifier,
+            None,
             0,
         )
         .await
@@ -230,22 +240,55 @@ mod tests {
             json!({"error": "not an object"}),
             json!([1, 2]),
         ] {
-            handle(json!({"event": "failed", "state": state}), &notifier, 0)
-                .await
-                .unwrap();
+            handle(
+                json!({"event": "failed", "state": state}),
+                &notifier,
+                None,
+                0,
+            )
+            .await
+            .unwrap();
         }
         assert_eq!(notifier.sent.lock().unwrap().len(), 4);
+    }
+
+    /// The stack's reverse task, given at cold start, reaches the ready-for-cutover email's command.
+    #[tokio::test]
+    async fn ready_for_cutover_names_the_stacks_way_back_task() {
+        let notifier = RecordingNotifier::default();
+        let way_back = "arn:aws:dms:us-east-1:123456789012:task:WAYBACK1";
+        handle(
+            json!({"event": "ready-for-cutover", "executionId": EXEC, "state": payload()}),
+            &notifier,
+            Some(way_back),
+            0,
+        )
+        .await
+        .unwrap();
+        let sent = notifier.sent.lock().unwrap();
+        assert!(
+            sent[0]
+                .body
+                .contains(&format!("--way-back-task-arn {way_back}")),
+            "{}",
+            sent[0].body
+        );
     }
 
     #[tokio::test]
     async fn unknown_event_is_a_named_error() {
         let notifier = RecordingNotifier::default();
-        let err = handle(json!({"event": "finished", "state": {}}), &notifier, 0)
-            .await
-            .unwrap_err();
+        let err = handle(
+            json!({"event": "finished", "state": {}}),
+            &notifier,
+            None,
+            0,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.name, ErrorName::PayloadInvalid);
         assert!(err.message.contains("\"finished\""), "{}", err.message);
-        let err = handle(json!([1]), &notifier, 0).await.unwrap_err();
+        let err = handle(json!([1]), &notifier, None, 0).await.unwrap_err();
         assert_eq!(err.name, ErrorName::PayloadInvalid);
     }
 
@@ -261,6 +304,7 @@ mod tests {
         let err = handle(
             json!({"event": "started", "executionId": EXEC, "state": payload()}),
             &notifier,
+            None,
             0,
         )
         .await

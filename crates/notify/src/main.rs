@@ -13,6 +13,12 @@ mod render;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let topic_arn = required_env("TOPIC_ARN")?;
+    // The stack's way-back task (FallbackReplicationTask); empty when it was deployed without it.
+    let way_back_task_arn = std::env::var("WAY_BACK_TASK_ARN")
+        .ok()
+        .map(|arn| arn.trim().to_string())
+        .filter(|arn| !arn.is_empty());
+    let way_back_task_arn = way_back_task_arn.as_deref();
     let config = load_config().await;
     let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(&config), topic_arn);
     let notifier = &notifier;
@@ -20,6 +26,7 @@ async fn main() -> Result<(), Error> {
         catch_defects(handler::handle(
             event.payload,
             notifier,
+            way_back_task_arn,
             dms_core::clock::now_epoch_seconds(),
         ))
         .await

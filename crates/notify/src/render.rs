@@ -101,7 +101,9 @@ impl Message {
     }
 }
 
-pub fn render(event: Event, view: &StateView) -> Email {
+/// `way_back_task_arn`: the stack's reverse task (`FallbackReplicationTask`), `None` when the stack was
+/// deployed without the way back (`EnableFallback` false).
+pub fn render(event: Event, view: &StateView, way_back_task_arn: Option<&str>) -> Email {
     let message = match event {
         Event::Started => started(view),
         Event::ConnectivityFailed => connectivity_failed(view),
@@ -112,7 +114,7 @@ pub fn render(event: Event, view: &StateView) -> Email {
         Event::TaskStarted => task_started(view),
         Event::FullLoadComplete => full_load_complete(view),
         Event::TaskRecovering => task_recovering(view),
-        Event::ReadyForCutover => ready_for_cutover(view),
+        Event::ReadyForCutover => ready_for_cutover(view, way_back_task_arn),
         Event::Succeeded => succeeded(view),
         Event::TaskFailed => task_failed(view),
         Event::MonitoringEnded => monitoring_ended(view),
@@ -558,7 +560,7 @@ fn task_recovering(view: &StateView) -> Message {
     m
 }
 
-fn ready_for_cutover(view: &StateView) -> Message {
+fn ready_for_cutover(view: &StateView, way_back_task_arn: Option<&str>) -> Message {
     let target = view
         .cdc_latency_target_seconds
         .map(|s| format!("{s} s"))
@@ -569,10 +571,21 @@ fn ready_for_cutover(view: &StateView) -> Message {
     );
     m.step = Some("PollProgress".to_string());
     let arn = view.task_arn.as_deref().unwrap_or("<ReplicationTaskArn>");
+    let (way_back_flag, way_back) = match way_back_task_arn {
+        Some(reverse) => (
+            format!(" --way-back-task-arn {reverse}"),
+            format!("   The way back: at the switch the command starts this stack's reverse task (PlanetScale to Aurora) from the moment writes stopped, so every write made on PlanetScale also reaches Aurora and going back loses none of them; once the migration is final, end it with dms-migrate fallback end --task-arn {reverse}."),
+        ),
+        None => (
+            " --no-fallback".to_string(),
+            "   The way back is not created by this stack (EnableFallback is false): --no-fallback leaves it out, and going back to Aurora after the switch would lose the writes made on PlanetScale.".to_string(),
+        ),
+    };
     m.details.extend([
         "Cutover, from your workstation, in one command:".to_string(),
-        format!("1. dms-migrate cutover --task-arn {arn} --freeze"),
+        format!("1. dms-migrate cutover --task-arn {arn} --freeze{way_back_flag}"),
         "   While the application still writes it switches the task to transactional apply (stopped, modified, resumed from its position), sets sequences ahead, builds the deferred constraints and indexes online and verifies every range. Then it makes the source read-only for the application's roles and, in seconds whatever the size, proves the drain, the final sequences, DMS's validation and that writes stopped, and stops the task. Without --freeze it tells you when to stop the application's writes.".to_string(),
+        way_back,
         "2. On SWITCH NOW, point the application at PlanetScale. On NOT SWITCHING the source is writable again and nothing is lost: fix the reason it gives and run the command again.".to_string(),
         "3. dms-migrate cleanup, then delete the stack".to_string(),
     ]);
@@ -745,7 +758,7 @@ mod tests {
                 "notRun": [not_run("source.version"), not_run("source.wal_level")]}}
         });
         let view = StateView::read(&state, "local");
-        let email = render(Event::AssessmentWarnings, &view);
+        let email = render(Event::AssessmentWarnings, &view, None);
         assert!(
             email
                 .subject
@@ -787,7 +800,7 @@ mod tests {
             "{}",
             email.body
         );
-        let blocking = render(Event::AssessmentFailed, &view);
+        let blocking = render(Event::AssessmentFailed, &view, None);
         assert!(
             blocking.subject.contains("17 check(s) not run"),
             "{}",
@@ -818,7 +831,7 @@ mod tests {
             &state,
             "arn:aws:states:us-east-1:123456789012:execution:m:run-1",
         );
-        let email = render(Event::Failed, &view);
+        let email = render(Event::Failed, &view, None);
         assert!(email.subject.contains("Tool.Defect"), "{}", email.subject);
         assert!(
             email.body.contains("defect (a bug) in the migration tool"),
@@ -881,14 +894,14 @@ mod tests {
             "arn:aws:states:us-east-1:123456789012:execution:m:run-1",
         );
         for event in Event::ALL {
-            let email = render(event, &view);
+            let email = render(event, &view, Some(WAY_BACK));
             assert!(
                 email.body.len() <= MAX_EMAIL_BYTES,
                 "{event}: {} bytes",
                 email.body.len()
             );
         }
-        let email = render(Event::AssessmentFailed, &view);
+        let email = render(Event::AssessmentFailed, &view, None);
         assert!(
             email.body.contains("dms-migrate preflight"),
             "says where the rest is"
@@ -900,7 +913,7 @@ mod tests {
     #[test]
     fn full_load_complete_keeps_constraints_for_cutover() {
         let view = StateView::read(&serde_json::json!({}), "local");
-        let body = render(Event::FullLoadComplete, &view).body;
+        let body = render(Event::FullLoadComplete, &view, None).body;
         let advice_now = body
             .lines()
             .find(|l| l.starts_with("Safe now:"))
@@ -920,18 +933,55 @@ mod tests {
         );
     }
 
-    /// The ready-for-cutover email points to the one cutover command, with the task's ARN filled in.
+    const TASK: &str = "arn:aws:dms:us-east-1:123456789012:task:ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const WAY_BACK: &str = "arn:aws:dms:us-east-1:123456789012:task:WAYBACKWAYBACKWAYBACK";
+
+    /// The ready-for-cutover email points to the one cutover command, with the task's ARN filled in and,
+    /// when the stack created the way back, its reverse task: the command then arms it, and the email says
+    /// what it is and how it ends.
     #[test]
-    fn ready_for_cutover_gives_the_cutover_command_for_this_task() {
-        let arn = "arn:aws:dms:us-east-1:123456789012:task:ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        let view = StateView::read(&serde_json::json!({"replicationTaskArn": arn}), "local");
-        let body = render(Event::ReadyForCutover, &view).body;
+    fn ready_for_cutover_gives_the_cutover_command_with_the_stacks_way_back() {
+        let view = StateView::read(&serde_json::json!({"replicationTaskArn": TASK}), "local");
+        let body = render(Event::ReadyForCutover, &view, Some(WAY_BACK)).body;
         assert!(
-            body.contains(&format!("dms-migrate cutover --task-arn {arn} --freeze")),
+            body.contains(&format!(
+                "dms-migrate cutover --task-arn {TASK} --freeze --way-back-task-arn {WAY_BACK}"
+            )),
             "{body}"
         );
+        let way_back = body
+            .lines()
+            .find(|l| l.trim_start().starts_with("The way back:"))
+            .unwrap_or_else(|| panic!("says what the way back is: {body}"));
+        assert!(
+            way_back.contains("PlanetScale to Aurora")
+                && way_back.contains(&format!("dms-migrate fallback end --task-arn {WAY_BACK}")),
+            "{way_back}"
+        );
+        assert!(!body.contains("--no-fallback"), "{body}");
         assert!(body.contains("SWITCH NOW"), "{body}");
         assert!(!body.contains("cutover-check again"), "{body}");
+    }
+
+    /// A stack deployed without the way back (`EnableFallback` false): the command leaves it out with
+    /// `--no-fallback` (otherwise cutover would create a slot on PlanetScale for a task that does not
+    /// exist), and the email says going back would lose PlanetScale's writes.
+    #[test]
+    fn ready_for_cutover_without_the_way_back_says_the_stack_did_not_create_it() {
+        let view = StateView::read(&serde_json::json!({"replicationTaskArn": TASK}), "local");
+        let body = render(Event::ReadyForCutover, &view, None).body;
+        assert!(
+            body.contains(&format!(
+                "dms-migrate cutover --task-arn {TASK} --freeze --no-fallback"
+            )),
+            "{body}"
+        );
+        assert!(
+            body.contains("The way back is not created by this stack"),
+            "{body}"
+        );
+        assert!(!body.contains("--way-back-task-arn"), "{body}");
+        assert!(!body.contains("fallback end"), "{body}");
     }
 
     #[test]
@@ -955,6 +1005,7 @@ mod golden {
     use super::*;
 
     const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:shop-migration:run-7";
+    const WAY_BACK: &str = "arn:aws:dms:us-east-1:123456789012:task:SHOPWAYBACK";
 
     fn full_state(secret: &str) -> Value {
         json!({
@@ -1013,7 +1064,7 @@ mod golden {
         let view = StateView::read(&state, EXEC);
         let mut mismatches = Vec::new();
         for event in Event::ALL {
-            let email = render(event, &view);
+            let email = render(event, &view, Some(WAY_BACK));
             let text = format!("Subject: {}\n\n{}", email.subject, email.body);
             let path = dir.join(format!("{event}.txt"));
             if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -1042,7 +1093,7 @@ mod golden {
             json!("Error in replication: connection to the source was lost");
         state["results"]["progress"]["reason"] = json!("DMS has given up");
         let view = StateView::read(&state, EXEC);
-        let email = render(Event::TaskFailed, &view);
+        let email = render(Event::TaskFailed, &view, Some(WAY_BACK));
         assert!(
             email.body.contains("connection to the source was lost"),
             "{}",
@@ -1056,7 +1107,7 @@ mod golden {
         assert!(email.body.contains("Do not reload"), "{}", email.body);
         // Any other failure keeps the reload advice.
         let view = StateView::read(&full_state("x"), EXEC);
-        assert!(render(Event::TaskFailed, &view)
+        assert!(render(Event::TaskFailed, &view, Some(WAY_BACK))
             .body
             .contains("startMode \"reload\""));
     }
@@ -1077,7 +1128,7 @@ mod golden {
         state["error"] = json!({"step": "PremigrationAssessmentStart", "Error": err.name.as_str(),
             "Cause": json!({"errorType": err.name.as_str(), "errorMessage": err.message}).to_string()});
         let view = StateView::read(&state, EXEC);
-        let email = render(Event::Failed, &view);
+        let email = render(Event::Failed, &view, Some(WAY_BACK));
         let text = format!("Subject: {}\n\n{}", email.subject, email.body);
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, &text).expect("write golden");
@@ -1095,7 +1146,7 @@ mod golden {
             let state = full_state(secret);
             let view = StateView::read(&state, EXEC);
             for event in Event::ALL {
-                let email = render(event, &view);
+                let email = render(event, &view, Some(WAY_BACK));
                 assert!(
                     !email.body.contains(secret) && !email.subject.contains(secret),
                     "{event} leaks:\n{}",
@@ -1110,7 +1161,7 @@ mod golden {
         let state = full_state("x");
         let view = StateView::read(&state, EXEC);
         for event in Event::ALL {
-            let email = render(event, &view);
+            let email = render(event, &view, Some(WAY_BACK));
             assert!(email.subject.contains("SHOPTASK"), "{}", email.subject);
             assert!(email.body.contains(&format!("Event: {event}")), "{event}");
             assert!(email.body.contains("Execution: https://"), "{event}");
