@@ -83,6 +83,9 @@ pub struct RigSpec {
     pub source: SourceAccess,
     /// Gives start-task PLAN_BUCKET: the bucket (in moto S3) where it reads `dms-plan.json`.
     pub plan_bucket: Option<String>,
+    /// Registers the way back's reverse task (the stack's FallbackReplicationTask, reading this slot on
+    /// the target) and gives notify WAY_BACK_TASK_ARN, as the stack does with EnableFallback.
+    pub way_back_slot: Option<String>,
 }
 
 impl RigSpec {
@@ -94,6 +97,7 @@ impl RigSpec {
             dms_assessment: false,
             source: SourceAccess::Direct,
             plan_bucket: None,
+            way_back_slot: None,
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct MigrationRig {
     pub lab: Lab,
     pub dms: DmsLocal,
     pub task: LabTask,
+    /// The way back's reverse task, when the spec asked for it.
+    pub way_back_task_arn: Option<String>,
     pub topic: TopicWithQueue,
     pub machine: LocalStateMachine,
     pub source_host: String,
@@ -547,6 +553,13 @@ impl MigrationRig {
             target_endpoint_arn: endpoints[1].clone(),
             task_arn,
         };
+        let way_back_task_arn = match &spec.way_back_slot {
+            Some(slot) => Some(
+                dms.register_reverse_task(&lab, &dbs, slot, table_mappings)
+                    .await,
+            ),
+            None => None,
+        };
 
         let config = lab.aws_config().await;
         let topic = TopicWithQueue::create(&config, spec.name).await;
@@ -579,7 +592,13 @@ impl MigrationRig {
             let mut env = lab.aws_env();
             env.extend(dms.env());
             let extra: Vec<(&str, String)> = match function {
-                "notify" => vec![("TOPIC_ARN", topic.topic_arn.clone())],
+                "notify" => vec![
+                    ("TOPIC_ARN", topic.topic_arn.clone()),
+                    (
+                        "WAY_BACK_TASK_ARN",
+                        way_back_task_arn.clone().unwrap_or_default(),
+                    ),
+                ],
                 "connectivity-check" => vec![("CONNECTION_POLL_INTERVAL_MS", "200".into())],
                 "sg-autofix" => vec![
                     ("STACK_NAME", unique_name("sfn-stack")),
@@ -650,6 +669,7 @@ impl MigrationRig {
             dbs,
             dms,
             task,
+            way_back_task_arn,
             topic,
             machine,
             source_host,

@@ -422,7 +422,7 @@ async fn sentinel_line(
         ));
     }
     let limit = Duration::from_secs(u64::from(args.latency_target));
-    let arrived = round_trip(source, target, &table, "cutover-check", limit).await?;
+    let arrived = round_trip(source, target, &table, "cutover-check", limit, true).await?;
     Ok(match arrived {
         Some(took) => Check::pass(
             ids::SENTINEL,
@@ -447,15 +447,17 @@ async fn sentinel_line(
 
 /// Writes a sentinel row into `table` on the source and waits (at most `limit`) until the target holds it:
 /// once it has arrived, every change committed on the source before it has been applied on the target.
-/// The row is deleted afterwards and, when it had arrived, the delete is waited for too (within what is
-/// left of `limit`): a task stopped right after the round trip would otherwise leave the row on the target
-/// alone, and verify would find the sentinel table different. None: not in time.
+/// The row is deleted afterwards; with `wait_for_delete` (cutover-check), when it had arrived, the delete
+/// is waited for too (within what is left of `limit`), so a task stopped right after the check leaves no
+/// sentinel row on the target. `cutover` and `rollback` do not wait: the arrival is the proof, and a row
+/// left behind is bookkeeping verify leaves out. None: not in time.
 pub(crate) async fn round_trip(
     source: &Client,
     target: &Client,
     table: &str,
     who: &str,
     limit: Duration,
+    wait_for_delete: bool,
 ) -> Result<Option<Duration>, StepError> {
     let token = format!(
         "{who} {} {}",
@@ -502,7 +504,7 @@ pub(crate) async fn round_trip(
                 &e,
             )
         })?;
-    if arrived.is_some() {
+    if arrived.is_some() && wait_for_delete {
         while written.elapsed() < limit {
             let count: i64 = target
                 .query_one(&select, &[&token])

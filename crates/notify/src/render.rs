@@ -574,7 +574,7 @@ fn ready_for_cutover(view: &StateView, way_back_task_arn: Option<&str>) -> Messa
     let (way_back_flag, way_back) = match way_back_task_arn {
         Some(reverse) => (
             format!(" --way-back-task-arn {reverse}"),
-            format!("   The way back: at the switch the command starts this stack's reverse task (PlanetScale to Aurora) from the moment writes stopped, so every write made on PlanetScale also reaches Aurora and going back loses none of them; once the migration is final, end it with dms-migrate fallback end --task-arn {reverse}."),
+            format!("   The way back: at the switch the command starts this stack's reverse task (PlanetScale to Aurora) from the moment writes stopped, so every write made on PlanetScale also reaches Aurora and going back loses none of them: dms-migrate rollback --way-back-task-arn {reverse} --freeze switches back the way the cutover switched. Once the migration is final, end it with dms-migrate fallback end --task-arn {reverse}."),
         ),
         None => (
             " --no-fallback".to_string(),
@@ -959,6 +959,10 @@ mod tests {
             "{way_back}"
         );
         assert!(!body.contains("--no-fallback"), "{body}");
+        assert!(
+            body.contains("dms-migrate rollback --way-back-task-arn"),
+            "how to go back: {body}"
+        );
         assert!(body.contains("SWITCH NOW"), "{body}");
         assert!(!body.contains("cutover-check again"), "{body}");
     }

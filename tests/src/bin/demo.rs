@@ -300,6 +300,9 @@ async fn run(lab: Lab) -> Step<String> {
     let mut spec = RigSpec::new("demo", "full-load-and-cdc");
     spec.dms_assessment = true;
     spec.plan_bucket = Some(upload_plan(&demo, &lab).await?);
+    // The stack's reverse task (FallbackReplicationTask), reading the way back's slot. Slot names are per
+    // cluster, and the lab's target cluster is shared: one name per demo database.
+    spec.way_back_slot = Some(way_back_slot(&dbs.name));
     let stack = template::load(&template::template_path());
     let mappings: Value = stack
         .pointer("/Resources/ReplicationTask/Properties/TableMappings")
@@ -942,13 +945,11 @@ async fn cut_over(
     );
     let dms = rig.dms.env();
     let task = rig.task.task_arn.as_str();
-    // The stack's reverse task (FallbackReplicationTask) in dms-local, reading the way back's slot. Slot
-    // names are per cluster, and the lab's target cluster is shared: one name per demo database.
-    let slot = format!("wb_{}", rig.dbs.name);
+    let slot = way_back_slot(&rig.dbs.name);
     let reverse = rig
-        .dms
-        .register_reverse_task(&rig.lab, &rig.dbs, &slot, &fallback_mappings()?)
-        .await;
+        .way_back_task_arn
+        .clone()
+        .ok_or("the rig has no way back's reverse task")?;
     println!(
         "The application (the writer, logged in as its own role) commits every {} ms to the source; it \
          switches to the target when the command says SWITCH NOW. The way back's reverse task \
@@ -1020,18 +1021,8 @@ async fn cut_over(
     roll_back(demo, rig, writer, &reverse, &slot, latency_target).await
 }
 
-/// The reverse task's table mappings, as the stack's FallbackReplicationTask has them.
-fn fallback_mappings() -> Step<Value> {
-    let stack = template::load(&template::template_path());
-    stack
-        .pointer("/Resources/FallbackReplicationTask/Properties/TableMappings")
-        .and_then(Value::as_str)
-        .ok_or("the template has no FallbackReplicationTask TableMappings")
-        .and_then(|text| {
-            serde_json::from_str(text)
-                .map_err(|_| "the template's FallbackReplicationTask TableMappings is not JSON")
-        })
-        .map_err(str::to_string)
+fn way_back_slot(database: &str) -> String {
+    format!("wb_{database}")
 }
 
 /// How many of `rounds` (committed on `side`) the database of `client` lacks.
