@@ -102,14 +102,7 @@ pub async fn shop(lab: &Lab, name: &str, rows: u32) -> Shop {
         .then_some(())
     })
     .await;
-    let admin = format!(
-        "{}:{}@",
-        lab.var("LAB_ADMIN_USER"),
-        lab.var("LAB_ADMIN_PASSWORD")
-    );
-    let app_url = dbs
-        .source_url
-        .replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1);
+    let app_url = lab.login_url(&dbs.source_url, &role, APP_PASSWORD);
     Shop {
         dbs,
         dms,
@@ -215,14 +208,7 @@ impl Shop {
             ))
             .await
             .expect("the application's role on the target");
-        let admin = format!(
-            "{}:{}@",
-            lab.var("LAB_ADMIN_USER"),
-            lab.var("LAB_ADMIN_PASSWORD")
-        );
-        self.dbs
-            .target_url
-            .replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1)
+        lab.login_url(&self.dbs.target_url, &role, APP_PASSWORD)
     }
 
     /// The lab's side of deleting the stack: dms-local first (it drops its subscriptions on exit), then

@@ -68,6 +68,16 @@ impl Lab {
             .unwrap_or_else(|| panic!("{key} missing from the lab env file; re-run `make lab-up`"))
     }
 
+    /// `admin_url` (a lab URL that logs in as the lab's admin) logging in as `role` with `password`.
+    pub fn login_url(&self, admin_url: &str, role: &str, password: &str) -> String {
+        let admin = format!(
+            "{}:{}@",
+            self.var("LAB_ADMIN_USER"),
+            self.var("LAB_ADMIN_PASSWORD")
+        );
+        admin_url.replacen(&admin, &format!("{role}:{password}@"), 1)
+    }
+
     /// The AWS environment a Lambda or client needs to reach moto.
     pub fn aws_env(&self) -> Vec<(String, String)> {
         [

@@ -63,14 +63,7 @@ async fn rig(name: &str) -> Option<Rig> {
         ))
         .await
         .expect("schema, rows and role on the source");
-    let admin = format!(
-        "{}:{}@",
-        lab.var("LAB_ADMIN_USER"),
-        lab.var("LAB_ADMIN_PASSWORD")
-    );
-    let app_url = dbs
-        .source_url
-        .replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1);
+    let app_url = lab.login_url(&dbs.source_url, &role, APP_PASSWORD);
     let deferred = std::env::temp_dir().join(format!("{}.deferred.sql", dbs.name));
     let applied = lab::dms_migrate()
         .args(["schema", "apply", "--source", &dbs.source_url])
@@ -220,15 +213,23 @@ impl Rig {
         format!("wb_{}", self.dbs.name)
     }
 
-    fn cutover_args(&self, extra: &[&str]) -> Vec<String> {
+    /// `command` (cutover or rollback) on this rig's databases and schema, with the task flag and the
+    /// deferred file, then `extra`.
+    fn switch_args(
+        &self,
+        command: &str,
+        task_flag: &str,
+        task: &str,
+        extra: &[&str],
+    ) -> Vec<String> {
         let mut args: Vec<String> = [
-            "cutover",
+            command,
             "--source",
             &self.dbs.source_url,
             "--target",
             &self.dbs.target_url,
-            "--task-arn",
-            &self.task_arn,
+            task_flag,
+            task,
             "--schemas",
             "public",
             "--rate-window",
@@ -241,39 +242,23 @@ impl Rig {
         .map(|s| s.to_string())
         .collect();
         args.push(self.deferred.display().to_string());
-        args.push("--way-back-slot".into());
-        args.push(self.way_back_slot());
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
 
     async fn cutover(&self, extra: &[&str], on_line: impl FnMut(&str, u32)) -> Run {
-        self.dms_migrate(self.cutover_args(extra), on_line).await
+        let slot = self.way_back_slot();
+        let extra: Vec<&str> = ["--way-back-slot", slot.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let args = self.switch_args("cutover", "--task-arn", &self.task_arn, &extra);
+        self.dms_migrate(args, on_line).await
     }
 
     /// `dms-migrate rollback` through the way back's reverse task.
     async fn rollback(&self, reverse: &str, extra: &[&str], on_line: impl FnMut(&str, u32)) -> Run {
-        let mut args: Vec<String> = [
-            "rollback",
-            "--source",
-            &self.dbs.source_url,
-            "--target",
-            &self.dbs.target_url,
-            "--way-back-task-arn",
-            reverse,
-            "--schemas",
-            "public",
-            "--rate-window",
-            "1",
-            "--latency-target",
-            "30",
-            "--deferred-file",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(self.deferred.display().to_string());
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = self.switch_args("rollback", "--way-back-task-arn", reverse, extra);
         self.dms_migrate(args, on_line).await
     }
 
@@ -326,15 +311,30 @@ impl Rig {
             ))
             .await
             .expect("the application's role on the target");
-        let admin = format!(
-            "{}:{}@",
-            self.lab.var("LAB_ADMIN_USER"),
-            self.lab.var("LAB_ADMIN_PASSWORD")
-        );
-        self.dbs
-            .target_url
-            .replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1)
+        self.lab
+            .login_url(&self.dbs.target_url, &role, APP_PASSWORD)
     }
+}
+
+/// Waits until the database of `url` holds every one of the orders `ids`.
+async fn wait_for_orders(url: &str, ids: &[i64], side: &str) {
+    let client = connect(url).await;
+    wait_for(
+        &format!("every committed order on {side}"),
+        Duration::from_secs(60),
+        || async {
+            let found: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM public.orders WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            (found == ids.len() as i64).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Whether the role of `url` can write now (the SQLSTATE and message when not).
@@ -361,23 +361,7 @@ impl Rig {
 
     /// After writes have stopped: the target catches up with every committed order.
     async fn wait_for_target_to_hold(&self, ids: &[i64]) {
-        let target = connect(&self.dbs.target_url).await;
-        wait_for(
-            "every committed order on the target",
-            Duration::from_secs(60),
-            || async {
-                let found: i64 = target
-                    .query_one(
-                        "SELECT count(*) FROM public.orders WHERE id = ANY($1)",
-                        &[&ids],
-                    )
-                    .await
-                    .expect("count")
-                    .get(0);
-                (found == ids.len() as i64).then_some(())
-            },
-        )
-        .await;
+        wait_for_orders(&self.dbs.target_url, ids, "the target").await;
     }
 }
 
@@ -775,27 +759,6 @@ async fn switched(rig: &Rig) -> (String, String) {
     (reverse, rig.app_on_target().await)
 }
 
-/// Waits until the source holds every order committed on the target.
-async fn wait_for_source_to_hold(rig: &Rig, ids: &[i64]) {
-    let source = connect(&rig.dbs.source_url).await;
-    wait_for(
-        "every order committed on the target, on the source",
-        Duration::from_secs(60),
-        || async {
-            let found: i64 = source
-                .query_one(
-                    "SELECT count(*) FROM public.orders WHERE id = ANY($1)",
-                    &[&ids],
-                )
-                .await
-                .expect("count")
-                .get(0);
-            (found == ids.len() as i64).then_some(())
-        },
-    )
-    .await;
-}
-
 /// After a cutover with the way back running, the application writes to the target; `rollback
 /// --freeze` freezes the target, drains the reverse task and switches back: every write the application
 /// committed on the target is on the source, the source's sequences are ahead of the target's, its
@@ -999,7 +962,7 @@ async fn a_rollback_aborted_at_each_phase_leaves_the_target_writable_and_the_way
 
     // Every order the application committed on the target around the aborts reaches the source.
     let (committed, _) = app.finish().await;
-    wait_for_source_to_hold(&rig, &committed).await;
+    wait_for_orders(&rig.dbs.source_url, &committed, "the source").await;
 
     // The next run switches back.
     let run = rig.rollback(&reverse, &["--freeze"], |_, _| {}).await;

@@ -465,12 +465,7 @@ async fn app_role(lab: &Lab, url: &str, database: &str) -> Step<String> {
         ))
         .await
         .map_err(|e| format!("creating the application's role: {e}"))?;
-    let admin = format!(
-        "{}:{}@",
-        lab.var("LAB_ADMIN_USER"),
-        lab.var("LAB_ADMIN_PASSWORD")
-    );
-    Ok(url.replacen(&admin, &format!("{role}:{APP_PASSWORD}@"), 1))
+    Ok(lab.login_url(url, &role, APP_PASSWORD))
 }
 
 /// What the writer committed, where and when.
@@ -1007,17 +1002,7 @@ async fn cut_over(
         log.target.len()
     );
     let target = connect(&demo.target_admin_url).await?;
-    let missing = missing_rounds(&target, Side::Source, &log.source).await?;
-    if missing > 0 {
-        return Err(format!(
-            "{missing} of the {} rounds committed on the source are missing on the target",
-            log.source.len()
-        ));
-    }
-    println!(
-        "-> every one of the {} rounds the application committed on the source is on the target.",
-        log.source.len()
-    );
+    all_rounds_on(&target, Side::Source, &log.source).await?;
     roll_back(demo, rig, writer, &reverse, &slot, latency_target).await
 }
 
@@ -1025,8 +1010,12 @@ fn way_back_slot(database: &str) -> String {
     format!("wb_{database}")
 }
 
-/// How many of `rounds` (committed on `side`) the database of `client` lacks.
-async fn missing_rounds(client: &Client, side: Side, rounds: &[u64]) -> Step<i64> {
+/// Err unless the database of `client` (the other side) holds every one of `rounds`, committed on `side`.
+async fn all_rounds_on(client: &Client, side: Side, rounds: &[u64]) -> Step<()> {
+    let (from, to) = match side {
+        Side::Target => ("target", "source"),
+        _ => ("source", "target"),
+    };
     let emails: Vec<String> = rounds.iter().map(|n| side.email(*n)).collect();
     let found: i64 = client
         .query_one(
@@ -1036,7 +1025,18 @@ async fn missing_rounds(client: &Client, side: Side, rounds: &[u64]) -> Step<i64
         .await
         .map_err(|e| format!("looking up the committed rounds: {e}"))?
         .get(0);
-    Ok(emails.len() as i64 - found)
+    let missing = emails.len() as i64 - found;
+    if missing > 0 {
+        return Err(format!(
+            "{missing} of the {} rounds committed on the {from} are missing on the {to}",
+            rounds.len()
+        ));
+    }
+    println!(
+        "-> every one of the {} rounds the application committed on the {from} is on the {to}.",
+        rounds.len()
+    );
+    Ok(())
 }
 
 /// The way back: the application on the target while the reverse task replays its writes to the source,
@@ -1109,17 +1109,7 @@ async fn roll_back(
         ));
     }
     let source = connect(&rig.dbs.source_url).await?;
-    let missing = missing_rounds(&source, Side::Target, &log.target).await?;
-    if missing > 0 {
-        return Err(format!(
-            "{missing} of the {} rounds committed on the target are missing on the source",
-            log.target.len()
-        ));
-    }
-    println!(
-        "-> every one of the {} rounds the application committed on the target is on the source.",
-        log.target.len()
-    );
+    all_rounds_on(&source, Side::Target, &log.target).await?;
     let removed = remove_after_switch_back(&source).await?;
     println!(
         "The {removed} rows the application wrote to the source after the switch back are taken out again, \
