@@ -969,3 +969,43 @@ async fn a_rollback_aborted_at_each_phase_leaves_the_target_writable_and_the_way
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert!(run.stdout.contains("SWITCH BACK NOW"), "{}", run.stdout);
 }
+
+/// Phase 9 reads DMS's validation state of each mapped table (dms-local does not validate; its
+/// `validationState` fault sets what DMS would report): a table in `Mismatched records` stops the cutover
+/// inside the freeze, which is undone and the stopped task resumed; once every table is `Validated`, the
+/// phase says so and the cutover switches.
+#[tokio::test]
+async fn dms_validation_states_decide_the_validation_phase() {
+    let Some(rig) = rig("cutover_validation").await else {
+        return;
+    };
+    let state = |table: &str, state: &str| {
+        json!({"taskArn": rig.task_arn, "validationState":
+            {"schema": "public", "table": table, "state": state, "failedRecords": 3}})
+    };
+    rig.dms.fault(state("orders", "Mismatched records")).await;
+    rig.dms.fault(state("customers", "Validated")).await;
+    let run = rig.cutover(&["--freeze", "--no-fallback"], |_, _| {}).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("stopped in phase 9")
+            && run
+                .stdout
+                .contains("DMS validation: public.orders (Mismatched records)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("freeze undone"), "{}", run.stdout);
+    rig.app_can_write().await.expect("writable after the abort");
+    assert_eq!(rig.task_status().await, "running");
+
+    rig.dms.fault(state("orders", "Validated")).await;
+    let run = rig.cutover(&["--freeze", "--no-fallback"], |_, _| {}).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("every one of 2 tables Validated by DMS"),
+        "{}",
+        run.stdout
+    );
+}

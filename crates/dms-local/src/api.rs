@@ -316,7 +316,10 @@ fn describe_table_statistics(app: &App, input: &Value) -> Result<Value, DmsError
                 && filter_matches(&filters, "table-name", &t.table)
                 && filter_matches(&filters, "table-state", t.state)
         })
-        .map(wire::table_statistics)
+        .map(|t| {
+            let key = (t.schema.clone(), t.table.clone());
+            wire::table_statistics(t, task.validation.get(&key))
+        })
         .collect();
     // DescribeTableStatistics allows MaxRecords up to 500 (default 100).
     let (items, marker) = page(&matching, input, 100, 500)?;

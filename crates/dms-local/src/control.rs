@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::ids::{arn, now_epoch_seconds, resource_id};
 use crate::model::{
     stop_reason, task_status, Endpoint, Instance, MigrationType, Password, PendingAction, Task,
+    Validation, VALIDATION_STATES,
 };
 use crate::{table_mappings, App};
 
@@ -305,9 +306,31 @@ pub async fn fault(State(app): State<Arc<App>>, Json(body): Json<Value>) -> Cont
         task.held_status = body["holdStatus"].as_str().map(str::to_string);
     } else if let Some(pause) = body["pauseTableSync"].as_bool() {
         task.pause_table_sync = pause;
+    } else if let Some(v) = body.get("validationState") {
+        let field = |name: &str| {
+            v[name]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| ControlError(format!("validationState needs `{name}`")))
+        };
+        let (schema, table, state) = (field("schema")?, field("table")?, field("state")?);
+        if !VALIDATION_STATES.contains(&state.as_str()) {
+            return Err(ControlError(format!(
+                "validationState `{state}` is not one DMS reports: {}",
+                VALIDATION_STATES.join(", ")
+            )));
+        }
+        let failed_records = v["failedRecords"].as_i64().unwrap_or(0);
+        task.validation.insert(
+            (schema, table),
+            Validation {
+                state,
+                failed_records,
+            },
+        );
     } else {
         return Err(ControlError(
-            "a task fault needs failTask, recoverableError, holdStatus or pauseTableSync".into(),
+            "a task fault needs failTask, recoverableError, holdStatus, pauseTableSync or validationState".into(),
         ));
     }
     Ok(Json(json!({"ok": true})))

@@ -135,6 +135,29 @@ pub mod table_state {
     pub const RELOADING: &str = "Table is being reloaded";
 }
 
+/// What DMS's data validation reports for a table (`ValidationState`, `ValidationFailedRecords`).
+#[derive(Debug, Clone)]
+pub struct Validation {
+    pub state: String,
+    pub failed_records: i64,
+}
+
+/// The `ValidationState` values DMS documents
+/// (<https://docs.aws.amazon.com/dms/latest/APIReference/API_TableStatistics.html>).
+pub const VALIDATION_STATES: [&str; 11] = [
+    "Not enabled",
+    "Pending records",
+    "Mismatched records",
+    "Suspended records",
+    "No primary key",
+    "Table error",
+    "Pending validation",
+    "Preparing table",
+    "Pending revalidation",
+    "Validated",
+    "Error",
+];
+
 #[derive(Debug, Clone)]
 pub struct TableProgress {
     pub schema: String,
@@ -212,6 +235,9 @@ pub struct Task {
     /// The `holdStatus` fault: reported (and enforced by Start/Stop) instead of `status`.
     pub held_status: Option<String>,
     pub pause_table_sync: bool,
+    /// The `validationState` fault per (schema, table): dms-local does not validate data, so a table's
+    /// `ValidationState` is `Not enabled` unless a test sets what DMS's validation would report.
+    pub validation: std::collections::BTreeMap<(String, String), Validation>,
     pub ever_started: bool,
     pub start_date: Option<f64>,
     pub fresh_start_date: Option<f64>,
@@ -267,6 +293,7 @@ impl Task {
             last_failure_message: None,
             held_status: None,
             pause_table_sync: false,
+            validation: std::collections::BTreeMap::new(),
             ever_started: false,
             start_date: None,
             fresh_start_date: None,

@@ -2,7 +2,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{AssessmentRun, Connection, Endpoint, Instance, TableProgress, Task};
+use crate::model::{
+    AssessmentRun, Connection, Endpoint, Instance, TableProgress, Task, Validation,
+};
 
 /// Drops `null` members: DMS omits absent members rather than sending null.
 fn compact(value: Value) -> Value {
@@ -156,7 +158,7 @@ pub fn task(t: &Task, with_settings: bool, now: f64) -> Value {
 /// One TableStatistics per mapped table, however many parallel-load segments it is copied in
 /// (https://docs.aws.amazon.com/dms/latest/APIReference/API_TableStatistics.html: FullLoadRows "the number
 /// of rows added during the full load operation", TableState one of DMS's table states).
-pub fn table_statistics(t: &TableProgress) -> Value {
+pub fn table_statistics(t: &TableProgress, validation: Option<&Validation>) -> Value {
     compact(json!({
         "SchemaName": t.schema,
         "TableName": t.table,
@@ -177,10 +179,11 @@ pub fn table_statistics(t: &TableProgress) -> Value {
         "LastUpdateTime": t.last_update,
         "TableState": t.state,
         "ValidationPendingRecords": 0,
-        "ValidationFailedRecords": 0,
+        "ValidationFailedRecords": validation.map_or(0, |v| v.failed_records),
         "ValidationSuspendedRecords": 0,
-        // dms-local does not validate data; DMS reports this state when validation is off.
-        "ValidationState": "Not enabled",
+        // dms-local does not validate data: DMS reports this state when validation is off, unless the
+        // `validationState` fault sets what validation would report.
+        "ValidationState": validation.map_or("Not enabled", |v| v.state.as_str()),
     }))
 }
 
