@@ -680,7 +680,11 @@ fn the_task_and_the_bucket_wait_for_the_update_guard_which_names_them_by_value()
         guard["ServiceToken"]["Fn::GetAtt"][0],
         "StackCleanupFunction"
     );
-    for dependent in ["ReplicationTask", "PreMigrationAssessmentBucket"] {
+    for dependent in [
+        "ReplicationTask",
+        "FallbackReplicationTask",
+        "PreMigrationAssessmentBucket",
+    ] {
         assert!(
             depends_on(&resources[dependent]).contains(guards[0]),
             "{dependent} is updated only after the guard accepted the update"
@@ -699,6 +703,18 @@ fn the_task_and_the_bucket_wait_for_the_update_guard_which_names_them_by_value()
     assert_eq!(
         guard["TaskIdentifier"], task["ReplicationTaskIdentifier"],
         "the guard reads the task the template names"
+    );
+    assert_eq!(
+        guard["FallbackTaskIdentifier"],
+        resources["FallbackReplicationTask"]["Properties"]["ReplicationTaskIdentifier"],
+        "the guard reads the way back's task the template names"
+    );
+    assert_eq!(guard["EnableFallback"]["Ref"], "EnableFallback");
+    assert!(
+        resources["FallbackReplicationTask"]["Properties"]["ReplicationTaskSettings"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|s| s.contains("\"LobMaxSize\": ${LobMaxSizeKb}")),
+        "the way back's LobMaxSize is the parameter the guard carries"
     );
     assert_eq!(
         guard["BucketName"], resources["PreMigrationAssessmentBucket"]["Properties"]["BucketName"],

@@ -15,6 +15,15 @@
 //!   (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-s3-bucket.html,
 //!   BucketName: "Update requires: Replacement"). The guard refuses while the old bucket holds any version.
 //!
+//! - The way back's reverse task (`FallbackTaskIdentifier`, docs/fallback.md) runs from the switch on:
+//!   `LobMaxSizeKb` changed modifies it too, and `EnableFallback` set to `false` deletes it. The guard
+//!   refuses either while it is in a state DMS does not modify it in, and names the fix (`dms-migrate
+//!   fallback end`, which stops it and drops its slot). DeleteReplicationTask answers
+//!   `InvalidResourceStateFault` for a task "in a state that prevents it from being used"
+//!   (https://docs.aws.amazon.com/dms/latest/APIReference/API_DeleteReplicationTask.html); which states
+//!   those are is not listed there, so the guard holds deletion to the states it accepts for a
+//!   modification.
+//!
 //! It always succeeds when the requested values are what the task and the bucket already are: that is what
 //! a rollback sends (the old values back), and a guard failing a rollback would leave the stack in
 //! UPDATE_ROLLBACK_FAILED. Create and Delete do nothing.
@@ -96,6 +105,14 @@ where
             e.message
         )),
     }
+    match check_fallback_task(request, tasks).await {
+        Ok(Some(refusal)) => refusals.push(refusal),
+        Ok(None) => checked.push("the way back's task accepts the update"),
+        Err(e) => refusals.push(format!(
+            "the way back's replication task could not be read, so the update cannot be judged safe: {}",
+            e.message
+        )),
+    }
     match check_bucket(request, buckets).await {
         Ok(Some(refusal)) => refusals.push(refusal),
         Ok(None) => checked.push("the bucket needs no emptying"),
@@ -142,20 +159,7 @@ async fn check_task<T: TaskReader>(
             changes.push(format!("MigrationType {} -> {wanted}", task.migration_type));
         }
     }
-    if let Some(wanted) = request.property("LobMaxSizeKb") {
-        let wanted_kb = wanted.parse::<u64>().ok();
-        let differs = match task.lob_max_size_kb {
-            Some(actual) => wanted_kb != Some(actual),
-            // Settings not returned: judge by what the update changes.
-            None => request.old_property("LobMaxSizeKb") != Some(wanted),
-        };
-        if differs {
-            let actual = task
-                .lob_max_size_kb
-                .map_or("unknown".to_string(), |kb| kb.to_string());
-            changes.push(format!("LobMaxSizeKb {actual} -> {wanted}"));
-        }
-    }
+    changes.extend(lob_change(request, &task));
     if changes.is_empty() || MODIFIABLE_STATUSES.contains(&task.status.as_str()) {
         return Ok(None);
     }
@@ -170,6 +174,55 @@ async fn check_task<T: TaskReader>(
         task.lob_max_size_kb
             .map_or("<unchanged>".to_string(), |kb| kb.to_string()),
     )))
+}
+
+/// `LobMaxSizeKb a -> b` when the update asks `task` for another LOB size.
+fn lob_change(request: &CfnRequest, task: &TaskFacts) -> Option<String> {
+    let wanted = request.property("LobMaxSizeKb")?;
+    let wanted_kb = wanted.parse::<u64>().ok();
+    let differs = match task.lob_max_size_kb {
+        Some(actual) => wanted_kb != Some(actual),
+        // Settings not returned: judge by what the update changes.
+        None => request.old_property("LobMaxSizeKb") != Some(wanted),
+    };
+    differs.then(|| {
+        let actual = task
+            .lob_max_size_kb
+            .map_or("unknown".to_string(), |kb| kb.to_string());
+        format!("LobMaxSizeKb {actual} -> {wanted}")
+    })
+}
+
+/// Some(reason) when the update would modify or delete the way back's reverse task in a state DMS refuses
+/// it in.
+async fn check_fallback_task<T: TaskReader>(
+    request: &CfnRequest,
+    tasks: &T,
+) -> Result<Option<String>, StepError> {
+    let Some(identifier) = request.property("FallbackTaskIdentifier") else {
+        return Ok(None);
+    };
+    let Some(task) = tasks.task_by_identifier(identifier).await? else {
+        return Ok(None);
+    };
+    if MODIFIABLE_STATUSES.contains(&task.status.as_str()) {
+        return Ok(None);
+    }
+    let end_it = "End the way back first (`dms-migrate fallback end --task-arn <FallbackReplicationTaskArn>` stops the task and drops its slot on PlanetScale; going back to Aurora is then no longer possible), then update the stack again";
+    if request.property("EnableFallback") == Some("false") {
+        return Ok(Some(format!(
+            "EnableFallback=false would make CloudFormation delete the way back's reverse task {identifier}, which is {}: while it runs it is what keeps Aurora current with PlanetScale's writes, and DMS does not delete a task in that state. {end_it}; or keep EnableFallback=true.",
+            task.status
+        )));
+    }
+    Ok(lob_change(request, &task).map(|change| {
+        format!(
+            "{change} would make CloudFormation modify the way back's reverse task {identifier} too, which is {}: DMS modifies a task only when it is stopped or failed (https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.Modifying.html). {end_it}; or keep LobMaxSizeKb={}.",
+            task.status,
+            task.lob_max_size_kb
+                .map_or("<unchanged>".to_string(), |kb| kb.to_string()),
+        )
+    }))
 }
 
 /// Some(reason) when the update would replace a bucket that still holds object versions.
@@ -225,9 +278,101 @@ mod tests {
     struct FakeTasks(Option<TaskFacts>);
 
     impl TaskReader for FakeTasks {
-        async fn task_by_identifier(&self, _: &str) -> Result<Option<TaskFacts>, StepError> {
-            Ok(self.0.clone())
+        /// The forward task only: the way back's task does not exist.
+        async fn task_by_identifier(
+            &self,
+            identifier: &str,
+        ) -> Result<Option<TaskFacts>, StepError> {
+            Ok(self.0.clone().filter(|_| identifier == "mig-task"))
         }
+    }
+
+    /// Tasks by identifier.
+    struct NamedTasks(HashMap<&'static str, TaskFacts>);
+
+    impl TaskReader for NamedTasks {
+        async fn task_by_identifier(
+            &self,
+            identifier: &str,
+        ) -> Result<Option<TaskFacts>, StepError> {
+            Ok(self.0.get(identifier).cloned())
+        }
+    }
+
+    fn facts(status: &str, migration_type: &str) -> TaskFacts {
+        TaskFacts {
+            status: status.into(),
+            migration_type: migration_type.into(),
+            lob_max_size_kb: Some(64),
+        }
+    }
+
+    /// The forward task stopped, the way back's running (after the switch).
+    fn switched() -> NamedTasks {
+        NamedTasks(HashMap::from([
+            ("mig-task", facts("stopped", "full-load-and-cdc")),
+            ("mig-fallback-task", facts("running", "cdc")),
+        ]))
+    }
+
+    fn with_fallback(mut props: Value, enabled: &str) -> Value {
+        props["FallbackTaskIdentifier"] = json!("mig-fallback-task");
+        props["EnableFallback"] = json!(enabled);
+        props
+    }
+
+    #[tokio::test]
+    async fn turning_the_way_back_off_while_its_task_runs_is_refused_naming_fallback_end() {
+        let r = request(
+            "Update",
+            with_fallback(props("full-load-and-cdc", "64", "b"), "false"),
+            with_fallback(props("full-load-and-cdc", "64", "b"), "true"),
+        );
+        let out = respond(&r, &switched(), &buckets(&[]), "env").await;
+        assert_eq!(out.status, Status::Failed);
+        assert!(
+            out.reason.contains("EnableFallback=false")
+                && out.reason.contains("mig-fallback-task")
+                && out.reason.contains("dms-migrate fallback end"),
+            "{}",
+            out.reason
+        );
+        // Once fallback end stopped it, the same update passes.
+        let ended = NamedTasks(HashMap::from([
+            ("mig-task", facts("stopped", "full-load-and-cdc")),
+            ("mig-fallback-task", facts("stopped", "cdc")),
+        ]));
+        let out = respond(&r, &ended, &buckets(&[]), "env").await;
+        assert_eq!(out.status, Status::Success, "{}", out.reason);
+    }
+
+    #[tokio::test]
+    async fn a_changed_lob_size_is_refused_while_the_way_backs_task_runs_even_with_the_forward_task_stopped(
+    ) {
+        let r = request(
+            "Update",
+            with_fallback(props("full-load-and-cdc", "128", "b"), "true"),
+            with_fallback(props("full-load-and-cdc", "64", "b"), "true"),
+        );
+        let out = respond(&r, &switched(), &buckets(&[]), "env").await;
+        assert_eq!(out.status, Status::Failed);
+        assert!(
+            out.reason.contains("LobMaxSizeKb 64 -> 128")
+                && out
+                    .reason
+                    .contains("way back's reverse task mig-fallback-task")
+                && !out.reason.contains("replication task mig-task,"),
+            "{}",
+            out.reason
+        );
+        // The same update that changes nothing for the reverse task passes.
+        let same = request(
+            "Update",
+            with_fallback(props("full-load-and-cdc", "64", "b"), "true"),
+            with_fallback(props("full-load-and-cdc", "64", "b"), "true"),
+        );
+        let out = respond(&same, &switched(), &buckets(&[]), "env").await;
+        assert_eq!(out.status, Status::Success, "{}", out.reason);
     }
 
     /// Bucket name → number of versions; absent names do not exist.
