@@ -625,6 +625,11 @@ impl MigrationRig {
                 "start-task" => {
                     let mut env = vec![("STATE_MACHINE_ARN", machine.arn.clone())];
                     env.extend(spec.plan_bucket.iter().map(|b| ("PLAN_BUCKET", b.clone())));
+                    env.extend(
+                        way_back_task_arn
+                            .iter()
+                            .map(|arn| ("WAY_BACK_TASK_ARN", arn.clone())),
+                    );
                     env
                 }
                 _ => vec![],

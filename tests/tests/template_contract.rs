@@ -242,7 +242,8 @@ fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
             "FallbackCdcLatencyTargetAlarm",
             "FallbackTaskStateChangeRule",
             "MigrationDashboard",
-            "NotifyFunction"
+            "NotifyFunction",
+            "StartTaskFunction"
         ]
     );
     let output = &template["Outputs"]["FallbackReplicationTaskArn"];
@@ -503,26 +504,34 @@ fn the_way_back_has_latency_alarms_and_dashboard_widgets_exactly_when_it_exists(
 #[test]
 fn notifys_way_back_variable_follows_enable_fallback() {
     let template = load(&template_path());
-    let main = std::fs::read_to_string(workspace_root().join("crates/notify/src/main.rs"))
-        .expect("notify main.rs");
-    assert!(
-        main.contains("\"WAY_BACK_TASK_ARN\""),
-        "notify reads the variable the template sets"
-    );
-    for (fallback, expected) in [
-        (
-            "true",
-            serde_json::json!({"Ref": "FallbackReplicationTask"}),
-        ),
-        ("false", serde_json::json!("")),
+    // notify names the way back in its email; start-task holds the forward task while it runs or ran.
+    for (crate_dir, function) in [
+        ("notify", "NotifyFunction"),
+        ("start-task", "StartTaskFunction"),
     ] {
-        let stack = deployed_with(&template, "true", fallback);
-        assert_eq!(
-            stack["Resources"]["NotifyFunction"]["Properties"]["Environment"]["Variables"]
-                ["WAY_BACK_TASK_ARN"],
-            expected,
-            "EnableFallback {fallback}"
+        let main = std::fs::read_to_string(
+            workspace_root().join(format!("crates/{crate_dir}/src/main.rs")),
+        )
+        .expect("main.rs");
+        assert!(
+            main.contains("\"WAY_BACK_TASK_ARN\""),
+            "{crate_dir} reads the variable the template sets"
         );
+        for (fallback, expected) in [
+            (
+                "true",
+                serde_json::json!({"Ref": "FallbackReplicationTask"}),
+            ),
+            ("false", serde_json::json!("")),
+        ] {
+            let stack = deployed_with(&template, "true", fallback);
+            assert_eq!(
+                stack["Resources"][function]["Properties"]["Environment"]["Variables"]
+                    ["WAY_BACK_TASK_ARN"],
+                expected,
+                "{function}, EnableFallback {fallback}"
+            );
+        }
     }
 }
 

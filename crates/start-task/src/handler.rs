@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::executions::Executions;
 use crate::plan_file;
 use crate::plan_source::PlanSource;
-use crate::start_rules::{plan, History, Plan};
+use crate::start_rules::{plan, way_back_refusal, History, Plan};
 use crate::target_tables::TargetTables;
 
 pub struct Deps<D, S, E, T, M, P> {
@@ -28,6 +28,8 @@ pub struct Deps<D, S, E, T, M, P> {
     pub target_tables: T,
     pub modify: M,
     pub plans: P,
+    /// The way back's reverse task (WAY_BACK_TASK_ARN), when the stack created it.
+    pub way_back_task_arn: Option<String>,
 }
 
 pub async fn handle<D, S, E, T, M, P>(
@@ -47,7 +49,18 @@ where
     let task = deps.dms.describe_task(&task_arn).await?;
     refuse_if_another_execution_runs(&deps.executions, &state).await?;
     let history = history(&deps.dms, &task).await?;
-    let plan = plan(&task, history, &state.options);
+    let mut plan = plan(&task, history, &state.options);
+    if let Some(reverse_arn) = &deps.way_back_task_arn {
+        let reverse = match deps.dms.describe_task(reverse_arn).await {
+            Ok(reverse) => Some(reverse),
+            // Deleted with EnableFallback false: nothing to guard.
+            Err(e) if e.name == ErrorName::AwsNotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(reason) = reverse.and_then(|r| way_back_refusal(&r, &plan)) {
+            plan = Plan::Refuse { reason };
+        }
+    }
     tracing::info!(task = %task_arn, status = %task.status, stop_reason = ?task.stop_reason, ?history, ?plan, "start-task plan");
     let mut result = StartTaskResult {
         status_before: task.status.to_string(),

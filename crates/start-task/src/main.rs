@@ -23,6 +23,11 @@ async fn main() -> Result<(), Error> {
     let plan_bucket = std::env::var("PLAN_BUCKET")
         .ok()
         .filter(|v| !v.trim().is_empty());
+    // Set by the stack with EnableFallback: the way back's reverse task, whose state decides whether the
+    // forward task may start (start_rules::way_back_refusal).
+    let way_back_task_arn = std::env::var("WAY_BACK_TASK_ARN")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let config = load_config().await;
     let dms = DmsClient::new(aws_sdk_databasemigration::Client::new(&config));
     let deps = handler::Deps {
@@ -35,6 +40,7 @@ async fn main() -> Result<(), Error> {
         target_tables: target_tables::PgTargetTables,
         modify: dms,
         plans: plan_source::S3PlanSource::new(aws_sdk_s3::Client::new(&config), plan_bucket),
+        way_back_task_arn,
     };
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

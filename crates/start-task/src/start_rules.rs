@@ -208,6 +208,45 @@ fn after_failure(task: &TaskInfo, status: TaskStatus, options: &Options) -> Plan
     }
 }
 
+/// Why the forward task must not start while the way back's reverse task (docs/fallback.md) stands as
+/// `reverse`, given what `plan` would do; None when it may.
+///
+/// - The reverse task runs (or is on its way): it replays PlanetScale's writes to Aurora, and the forward
+///   task would send them back to PlanetScale, so every write would go round between the two. Nothing that
+///   starts or keeps the forward task running is allowed.
+/// - It has run and is stopped (after a rollback, or a way back ended): the forward task's position is the
+///   cutover's, and Aurora's changes since then include the way back's replayed writes, which resuming
+///   would apply to PlanetScale again. Only a reload with the target emptied starts over cleanly.
+pub fn way_back_refusal(reverse: &TaskInfo, plan: &Plan) -> Option<String> {
+    let resting = matches!(
+        reverse.status.known(),
+        Some(TaskStatus::Ready | TaskStatus::Stopped | TaskStatus::Failed)
+    );
+    let has_run = reverse.status != TaskStatus::Ready || reverse.started_at_epoch_seconds.is_some();
+    let starts_forward = matches!(plan, Plan::Start { .. } | Plan::Nothing { .. });
+    if !resting && starts_forward {
+        return Some(format!(
+            "the way back's reverse task {} is {}: it replays the application's writes on PlanetScale to Aurora since a cutover, and the forward task would send them back to PlanetScale, so every write would go round between the two databases. Nothing was started. If the application runs on PlanetScale the migration is done (end the way back with `dms-migrate fallback end` once it is final); to go back to Aurora use `dms-migrate rollback`",
+            reverse.arn, reverse.status
+        ));
+    }
+    let reload = matches!(
+        plan,
+        Plan::Start {
+            start_type: StartType::ReloadTarget,
+            truncate: true,
+            ..
+        }
+    );
+    if has_run && starts_forward && !reload {
+        return Some(format!(
+            "the way back's reverse task {} has run (it is {}): a cutover switched to PlanetScale, and Aurora's changes since then include the writes the way back replayed from PlanetScale, which resuming the forward task would apply to PlanetScale again. Nothing was started. Only after a rollback, with the application back on Aurora, may the migration start over: {HOW_TO_RELOAD} (on PlanetScale)",
+            reverse.arn, reverse.status
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,8 @@ use dms_core::errors::StepError;
 #[derive(Default)]
 pub struct FakeDms {
     task: Option<Result<TaskInfo, StepError>>,
+    /// More tasks, answered by ARN (e.g. the way back's reverse task beside the forward one).
+    other_tasks: HashMap<String, TaskInfo>,
     tables: Option<Result<Vec<TableStat>, StepError>>,
     start_error: Option<StepError>,
     instance: Option<InstanceInfo>,
@@ -33,6 +35,12 @@ impl FakeDms {
     /// `describe_task` answers this task (and checks it is asked for this task's ARN when it has one).
     pub fn task(mut self, task: TaskInfo) -> Self {
         self.task = Some(Ok(task));
+        self
+    }
+
+    /// Another task `describe_task` answers when asked for its ARN.
+    pub fn other_task(mut self, task: TaskInfo) -> Self {
+        self.other_tasks.insert(task.arn.clone(), task);
         self
     }
 
@@ -133,6 +141,9 @@ fn next<T: Clone>(script: &mut VecDeque<T>) -> Option<T> {
 impl Dms for FakeDms {
     async fn describe_task(&self, task_arn: &str) -> Result<TaskInfo, StepError> {
         self.record("describe_task");
+        if let Some(other) = self.other_tasks.get(task_arn) {
+            return Ok(other.clone());
+        }
         match &self.task {
             Some(Ok(task)) => {
                 if !task.arn.is_empty() {

@@ -163,6 +163,7 @@ fn deps(dms: FakeDms) -> TestDeps {
         },
         modify: FakeModify::default(),
         plans: FakePlans::default(),
+        way_back_task_arn: None,
     }
 }
 
@@ -600,4 +601,96 @@ async fn a_bad_envelope_is_payload_invalid() {
         let err = handle(bad, &d).await.unwrap_err();
         assert_eq!(err.name, ErrorName::PayloadInvalid);
     }
+}
+
+const WAY_BACK_ARN: &str = "arn:aws:dms:us-east-1:123456789012:task:WAYBACK";
+
+fn reverse(status: &str, has_run: bool) -> TaskInfo {
+    TaskInfo {
+        arn: WAY_BACK_ARN.into(),
+        status: status.into(),
+        migration_type: "cdc".into(),
+        started_at_epoch_seconds: has_run.then_some(2_000.0),
+        ..TaskInfo::default()
+    }
+}
+
+/// The forward task stopped in CDC after a cutover: on its own it would be resumed.
+fn stopped_in_cdc() -> TaskInfo {
+    let mut t = task(
+        "stopped",
+        Some("Stop Reason NORMAL"),
+        "full-load-and-cdc",
+        true,
+    );
+    t.stats = Some(TaskStats {
+        full_load_finish_epoch_seconds: Some(2_000.0),
+        ..TaskStats::default()
+    });
+    t
+}
+
+fn with_way_back(dms: FakeDms) -> TestDeps {
+    let mut d = deps(dms.endpoint(target_endpoint(Some("target-secret"))));
+    d.way_back_task_arn = Some(WAY_BACK_ARN.into());
+    d
+}
+
+/// While the way back's reverse task runs, the forward task is neither resumed nor reloaded (every write
+/// would go round between the two databases), and one already running is reported: nothing is started.
+#[tokio::test]
+async fn nothing_starts_the_forward_task_while_the_way_back_runs() {
+    for options in [
+        json!({}),
+        json!({"startMode": "reload", "truncateTarget": true}),
+    ] {
+        let d = with_way_back(dms(stopped_in_cdc()).other_task(reverse("running", true)));
+        let err = handle(input(options.clone()), &d).await.unwrap_err();
+        assert_eq!(err.name, ErrorName::TaskRestartRefused, "{options}");
+        assert!(
+            err.message.contains(WAY_BACK_ARN)
+                && err.message.contains("go round between the two databases")
+                && err.message.contains("dms-migrate rollback"),
+            "{}",
+            err.message
+        );
+        assert!(d.dms.started().is_empty(), "{options}");
+        assert!(d.target_tables.truncated.lock().unwrap().is_empty());
+    }
+}
+
+/// After a cutover whose way back has run and stopped (a rollback), resuming the forward task would apply
+/// the way back's replayed writes to PlanetScale again: refused; a reload with the target emptied starts
+/// over.
+#[tokio::test]
+async fn after_the_way_back_ran_only_a_reload_with_truncate_starts_the_forward_task() {
+    let forward = || dms(stopped_in_cdc()).other_task(reverse("stopped", true));
+    let d = with_way_back(forward());
+    let err = handle(input(json!({})), &d).await.unwrap_err();
+    assert_eq!(err.name, ErrorName::TaskRestartRefused);
+    assert!(
+        err.message.contains("has run") && err.message.contains("truncateTarget"),
+        "{}",
+        err.message
+    );
+    assert!(d.dms.started().is_empty());
+
+    let d = with_way_back(forward());
+    handle(
+        input(json!({"startMode": "reload", "truncateTarget": true})),
+        &d,
+    )
+    .await
+    .expect("a reload starts over");
+    assert_eq!(d.dms.started(), vec![StartType::ReloadTarget]);
+}
+
+/// A way back that never ran (the stack created it, no cutover yet) changes nothing.
+#[tokio::test]
+async fn a_way_back_that_never_ran_does_not_hold_the_forward_task() {
+    let d = with_way_back(
+        dms(task("ready", None, "full-load-and-cdc", false)).other_task(reverse("ready", false)),
+    );
+    handle(input(json!({})), &d).await.expect("started");
+    assert_eq!(d.dms.started(), vec![StartType::StartReplication]);
 }
