@@ -846,6 +846,22 @@ async fn rollback_switches_back_with_every_target_write_on_the_source_and_its_se
         String::from_utf8_lossy(&verify.stdout)
     );
 
+    // Cutting over again through the same way back is refused before the forward task is touched: it
+    // would apply the way back's writes to the target again.
+    let again = rig
+        .cutover(&["--freeze", "--way-back-task-arn", &reverse], |_, _| {})
+        .await;
+    assert_eq!(again.code, 1, "{}", again.stdout);
+    assert!(
+        again.stdout.contains("stopped in phase 1")
+            && again
+                .stdout
+                .contains("a cutover has already switched with it"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(rig.task_status().await, "stopped");
+
     let undo = rig.rollback(&reverse, &["--undo-freeze"], |_, _| {}).await;
     assert_eq!(undo.code, 0, "{}", undo.stdout);
     assert!(

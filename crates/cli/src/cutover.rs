@@ -455,6 +455,18 @@ async fn sleep(duration: Duration) -> Step<()> {
 // Before the freeze
 
 async fn task_phase(cx: &mut Context) -> Step<String> {
+    // Before the forward task is touched: a reverse task that has run means a cutover already switched
+    // (and maybe a rollback came back). Resuming the forward task then would apply the way back's replayed
+    // writes to the target again; only a reload starts over (docs/rollback.md).
+    if let Some(reverse_arn) = cx.arm.as_ref().and_then(|a| a.task_arn.clone()) {
+        let reverse = cx.dms.describe_task(&reverse_arn).await?;
+        if reverse.status != TaskStatus::Ready {
+            return Err(Stop::Gate(format!(
+                "the way back's reverse task {reverse_arn} is {}, not ready: a cutover has already switched with it. If the application writes to the target, the migration is done; if a rollback brought it back to the source, the forward task must not resume (it would apply the way back's writes to the target again): start over with a reload (the state machine with {{\"startMode\": \"reload\", \"truncateTarget\": true}}) and recreate the reverse task (update the stack with EnableFallback false, then true)",
+                reverse.status
+            )));
+        }
+    }
     let task = cx.dms.describe_task(&cx.task_arn).await?;
     if cx.dir == Direction::Back && task.migration_type != MigrationType::Cdc {
         return Err(Stop::Gate(format!(
