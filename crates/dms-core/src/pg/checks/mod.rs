@@ -12,6 +12,7 @@
 //! ```
 
 mod catalog;
+mod fallback;
 mod source;
 mod target;
 
@@ -25,6 +26,7 @@ use crate::rules::state::{CheckCounts, CheckSummary, MAX_NAMES};
 use crate::string_enum::string_enum;
 
 pub use crate::rules::table_selection::TableSelection;
+pub use fallback::{run_source_fallback_checks, run_target_fallback_checks};
 pub use source::{
     run_source_checks, run_source_checks_on, run_transaction_checks, SourceFacts, SourceReport,
 };
@@ -61,7 +63,8 @@ pub mod ids {
     pub const TARGET_UNIQUE_WITH_PK: &str = "target.unique_with_pk";
 
     // The way back (docs/fallback.md): PlanetScale as the reverse DMS task's source, Aurora as its target.
-    // `dms-migrate preflight` runs them unless `--no-fallback`.
+    // `dms-migrate preflight` runs them unless `--no-fallback`; the premigration-assessment Lambda when the
+    // stack's `EnableFallback` is `true`.
     pub const FALLBACK_TARGET_WAL_LEVEL: &str = "fallback.target_wal_level";
     pub const FALLBACK_TARGET_SLOT: &str = "fallback.target_slot";
     pub const FALLBACK_TARGET_REPLICATION_CAPACITY: &str = "fallback.target_replication_capacity";
@@ -104,7 +107,21 @@ pub mod ids {
         TARGET_UNIQUE_WITH_PK,
     ];
 
-    /// Every check of the way back, in report order.
+    /// The way back's checks read on PlanetScale (`run_target_fallback_checks`), in report order.
+    pub const FALLBACK_TARGET: [&str; 4] = [
+        FALLBACK_TARGET_WAL_LEVEL,
+        FALLBACK_TARGET_SLOT,
+        FALLBACK_TARGET_REPLICATION_CAPACITY,
+        FALLBACK_TARGET_WAL_KEEP_SIZE,
+    ];
+
+    /// The way back's checks read on Aurora (`run_source_fallback_checks`), in report order.
+    pub const FALLBACK_SOURCE: [&str; 2] = [
+        FALLBACK_SOURCE_PRIVILEGES,
+        FALLBACK_SOURCE_SESSION_REPLICATION_ROLE,
+    ];
+
+    /// Every check of the way back, in report order: PlanetScale's, then Aurora's.
     pub const FALLBACK: [&str; 6] = [
         FALLBACK_TARGET_WAL_LEVEL,
         FALLBACK_TARGET_SLOT,
