@@ -236,6 +236,35 @@ fn the_way_back_is_a_cdc_only_task_created_ahead_with_enable_fallback() {
     assert_eq!(output["Value"]["Ref"], "FallbackReplicationTask");
 }
 
+/// The way back's checks run in the assessment exactly when the stack creates the way back: the
+/// premigration-assessment function's `ENABLE_FALLBACK` is the `EnableFallback` parameter itself (the
+/// function reads `true` or `false`, the parameter's only values), and no other function reads it (the
+/// source-checks function is told per request).
+#[test]
+fn the_assessment_runs_the_way_backs_checks_when_enable_fallback_is_on() {
+    let template = load(&template_path());
+    let resources = template["Resources"].as_object().expect("Resources");
+    let readers: Vec<&String> = resources
+        .iter()
+        .filter(|(_, r)| {
+            r["Properties"]["Environment"]["Variables"]
+                .get("ENABLE_FALLBACK")
+                .is_some()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(readers, ["PremigrationAssessmentFunction"]);
+    assert_eq!(
+        resources["PremigrationAssessmentFunction"]["Properties"]["Environment"]["Variables"]
+            ["ENABLE_FALLBACK"],
+        serde_json::json!({"Ref": "EnableFallback"})
+    );
+    assert_eq!(
+        template["Parameters"]["EnableFallback"]["AllowedValues"],
+        serde_json::json!(["true", "false"])
+    );
+}
+
 /// `DependsOn` as a list (CloudFormation accepts a string or a list).
 fn depends_on(resource: &serde_json::Value) -> Vec<String> {
     match &resource["DependsOn"] {
