@@ -1,7 +1,7 @@
 //! `dms-migrate preflight`: every check of docs/checks.md against both databases, with dms-core's checks (the same
 //! ones the premigration-assessment Lambda runs) and, unless `--no-fallback`, the way back's
-//! (`fallback.*`, dms-core's `run_target_fallback_checks` and `run_source_fallback_checks`), read at the
-//! same time as the others on connections of their own. Exit 0 when nothing fails, 1 when a check fails.
+//! (`fallback.*`), read at the same time as the others (`checks::run_all_checks`). Exit 0 when nothing
+//! fails, 1 when a check fails.
 
 use dms_core::errors::StepError;
 use dms_core::pg::checks::{self, Check, CheckConfig, CheckStatus, Connections, TableSelection};
@@ -62,45 +62,22 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
         source.describe(),
         target.describe()
     ));
-    // Two connections a side: see checks::Connections. The way back's Aurora checks get a third one, so
-    // they are not queued behind the catalog reads (statements on one connection run one after the
-    // other); its PlanetScale checks open their own session for the throwaway slot.
-    let way_back_source = async {
-        if args.no_fallback {
-            Ok(None)
-        } else {
-            source.connect().await.map(Some)
-        }
-    };
-    let (source_first, source_second, target_first, target_second, way_back_source) = tokio::try_join!(
+    // Two connections a side: see checks::Connections.
+    let (source_first, source_second, target_first, target_second) = tokio::try_join!(
         source.connect(),
         source.connect(),
         target.connect(),
-        target.connect(),
-        way_back_source
+        target.connect()
     )?;
     connection::refuse_unknown_schemas(&source_first, &args.schemas).await?;
     progress.say("reading both catalogs");
-    let way_back = async {
-        let Some(way_back_source) = &way_back_source else {
-            return Ok(Vec::new());
-        };
-        let (mut planetscale, aurora) = tokio::try_join!(
-            checks::run_target_fallback_checks(&target),
-            checks::run_source_fallback_checks(way_back_source, &config)
-        )?;
-        planetscale.extend(aurora);
-        Ok(planetscale)
-    };
-    let (mut all, way_back) = tokio::try_join!(
-        checks::run_all_checks(
-            Connections::two(&source_first, &source_second),
-            Connections::two(&target_first, &target_second),
-            &config,
-        ),
-        way_back
-    )?;
-    all.extend(way_back);
+    let all = checks::run_all_checks(
+        Connections::two(&source_first, &source_second),
+        Connections::two(&target_first, &target_second),
+        &config,
+        (!args.no_fallback).then_some(&target),
+    )
+    .await?;
     let counts = checks::counts(&all);
     match args.format {
         Format::Json => {

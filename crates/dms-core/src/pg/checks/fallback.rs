@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
+use super::catalog::MappedTable;
+use super::target::{write_checks, WriteReads};
 use super::{ids, run_write_checks, Check, CheckConfig, CheckStatus};
 use crate::errors::StepError;
 use crate::pg::{classify_pg_error, PgConnectOptions};
@@ -71,7 +73,21 @@ pub async fn run_source_fallback_checks(
     source: &Client,
     config: &CheckConfig,
 ) -> Result<Vec<Check>, StepError> {
-    let as_target = run_write_checks(source, config).await?;
+    Ok(as_reverse_target(&run_write_checks(source, config).await?))
+}
+
+/// Aurora's part when the source checks have read the mapped tables already (the same statement), with
+/// the three one-row reads of `target::read_for_writes` made on Aurora.
+pub(super) fn source_fallback_checks(
+    tables: &[MappedTable],
+    reads: &WriteReads,
+    config: &CheckConfig,
+) -> Vec<Check> {
+    as_reverse_target(&write_checks(tables, reads, config))
+}
+
+/// The write checks of a DMS target, read on Aurora, renamed as the way back's.
+fn as_reverse_target(as_target: &[Check]) -> Vec<Check> {
     let reverse = |from: &str, id: &str| -> Check {
         let mut check = as_target
             .iter()
@@ -90,13 +106,13 @@ pub async fn run_source_fallback_checks(
         check.summary = format!("Aurora as the way back's DMS target: {}", check.summary);
         check
     };
-    Ok(vec![
+    vec![
         reverse(ids::TARGET_PRIVILEGES, ids::FALLBACK_SOURCE_PRIVILEGES),
         reverse(
             ids::TARGET_SESSION_REPLICATION_ROLE,
             ids::FALLBACK_SOURCE_SESSION_REPLICATION_ROLE,
         ),
-    ])
+    ]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

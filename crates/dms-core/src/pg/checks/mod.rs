@@ -254,13 +254,30 @@ impl<'a> Connections<'a> {
 }
 
 /// Every check of both sides, as `dms-migrate preflight` runs them: the two databases are read at the
-/// same time, then compared.
+/// same time, then compared. With `way_back` (the target's connection options: its slot probe needs a
+/// session of its own) the way back's checks too, read at the same time as the others: PlanetScale's on
+/// that session, Aurora's from the source checks' own table read plus three one-row reads sent ahead of
+/// the catalog reads on the source's second connection, so the way back adds no second read of the
+/// source's tables.
 pub async fn run_all_checks(
     source: Connections<'_>,
     target: Connections<'_>,
     config: &CheckConfig,
+    way_back: Option<&crate::pg::PgConnectOptions>,
 ) -> Result<Vec<Check>, StepError> {
-    let (source_report, target_facts) = tokio::try_join!(
+    // Polled first, so its source statements are the first in the second connection's pipeline.
+    let way_back_reads = async {
+        match way_back {
+            None => Ok(None),
+            Some(target_options) => tokio::try_join!(
+                target::read_for_writes(source.second, config),
+                run_target_fallback_checks(target_options),
+            )
+            .map(Some),
+        }
+    };
+    let (way_back_reads, source_report, target_facts) = tokio::try_join!(
+        way_back_reads,
         run_source_checks_on(source, config),
         gather_target(target, config)
     )?;
@@ -270,6 +287,14 @@ pub async fn run_all_checks(
         Some(&source_report.facts),
         config,
     ));
+    if let Some((aurora_reads, planetscale)) = way_back_reads {
+        checks.extend(planetscale);
+        checks.extend(fallback::source_fallback_checks(
+            &source_report.tables,
+            &aurora_reads,
+            config,
+        ));
+    }
     Ok(checks)
 }
 
