@@ -54,16 +54,7 @@ impl SqlChecks for PgChecks {
         fallback: bool,
     ) -> Result<(Vec<Check>, SourceFacts), StepError> {
         let client = source.connect().await?;
-        let way_back = async {
-            if fallback {
-                checks::run_source_fallback_checks(&client, config).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let (mut report, way_back) =
-            tokio::try_join!(checks::run_source_checks(&client, config), way_back)?;
-        report.checks.extend(way_back);
+        let report = checks::run_source_checks_and_fallback(&client, config, fallback).await?;
         Ok((report.checks, report.facts))
     }
 

@@ -35,16 +35,7 @@ impl SourceDatabase for Postgres {
         fallback: bool,
     ) -> Result<SourceChecksResponse, StepError> {
         let client = source.connect().await?;
-        let way_back = async {
-            if fallback {
-                checks::run_source_fallback_checks(&client, config).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let (mut report, way_back) =
-            tokio::try_join!(checks::run_source_checks(&client, config), way_back)?;
-        report.checks.extend(way_back);
+        let report = checks::run_source_checks_and_fallback(&client, config, fallback).await?;
         Ok(SourceChecksResponse {
             checks: report.checks,
             facts: report.facts,

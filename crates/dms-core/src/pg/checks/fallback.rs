@@ -3,8 +3,8 @@
 //! room for one more slot and WAL sender, a bounded WAL retention) and from Aurora as its target (writing
 //! every mapped table with triggers and foreign keys not firing). Two halves, because they may run on
 //! different machines: `run_target_fallback_checks` where PlanetScale is reachable (the workstation, the
-//! premigration-assessment Lambda), `run_source_fallback_checks` where Aurora is (the workstation, the
-//! in-VPC source-checks Lambda). `dms-migrate preflight` runs both unless `--no-fallback`; the assessment
+//! premigration-assessment Lambda), Aurora's with the source checks where Aurora is
+//! (`run_source_checks_and_fallback`: the in-VPC source-checks Lambda; `run_all_checks`: the workstation). `dms-migrate preflight` runs both unless `--no-fallback`; the assessment
 //! when the stack's `EnableFallback` is `true`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,8 +13,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
 use super::catalog::MappedTable;
-use super::target::{write_checks, WriteReads};
-use super::{ids, run_write_checks, Check, CheckConfig, CheckStatus};
+use super::target::{read_for_writes, write_checks, WriteReads};
+use super::{ids, run_source_checks, Check, CheckConfig, CheckStatus, SourceReport};
 use crate::errors::StepError;
 use crate::pg::{classify_pg_error, PgConnectOptions};
 
@@ -66,18 +66,33 @@ pub async fn run_target_fallback_checks(
     ])
 }
 
-/// Aurora's part, in `ids::FALLBACK_SOURCE` order: the rules DMS's forward target endpoint is held to
-/// (`target.privileges`, `target.session_replication_role`), read on Aurora, which is the reverse task's
-/// DMS target. `source` is a connection to Aurora.
-pub async fn run_source_fallback_checks(
+/// The source checks and, with `fallback`, Aurora's part of the way back after them (in
+/// `ids::FALLBACK_SOURCE` order), on one connection to Aurora (the Lambdas'): Aurora's part comes from the
+/// source checks' own table read plus three one-row reads, never a second read of the tables.
+pub async fn run_source_checks_and_fallback(
     source: &Client,
     config: &CheckConfig,
-) -> Result<Vec<Check>, StepError> {
-    Ok(as_reverse_target(&run_write_checks(source, config).await?))
+    fallback: bool,
+) -> Result<SourceReport, StepError> {
+    let reads = async {
+        if fallback {
+            read_for_writes(source, config).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (reads, mut report) = tokio::try_join!(reads, run_source_checks(source, config))?;
+    if let Some(reads) = reads {
+        let way_back = source_fallback_checks(&report.tables, &reads, config);
+        report.checks.extend(way_back);
+    }
+    Ok(report)
 }
 
-/// Aurora's part when the source checks have read the mapped tables already (the same statement), with
-/// the three one-row reads of `target::read_for_writes` made on Aurora.
+/// Aurora's part, in `ids::FALLBACK_SOURCE` order: the rules DMS's forward target endpoint is held to
+/// (`target.privileges`, `target.session_replication_role`), read on Aurora, which is the reverse task's
+/// DMS target: from the source checks' mapped tables (the same statement as `target.privileges` reads)
+/// and `target::read_for_writes`'s three one-row reads made on Aurora.
 pub(super) fn source_fallback_checks(
     tables: &[MappedTable],
     reads: &WriteReads,

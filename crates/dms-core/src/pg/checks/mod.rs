@@ -26,11 +26,11 @@ use crate::rules::state::{CheckCounts, CheckSummary, MAX_NAMES};
 use crate::string_enum::string_enum;
 
 pub use crate::rules::table_selection::TableSelection;
-pub use fallback::{run_source_fallback_checks, run_target_fallback_checks};
+pub use fallback::{run_source_checks_and_fallback, run_target_fallback_checks};
 pub use source::{
     run_source_checks, run_source_checks_on, run_transaction_checks, SourceFacts, SourceReport,
 };
-pub use target::{gather_target, run_target_checks, run_write_checks, target_checks, TargetFacts};
+pub use target::{gather_target, run_target_checks, target_checks, TargetFacts};
 
 /// The stable check ids (tests and users script against them).
 pub mod ids {
@@ -115,7 +115,7 @@ pub mod ids {
         FALLBACK_TARGET_WAL_KEEP_SIZE,
     ];
 
-    /// The way back's checks read on Aurora (`run_source_fallback_checks`), in report order.
+    /// The way back's checks read on Aurora (`run_source_checks_and_fallback`), in report order.
     pub const FALLBACK_SOURCE: [&str; 2] = [
         FALLBACK_SOURCE_PRIVILEGES,
         FALLBACK_SOURCE_SESSION_REPLICATION_ROLE,

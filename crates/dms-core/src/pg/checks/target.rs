@@ -134,21 +134,10 @@ fn first_settings_row(rows: Vec<Row>) -> Result<Row, StepError> {
     })
 }
 
-/// `target.privileges` and `target.session_replication_role` alone, on any database DMS is to write: the
-/// way back (docs/fallback.md) reads them on the source, which becomes the reverse task's target. Only the
-/// table facts are read, not the schema inventory, so it adds a fraction of a catalog read.
-pub async fn run_write_checks(
-    client: &Client,
-    config: &CheckConfig,
-) -> Result<Vec<Check>, StepError> {
-    let (reads, tables) = tokio::try_join!(
-        read_for_writes(client, config),
-        catalog::read_tables(client, &config.selection, ids::TARGET_PRIVILEGES),
-    )?;
-    Ok(write_checks(&tables, &reads, config))
-}
-
-/// What the write checks read besides the mapped tables' facts (which carry the missing privileges).
+/// What `target.privileges` and `target.session_replication_role` need besides the mapped tables' facts,
+/// read on a database DMS is to write other than the target: the way back (docs/fallback.md) reads them
+/// on the source, which becomes the reverse task's target, and takes the tables from the source checks'
+/// own read (`fallback`).
 pub(super) struct WriteReads {
     settings: Row,
     /// Why `SET session_replication_role = replica` was refused, if it was.
@@ -181,8 +170,8 @@ pub(super) async fn read_for_writes(
 }
 
 /// `target.privileges` and `target.session_replication_role` from what was read: `tables` are the mapped
-/// tables of the database DMS is to write (read by `read_tables`, or by the source checks' catalog read,
-/// which is the same statement).
+/// tables of the database DMS is to write, as the source checks' catalog read gives them (the statement
+/// `target.privileges` reads on the target).
 pub(super) fn write_checks(
     tables: &[MappedTable],
     reads: &WriteReads,
