@@ -84,7 +84,8 @@ pub struct RigSpec {
     /// Gives start-task PLAN_BUCKET: the bucket (in moto S3) where it reads `dms-plan.json`.
     pub plan_bucket: Option<String>,
     /// Registers the way back's reverse task (the stack's FallbackReplicationTask, reading this slot on
-    /// the target) and gives notify WAY_BACK_TASK_ARN, as the stack does with EnableFallback.
+    /// the target) and gives notify and start-task WAY_BACK_TASK_ARN and premigration-assessment
+    /// ENABLE_FALLBACK=true, as the stack does with EnableFallback.
     pub way_back_slot: Option<String>,
 }
 
@@ -611,6 +612,8 @@ impl MigrationRig {
                             function_arn(&lab, &source_checks_alias),
                         ),
                         ("SOURCE_CHECKS_SECURITY_GROUP", checks_group.clone()),
+                        // The stack sets it from EnableFallback: with the way back, its checks run.
+                        ("ENABLE_FALLBACK", way_back_task_arn.is_some().to_string()),
                         ("AWS_ENDPOINT_URL_LAMBDA", lab.var("LAMBDA_ROUTER_URL")),
                     ];
                     if spec.dms_assessment {

@@ -4,7 +4,7 @@
 //! write privileges on the source or without `SET session_replication_role` there fails the check that
 //! names it, with its fix; `--no-fallback` leaves them out; no probe slot is ever left on the target.
 //! The wal_level failure cannot be produced per test (a server setting): its verdict is unit-tested in
-//! `crates/cli/src/fallback_checks.rs`.
+//! `crates/dms-core/src/pg/checks/fallback.rs`.
 
 use dms_core::pg::checks::ids;
 use integration_tests::lab::connect;

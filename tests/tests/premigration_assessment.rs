@@ -1,16 +1,20 @@
 //! The BUILT `premigration-assessment` Lambda on the lab: real SQL checks on both lab databases (credentials
 //! from moto Secrets Manager secrets the dms-local endpoints name) and a DMS assessment run in dms-local
 //! that probes the source for real. The test plays the state machine's loop: `start`, then `poll` once a
-//! second until a final status, bounded so a regression fails instead of hanging.
+//! second until a final status, bounded so a regression fails instead of hanging. With `ENABLE_FALLBACK`
+//! the way back's checks (`fallback.*`) run too, the Aurora ones through the BUILT `source-checks`
+//! Lambda when the assessment is given one, as the stack does.
 
 use std::path::PathBuf;
 use std::time::Duration;
 use test_doubles::StateFixture;
 
 use dms_core::aws::dms::{Dms, StartType};
+use dms_core::pg::checks::ids;
 use integration_tests::dms_local::{all_public_tables, DmsLocal, LabTask};
-use integration_tests::lab::{binary, Lab, TestDatabases};
+use integration_tests::lab::{binary, connect, Lab, TestDatabases};
 use integration_tests::lambda::LocalLambda;
+use integration_tests::sfn::{function_arn, route_url};
 use integration_tests::unique_name;
 use serde_json::{json, Value};
 
@@ -25,8 +29,47 @@ struct Rig {
     dms: DmsLocal,
     task: LabTask,
     lambda: LocalLambda,
+    /// The in-VPC source checks, when the assessment was given them.
+    _source_checks: Option<LocalLambda>,
     /// Last: dropped once dms-local has dropped its subscriptions.
     _dbs: TestDatabases,
+}
+
+/// The password of a test's own migration role (`Login::Role`).
+const ROLE_PASSWORD: &str = "Assess-Fallback-3";
+
+/// Who the endpoints' secrets log in as.
+enum Login {
+    Admin,
+    /// A role of the test, made with the given SQL on (source, target); `{role}` is its name.
+    Role(&'static str, &'static str),
+}
+
+/// How a test's assessment Lambda is set up.
+struct Setup {
+    login: Login,
+    /// Extra environment of the assessment function (`ENABLE_FALLBACK`).
+    env: Vec<(&'static str, &'static str)>,
+    /// The source checks through the built `source-checks` Lambda, invoked through the lab's Lambda router.
+    in_vpc: bool,
+    /// A DMS assessment run besides the SQL checks.
+    dms_run: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            login: Login::Admin,
+            env: Vec::new(),
+            in_vpc: false,
+            dms_run: true,
+        }
+    }
+}
+
+/// The test's migration role, named `<purpose>_<database>` so the lab drops it with the database.
+fn role_of(dbs: &TestDatabases) -> String {
+    format!("assessrole_{}", dbs.name)
 }
 
 async fn sql(url: &str, statements: &str) {
@@ -38,11 +81,15 @@ async fn sql(url: &str, statements: &str) {
 }
 
 /// One side's credentials as the stack stores them: a secret the endpoint names.
-async fn secret(lab: &Lab, dbs: &TestDatabases, side: &str) -> String {
+async fn secret(lab: &Lab, dbs: &TestDatabases, side: &str, login: &Login) -> String {
     let upper = side.to_uppercase();
+    let (username, password) = match login {
+        Login::Admin => (lab.var("LAB_ADMIN_USER"), lab.var("LAB_ADMIN_PASSWORD")),
+        Login::Role(..) => (role_of(dbs), ROLE_PASSWORD.to_string()),
+    };
     let value = json!({"host": lab.var(&format!("{upper}_HOST")),
         "port": lab.var(&format!("{upper}_PORT")).parse::<u16>().unwrap(),
-        "username": lab.var("LAB_ADMIN_USER"), "password": lab.var("LAB_ADMIN_PASSWORD"), "dbname": dbs.name});
+        "username": username, "password": password, "dbname": dbs.name});
     aws_sdk_secretsmanager::Client::new(&lab.aws_config().await)
         .create_secret()
         .name(unique_name(&format!("assessment-{side}")))
@@ -56,16 +103,47 @@ async fn secret(lab: &Lab, dbs: &TestDatabases, side: &str) -> String {
 }
 
 async fn rig(name: &str) -> Option<Rig> {
+    rig_with(name, Setup::default()).await
+}
+
+/// Starts the built assessment function with the rig's DMS and `extra` environment.
+async fn assessment_lambda(lab: &Lab, dms: &DmsLocal, extra: Vec<(String, String)>) -> LocalLambda {
+    let mut env = lab.aws_env();
+    env.extend(dms.env());
+    env.extend(extra);
+    LocalLambda::start(
+        &PathBuf::from(lab.var("CARGO_LAMBDA")),
+        "premigration-assessment",
+        &binary("premigration-assessment"),
+        &env,
+    )
+    .await
+}
+
+async fn rig_with(name: &str, setup: Setup) -> Option<Rig> {
     let lab = Lab::get().await?;
     let dbs = lab.fresh_databases(name).await;
     sql(&dbs.source_url, SCHEMA).await;
     sql(&dbs.target_url, SCHEMA).await;
+    if let Login::Role(on_source, on_target) = setup.login {
+        let role = role_of(&dbs);
+        for (url, grants) in [(&dbs.source_url, on_source), (&dbs.target_url, on_target)] {
+            sql(
+                url,
+                &format!(
+                    "CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}'; {}",
+                    grants.replace("{role}", &role)
+                ),
+            )
+            .await;
+        }
+    }
     let dms = DmsLocal::start(&lab).await;
     let instance_arn = dms.register_instance("Lab-Instance").await;
     let mut endpoints = Vec::new();
     for side in ["source", "target"] {
         let mut spec = DmsLocal::lab_endpoint_spec(&lab, &dbs, side);
-        spec["secretId"] = json!(secret(&lab, &dbs, side).await);
+        spec["secretId"] = json!(secret(&lab, &dbs, side, &setup.login).await);
         endpoints.push(dms.register_endpoint(&spec).await);
     }
     let task_arn = dms
@@ -78,22 +156,46 @@ async fn rig(name: &str) -> Option<Rig> {
             &all_public_tables(),
         )
         .await;
-    let mut env = lab.aws_env();
-    env.extend(dms.env());
-    env.push((
-        "ASSESSMENT_ROLE_ARN".into(),
-        "arn:aws:iam::123456789012:role/lab-assessment".into(),
-    ));
-    env.push(("ASSESSMENT_BUCKET".into(), "lab-assessment-results".into()));
-    let lambda = LocalLambda::start(
-        &PathBuf::from(lab.var("CARGO_LAMBDA")),
-        "premigration-assessment",
-        &binary("premigration-assessment"),
-        &env,
-    )
-    .await;
+    let mut env: Vec<(String, String)> = setup
+        .env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if setup.dms_run {
+        env.push((
+            "ASSESSMENT_ROLE_ARN".into(),
+            "arn:aws:iam::123456789012:role/lab-assessment".into(),
+        ));
+        env.push(("ASSESSMENT_BUCKET".into(), "lab-assessment-results".into()));
+    }
+    let source_checks = if setup.in_vpc {
+        // As the stack wires it: no AWS environment, reached only through the Invoke API.
+        let function = LocalLambda::start(
+            &PathBuf::from(lab.var("CARGO_LAMBDA")),
+            "source-checks",
+            &binary("source-checks"),
+            &[],
+        )
+        .await;
+        let alias = unique_name("assess-source-checks");
+        route_url(&lab, &alias, &function.invoke_url()).await;
+        env.push(("SOURCE_CHECKS_FUNCTION".into(), function_arn(&lab, &alias)));
+        env.push((
+            "SOURCE_CHECKS_SECURITY_GROUP".into(),
+            "sg-lab-source-checks".into(),
+        ));
+        env.push((
+            "AWS_ENDPOINT_URL_LAMBDA".into(),
+            lab.var("LAMBDA_ROUTER_URL"),
+        ));
+        Some(function)
+    } else {
+        None
+    };
+    let lambda = assessment_lambda(&lab, &dms, env).await;
     Some(Rig {
         lab,
+        _source_checks: source_checks,
         _dbs: dbs,
         dms,
         task: LabTask {
@@ -120,10 +222,7 @@ impl Rig {
     }
 
     async fn invoke(&self, state: &Value, action: &str) -> Value {
-        self.lambda
-            .invoke(&json!({"state": state, "action": action}))
-            .await
-            .unwrap_or_else(|e| panic!("{action}: {e:?}"))
+        invoke(&self.lambda, state, action).await
     }
 
     /// `start`, then `poll` once a second until the status is final; returns the last assessment result.
@@ -141,6 +240,13 @@ impl Rig {
             state["results"]["assessment"]
         );
     }
+}
+
+async fn invoke(lambda: &LocalLambda, state: &Value, action: &str) -> Value {
+    lambda
+        .invoke(&json!({"state": state, "action": action}))
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e:?}"))
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -299,5 +405,156 @@ async fn ten_thousand_loaded_target_tables_keep_the_output_and_the_email_bounded
     assert!(
         body.contains("9980 more"),
         "the count of the rest is in the email: {body}"
+    );
+}
+
+/// Every check of `list` (failures, warnings or notRun) whose id is one of the way back's.
+fn way_back_ids(list: &Value) -> Vec<String> {
+    ids(list)
+        .into_iter()
+        .filter(|id| ids::FALLBACK.contains(&id.as_str()))
+        .collect()
+}
+
+fn find<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == json!(id)))
+        .unwrap_or_else(|| panic!("no {id} in {list:#}"))
+}
+
+/// The way back enabled, the source checks inside the "VPC" (the built source-checks function), an
+/// admin login that has every prerequisite: the six `fallback.*` checks run, each on its side, and only
+/// `max_slot_wal_keep_size` (the lab's PostgreSQL default, -1) warns; the same databases assessed with
+/// the way back disabled show none of them. No probe slot is left on the target.
+#[tokio::test]
+async fn with_the_way_back_enabled_its_checks_run_on_both_sides_and_pass() {
+    let Some(rig) = rig_with(
+        "assess_fb_pass",
+        Setup {
+            env: vec![("ENABLE_FALLBACK", "true")],
+            in_vpc: true,
+            dms_run: false,
+            ..Setup::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let enabled = rig.invoke(&rig.state(), "start").await;
+    let enabled = &enabled["results"]["assessment"];
+    assert_eq!(
+        enabled["sourceChecks"]["where"],
+        json!("the source-checks function inside the stack's VPC"),
+        "{enabled}"
+    );
+    assert_eq!(
+        way_back_ids(&enabled["failures"]),
+        Vec::<String>::new(),
+        "{enabled}"
+    );
+    assert_eq!(
+        way_back_ids(&enabled["notRun"]),
+        Vec::<String>::new(),
+        "{enabled}"
+    );
+    assert_eq!(
+        way_back_ids(&enabled["warnings"]),
+        [ids::FALLBACK_TARGET_WAL_KEEP_SIZE],
+        "{enabled}"
+    );
+    let keep = find(&enabled["warnings"], ids::FALLBACK_TARGET_WAL_KEEP_SIZE);
+    assert!(
+        keep["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("-1 (no limit)")),
+        "{keep}"
+    );
+
+    let disabled_lambda = assessment_lambda(
+        &rig.lab,
+        &rig.dms,
+        vec![("ENABLE_FALLBACK".into(), "false".into())],
+    )
+    .await;
+    let disabled = invoke(&disabled_lambda, &rig.state(), "start").await;
+    let disabled = &disabled["results"]["assessment"];
+    assert!(
+        !disabled.to_string().contains("fallback."),
+        "no way-back check without the way back: {disabled}"
+    );
+    let count = |a: &Value, status: &str| a["counts"][status].as_u64().unwrap();
+    assert_eq!(
+        count(enabled, "pass") - count(disabled, "pass"),
+        5,
+        "the way back's five other checks passed: {enabled} against {disabled}"
+    );
+    assert_eq!(count(enabled, "warn") - count(disabled, "warn"), 1);
+    assert_eq!(count(enabled, "fail"), count(disabled, "fail"));
+
+    let target = connect(&rig._dbs.target_url).await;
+    let left = target
+        .query(
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'dms\\_migrate\\_preflight\\_%'",
+            &[],
+        )
+        .await
+        .expect("slots");
+    assert!(left.is_empty(), "probe slots left on the target: {left:?}");
+}
+
+/// A migration role without REPLICATION on PlanetScale and without write privileges on Aurora: the
+/// assessment names both checks with their fix, as warnings that say the way back (not the migration) is
+/// blocked and how to go without it; the forward migration's own verdict is untouched by them.
+#[tokio::test]
+async fn a_missing_way_back_prerequisite_is_named_and_blocks_only_the_way_back() {
+    let Some(rig) = rig_with(
+        "assess_fb_fail",
+        Setup {
+            login: Login::Role(
+                // Aurora: reads and replicates (the forward source's needs), writes nothing.
+                "ALTER ROLE {role} WITH REPLICATION; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};",
+                // PlanetScale: writes the tables (the forward target's needs), no REPLICATION.
+                "GRANT USAGE, CREATE ON SCHEMA public TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO {role};",
+            ),
+            env: vec![("ENABLE_FALLBACK", "true")],
+            dms_run: false,
+            ..Setup::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let out = rig.invoke(&rig.state(), "start").await;
+    let a = &out["results"]["assessment"];
+    assert_eq!(way_back_ids(&a["failures"]), Vec::<String>::new(), "{a}");
+    let role = role_of(&rig._dbs);
+    let slot = find(&a["warnings"], ids::FALLBACK_TARGET_SLOT);
+    let summary = slot["summary"].as_str().unwrap();
+    assert!(summary.contains("the way back cannot be armed"), "{slot}");
+    assert!(
+        summary.contains("lacks the REPLICATION attribute"),
+        "{slot}"
+    );
+    let fix = slot["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with(&format!("ALTER ROLE {role} WITH REPLICATION;")),
+        "{slot}"
+    );
+    assert!(fix.contains("EnableFallback = false"), "{slot}");
+    let privileges = find(&a["warnings"], ids::FALLBACK_SOURCE_PRIVILEGES);
+    assert!(
+        privileges["objects"]
+            .as_array()
+            .is_some_and(|o| o.contains(&json!("public.orders"))),
+        "{privileges}"
+    );
+    assert!(
+        privileges["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("Aurora as the way back's DMS target")),
+        "{privileges}"
     );
 }

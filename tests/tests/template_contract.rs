@@ -614,7 +614,36 @@ fn no_combination_of_the_switches_refers_to_a_resource_it_leaves_out() {
     }
 }
 
-/// `DependsOn` as a list (CloudFormation accepts a string or a list)./// `DependsOn` as a list (CloudFormation accepts a string or a list).
+/// The way back's checks run in the assessment exactly when the stack creates the way back: the
+/// premigration-assessment function's `ENABLE_FALLBACK` is the `EnableFallback` parameter itself (the
+/// function reads `true` or `false`, the parameter's only values), and no other function reads it (the
+/// source-checks function is told per request).
+#[test]
+fn the_assessment_runs_the_way_backs_checks_when_enable_fallback_is_on() {
+    let template = load(&template_path());
+    let resources = template["Resources"].as_object().expect("Resources");
+    let readers: Vec<&String> = resources
+        .iter()
+        .filter(|(_, r)| {
+            r["Properties"]["Environment"]["Variables"]
+                .get("ENABLE_FALLBACK")
+                .is_some()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(readers, ["PremigrationAssessmentFunction"]);
+    assert_eq!(
+        resources["PremigrationAssessmentFunction"]["Properties"]["Environment"]["Variables"]
+            ["ENABLE_FALLBACK"],
+        serde_json::json!({"Ref": "EnableFallback"})
+    );
+    assert_eq!(
+        template["Parameters"]["EnableFallback"]["AllowedValues"],
+        serde_json::json!(["true", "false"])
+    );
+}
+
+/// `DependsOn` as a list (CloudFormation accepts a string or a list).
 fn depends_on(resource: &serde_json::Value) -> Vec<String> {
     match &resource["DependsOn"] {
         serde_json::Value::String(one) => vec![one.clone()],

@@ -9,7 +9,6 @@ mod cutover;
 mod cutover_check;
 mod deferred_file;
 mod fallback;
-mod fallback_checks;
 mod output;
 mod plan;
 mod plan_rules;

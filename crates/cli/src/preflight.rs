@@ -1,6 +1,7 @@
 //! `dms-migrate preflight`: every check of docs/checks.md against both databases, with dms-core's checks (the same
 //! ones the premigration-assessment Lambda runs) and, unless `--no-fallback`, the way back's
-//! (`fallback_checks`). Exit 0 when nothing fails, 1 when a check fails.
+//! (`fallback.*`), read at the same time as the others (`checks::run_all_checks`). Exit 0 when nothing
+//! fails, 1 when a check fails.
 
 use dms_core::errors::StepError;
 use dms_core::pg::checks::{self, Check, CheckConfig, CheckStatus, Connections, TableSelection};
@@ -8,7 +9,6 @@ use dms_core::rules::state::CheckCounts;
 use serde::Serialize;
 
 use crate::connection::{self, BothDatabases, Environment};
-use crate::fallback_checks;
 use crate::output::{Format, Outcome, Progress};
 
 #[derive(clap::Args, Debug)]
@@ -71,21 +71,13 @@ pub async fn run(args: Args, env: &Environment) -> Result<Outcome, StepError> {
     )?;
     connection::refuse_unknown_schemas(&source_first, &args.schemas).await?;
     progress.say("reading both catalogs");
-    let way_back = async {
-        if args.no_fallback {
-            return Ok(Vec::new());
-        }
-        fallback_checks::run(&source_second, &target_first, &target, &config).await
-    };
-    let (mut all, way_back) = tokio::try_join!(
-        checks::run_all_checks(
-            Connections::two(&source_first, &source_second),
-            Connections::two(&target_first, &target_second),
-            &config,
-        ),
-        way_back
-    )?;
-    all.extend(way_back);
+    let all = checks::run_all_checks(
+        Connections::two(&source_first, &source_second),
+        Connections::two(&target_first, &target_second),
+        &config,
+        (!args.no_fallback).then_some(&target),
+    )
+    .await?;
     let counts = checks::counts(&all);
     match args.format {
         Format::Json => {

@@ -1,7 +1,9 @@
 //! premigration-assessment (docs/architecture.md): `start` runs the SQL checks of both databases and starts a DMS
 //! premigration assessment run; `poll` reads the run once and, when it has ended, merges its individual
 //! results with the SQL checks kept in the state. Skipped when the task has run before and no reload is
-//! asked: the checks describe a database about to be loaded, not one being replicated.
+//! asked: the checks describe a database about to be loaded, not one being replicated. With the way back
+//! enabled (the stack's `EnableFallback`), the `fallback.*` checks run too, each on the side it reads: a
+//! failure among them blocks the way back, not the migration, so it is reported as a warning.
 
 use dms_core::aws::assessment_runs::{Assessments, RunRequest};
 use dms_core::aws::db_secret::{endpoint_connect_options, SecretStore};
@@ -37,6 +39,21 @@ pub struct Deps<D, A, S, C> {
     pub secrets: S,
     pub databases: C,
     pub run_setup: Option<RunSetup>,
+    /// The stack's `EnableFallback` (`ENABLE_FALLBACK`): run the way back's checks (docs/fallback.md).
+    pub fallback: bool,
+}
+
+/// `ENABLE_FALLBACK` as the stack sets it from `EnableFallback` (`true` or `false`). Unset (a function
+/// deployed before the way back existed, or outside the stack): false, as before. Anything else is a
+/// deployment mistake, refused at cold start rather than guessed.
+pub fn fallback_enabled(value: Option<&str>) -> Result<bool, String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(format!(
+            "ENABLE_FALLBACK is `{other}`; the stack sets it to `true` or `false` from EnableFallback"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,44 +243,94 @@ where
     S: SecretStore + Sync,
     C: SqlChecks + Sync,
 {
+    let fallback = deps.fallback;
+    // The ids each side answers for: a side that cannot be read has every one of them `not_run`.
+    let side_ids = |own: &[&'static str], way_back: &[&'static str]| -> Vec<&'static str> {
+        let mut ids = own.to_vec();
+        if fallback {
+            ids.extend_from_slice(way_back);
+        }
+        ids
+    };
+    let source_ids = side_ids(&ids::SOURCE, &ids::FALLBACK_SOURCE);
+    let target_ids = side_ids(&ids::TARGET, &ids::FALLBACK_TARGET);
     let mut all = Vec::new();
     let source_facts = match connect_options(deps, &task.source_endpoint_arn).await? {
         Err(reason) => {
-            all.extend(not_run("source", &ids::SOURCE, &reason));
+            all.extend(not_run("source", &source_ids, &reason));
             None
         }
-        Ok(options) => match deps.databases.source(&options, config).await {
+        Ok(options) => match deps.databases.source(&options, config, fallback).await {
             Ok((found, facts)) => {
                 all.extend(found);
+                if fallback {
+                    all.extend(unanswered(&all, &ids::FALLBACK_SOURCE));
+                }
                 Some(facts)
             }
             Err(e) if e.name == ErrorName::PostgresUnreachable => {
                 let (summary, fix) =
                     deps.databases
                         .source_not_run(network.port, &network.groups, &e.message);
-                all.extend(checks::not_run(&ids::SOURCE, &summary, &fix));
+                all.extend(checks::not_run(&source_ids, &summary, &fix));
                 None
             }
             Err(e) if is_unreachable(&e) => {
-                all.extend(not_run("source", &ids::SOURCE, &e.message));
+                all.extend(not_run("source", &source_ids, &e.message));
                 None
             }
             Err(e) => return Err(e),
         },
     };
     match connect_options(deps, &task.target_endpoint_arn).await? {
-        Err(reason) => all.extend(not_run("target", &ids::TARGET, &reason)),
+        Err(reason) => all.extend(not_run("target", &target_ids, &reason)),
         Ok(options) => match deps
             .databases
-            .target(&options, source_facts.as_ref(), config)
+            .target(&options, source_facts.as_ref(), config, fallback)
             .await
         {
             Ok(found) => all.extend(found),
-            Err(e) if is_unreachable(&e) => all.extend(not_run("target", &ids::TARGET, &e.message)),
+            Err(e) if is_unreachable(&e) => all.extend(not_run("target", &target_ids, &e.message)),
             Err(e) => return Err(e),
         },
     }
-    Ok(all)
+    Ok(all.into_iter().map(way_back_blocks_only_itself).collect())
+}
+
+/// The way back's Aurora checks an older source-checks function (one that ignores the request's
+/// `fallback` flag) did not answer: `not_run`, never a pass.
+fn unanswered(found: &[Check], expected: &[&str]) -> Vec<Check> {
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|id| !found.iter().any(|c| c.id == *id))
+        .collect();
+    checks::not_run(
+        &missing,
+        "not run: the source-checks function did not answer the way back's checks (a version older than this function's)",
+        "update the stack so both functions run the same release, then start a new execution; or run `dms-migrate preflight` from a machine that reaches both databases",
+    )
+}
+
+/// A failed `fallback.*` check blocks the way back, not the migration (docs/checks.md, "The way back"):
+/// in the assessment it is a warning saying so, with the way to migrate without a way back, so the state
+/// machine does not stop the forward migration for it.
+fn way_back_blocks_only_itself(mut check: Check) -> Check {
+    if check.status != CheckStatus::Fail || !ids::FALLBACK.contains(&check.id.as_str()) {
+        return check;
+    }
+    check.status = CheckStatus::Warn;
+    check.summary = format!(
+        "the way back cannot be armed (the migration itself is not blocked): {}",
+        check.summary
+    );
+    let without = "Or update the stack with EnableFallback = false to migrate without a way back.";
+    check.fix = if check.fix.is_empty() {
+        without.to_string()
+    } else {
+        format!("{}\n{without}", check.fix)
+    };
+    check
 }
 
 /// The endpoint's connection options, or (inner Err) why this Lambda cannot connect: an endpoint without

@@ -110,10 +110,12 @@ impl SqlChecks for InVpcChecks {
         &self,
         source: &PgConnectOptions,
         config: &CheckConfig,
+        fallback: bool,
     ) -> Result<(Vec<Check>, SourceFacts), StepError> {
         let request = SourceChecksRequest {
             source: PgConnectWire::from(source),
             config: config.clone(),
+            fallback,
         };
         let payload = serde_json::to_vec(&request).map_err(|e| {
             StepError::new(
@@ -130,8 +132,9 @@ impl SqlChecks for InVpcChecks {
         target: &PgConnectOptions,
         source: Option<&SourceFacts>,
         config: &CheckConfig,
+        fallback: bool,
     ) -> Result<Vec<Check>, StepError> {
-        PgChecks.target(target, source, config).await
+        PgChecks.target(target, source, config, fallback).await
     }
 
     fn source_location(&self) -> &'static str {
@@ -172,10 +175,11 @@ impl SqlChecks for Databases {
         &self,
         source: &PgConnectOptions,
         config: &CheckConfig,
+        fallback: bool,
     ) -> Result<(Vec<Check>, SourceFacts), StepError> {
         match self {
-            Databases::InVpc(c) => c.source(source, config).await,
-            Databases::Direct(c) => c.source(source, config).await,
+            Databases::InVpc(c) => c.source(source, config, fallback).await,
+            Databases::Direct(c) => c.source(source, config, fallback).await,
         }
     }
 
@@ -184,8 +188,9 @@ impl SqlChecks for Databases {
         target: &PgConnectOptions,
         source: Option<&SourceFacts>,
         config: &CheckConfig,
+        fallback: bool,
     ) -> Result<Vec<Check>, StepError> {
-        PgChecks.target(target, source, config).await
+        PgChecks.target(target, source, config, fallback).await
     }
 
     fn source_location(&self) -> &'static str {
@@ -260,7 +265,7 @@ mod tests {
     async fn an_inactive_function_is_invoked_again_until_it_answers() {
         let lambda = CannedHttp::start(vec![not_ready(), not_ready(), answer()]).await;
         let (found, facts) = checks(&lambda.url)
-            .source(&options(), &CheckConfig::default())
+            .source(&options(), &CheckConfig::default(), false)
             .await
             .unwrap();
         assert_eq!(found[0].status, CheckStatus::Pass);
@@ -272,7 +277,7 @@ mod tests {
     async fn a_function_that_stays_not_ready_is_a_bounded_transient_error() {
         let lambda = CannedHttp::start(vec![not_ready()]).await;
         let err = checks(&lambda.url)
-            .source(&options(), &CheckConfig::default())
+            .source(&options(), &CheckConfig::default(), false)
             .await
             .unwrap_err();
         assert_eq!(err.name, ErrorName::AwsTransient, "{}", err.message);
@@ -289,7 +294,7 @@ mod tests {
         .header("X-Amz-Function-Error", "Unhandled")])
         .await;
         let err = checks(&lambda.url)
-            .source(&options(), &CheckConfig::default())
+            .source(&options(), &CheckConfig::default(), false)
             .await
             .unwrap_err();
         assert_eq!(err.name, ErrorName::PostgresUnreachable);

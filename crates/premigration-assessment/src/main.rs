@@ -45,6 +45,8 @@ async fn main() -> Result<(), Error> {
         (Some(role_arn), Some(bucket)) => Some(handler::RunSetup { role_arn, bucket }),
         _ => None,
     };
+    // The stack's EnableFallback: with it the way back's checks run too (docs/fallback.md).
+    let fallback = handler::fallback_enabled(std::env::var("ENABLE_FALLBACK").ok().as_deref())?;
     let config = load_config().await;
     // The stack sets both: the source checks run inside the VPC (crates/source-checks). Without them they
     // run from this Lambda, which reaches only a source open to the internet.
@@ -67,6 +69,7 @@ async fn main() -> Result<(), Error> {
         secrets: SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&config)),
         databases,
         run_setup,
+        fallback,
     };
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -1,7 +1,8 @@
 //! source-checks (docs/architecture.md): runs inside the stack's VPC, in the replication instance's subnets,
 //! with a security group of its own that Aurora's group admits on the source port. It receives the source
 //! connection from premigration-assessment (`dms_core::pg::source_checks`), runs the source checks of
-//! docs/checks.md (dms-core's `checks`) and answers them with the facts the target checks need. It calls no AWS
+//! docs/checks.md (dms-core's `checks`), and the way back's checks read on Aurora when the request asks
+//! (`fallback`), and answers them with the facts the target checks need. It calls no AWS
 //! API, so nothing outside the VPC must be reachable. The event holds the source password: it is never
 //! logged, and an unreadable event is reported without its content.
 
@@ -13,12 +14,14 @@ use dms_core::pg::PgConnectOptions;
 use dms_core::StepError;
 use serde_json::Value;
 
-/// Runs the source checks on one database; a trait so the event handling is tested without one.
+/// Runs the source checks on one database (with the way back's Aurora checks when `fallback`); a trait so
+/// the event handling is tested without one.
 pub trait SourceDatabase {
     fn check(
         &self,
         source: &PgConnectOptions,
         config: &CheckConfig,
+        fallback: bool,
     ) -> impl Future<Output = Result<SourceChecksResponse, StepError>> + Send;
 }
 
@@ -29,9 +32,10 @@ impl SourceDatabase for Postgres {
         &self,
         source: &PgConnectOptions,
         config: &CheckConfig,
+        fallback: bool,
     ) -> Result<SourceChecksResponse, StepError> {
         let client = source.connect().await?;
-        let report = checks::run_source_checks(&client, config).await?;
+        let report = checks::run_source_checks_and_fallback(&client, config, fallback).await?;
         Ok(SourceChecksResponse {
             checks: report.checks,
             facts: report.facts,
@@ -49,8 +53,10 @@ pub async fn handle<D: SourceDatabase>(event: Value, database: &D) -> Result<Val
         ))
     })?;
     let source = PgConnectOptions::try_from(request.source)?;
-    tracing::info!(source = %source.describe(), "running the source checks");
-    let response = database.check(&source, &request.config).await?;
+    tracing::info!(source = %source.describe(), fallback = request.fallback, "running the source checks");
+    let response = database
+        .check(&source, &request.config, request.fallback)
+        .await?;
     tracing::info!(checks = response.checks.len(), "source checks done");
     serde_json::to_value(&response).map_err(|e| {
         StepError::new(
@@ -69,17 +75,33 @@ mod tests {
 
     use super::*;
 
-    struct Fake(Result<SourceChecksResponse, StepError>);
+    struct Fake(
+        Result<SourceChecksResponse, StepError>,
+        std::sync::Mutex<Option<bool>>,
+    );
+
+    impl Fake {
+        fn new(answer: Result<SourceChecksResponse, StepError>) -> Fake {
+            Fake(answer, std::sync::Mutex::new(None))
+        }
+
+        /// The `fallback` flag the last check was asked with.
+        fn fallback(&self) -> Option<bool> {
+            *self.1.lock().unwrap()
+        }
+    }
 
     impl SourceDatabase for Fake {
         async fn check(
             &self,
             source: &PgConnectOptions,
             config: &CheckConfig,
+            fallback: bool,
         ) -> Result<SourceChecksResponse, StepError> {
             assert_eq!(source.describe(), "app@aurora.internal:5432/shop");
             assert_eq!(source.password(), Some("s3cret"));
             assert!(!config.cdc);
+            *self.1.lock().unwrap() = Some(fallback);
             self.0.clone()
         }
     }
@@ -101,7 +123,7 @@ mod tests {
             tables: vec!["public.orders".into()],
             ..SourceFacts::default()
         };
-        let fake = Fake(Ok(SourceChecksResponse {
+        let fake = Fake::new(Ok(SourceChecksResponse {
             checks: vec![Check::pass("source.version", "PostgreSQL 16.4")],
             facts,
         }));
@@ -110,11 +132,28 @@ mod tests {
         assert_eq!(answer["checks"][0]["status"], "pass");
         assert_eq!(answer["facts"]["versionNum"], 160004);
         assert_eq!(answer["facts"]["tables"], json!(["public.orders"]));
+        assert_eq!(
+            fake.fallback(),
+            Some(false),
+            "a request without the flag (an older assessment's) runs no way-back check"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_fallback_flag_asks_for_the_way_backs_aurora_checks() {
+        let fake = Fake::new(Ok(SourceChecksResponse {
+            checks: Vec::new(),
+            facts: SourceFacts::default(),
+        }));
+        let mut asked = event();
+        asked["fallback"] = json!(true);
+        handle(asked, &fake).await.unwrap();
+        assert_eq!(fake.fallback(), Some(true));
     }
 
     #[tokio::test]
     async fn an_unreachable_source_is_the_named_error_the_assessment_reads() {
-        let fake = Fake(Err(StepError::new(
+        let fake = Fake::new(Err(StepError::new(
             ErrorName::PostgresUnreachable,
             "connect to aurora.internal:5432 timed out",
         )));
@@ -124,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_malformed_event_never_echoes_its_content() {
-        let fake = Fake(Err(StepError::payload("not called")));
+        let fake = Fake::new(Err(StepError::payload("not called")));
         let err = handle(json!({"source": {"password": "s3cret"}}), &fake)
             .await
             .unwrap_err();

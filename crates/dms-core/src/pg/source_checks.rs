@@ -17,9 +17,14 @@ use crate::pg::PgConnectWire;
 pub struct SourceChecksRequest {
     pub source: PgConnectWire,
     pub config: CheckConfig,
+    /// Also run the way back's checks read on Aurora (`ids::FALLBACK_SOURCE`), when the stack's
+    /// `EnableFallback` is `true`. Absent in a request of an older assessment: false, as it was.
+    #[serde(default)]
+    pub fallback: bool,
 }
 
-/// What the in-VPC function answers: every source check and what the target checks compare against. A
+/// What the in-VPC function answers: every source check (and, when asked, the way back's Aurora checks
+/// after them) and what the target checks compare against. A
 /// database it cannot reach or log in to is a function error named `Postgres.Unreachable` or
 /// `Postgres.AuthFailed` (the `errorType` the assessment reads back).
 #[derive(Debug, Clone, Serialize, Deserialize)]

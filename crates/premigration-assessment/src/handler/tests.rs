@@ -68,11 +68,16 @@ impl SecretStore for FakeSecrets {
     }
 }
 
-/// Answers for each side: the checks, or the error connecting raised.
+/// Answers for each side: the checks, or the error connecting raised; and, when asked for the way back's
+/// checks, those of that side.
 struct FakeChecks {
     source: Result<Vec<Check>, StepError>,
     target: Result<Vec<Check>, StepError>,
+    source_fallback: Vec<Check>,
+    target_fallback: Vec<Check>,
     target_saw_source: Mutex<Option<bool>>,
+    /// The `fallback` flag each side was asked with (source, target).
+    asked_fallback: Mutex<(Option<bool>, Option<bool>)>,
 }
 
 impl SqlChecks for FakeChecks {
@@ -81,17 +86,29 @@ impl SqlChecks for FakeChecks {
         &self,
         _o: &PgConnectOptions,
         _c: &CheckConfig,
+        fallback: bool,
     ) -> Result<(Vec<Check>, ()), StepError> {
-        self.source.clone().map(|c| (c, ()))
+        self.asked_fallback.lock().unwrap().0 = Some(fallback);
+        let mut found = self.source.clone()?;
+        if fallback {
+            found.extend(self.source_fallback.clone());
+        }
+        Ok((found, ()))
     }
     async fn target(
         &self,
         _o: &PgConnectOptions,
         source: Option<&()>,
         _c: &CheckConfig,
+        fallback: bool,
     ) -> Result<Vec<Check>, StepError> {
         *self.target_saw_source.lock().unwrap() = Some(source.is_some());
-        self.target.clone()
+        self.asked_fallback.lock().unwrap().1 = Some(fallback);
+        let mut found = self.target.clone()?;
+        if fallback {
+            found.extend(self.target_fallback.clone());
+        }
+        Ok(found)
     }
 }
 
@@ -108,7 +125,24 @@ fn ok_checks() -> FakeChecks {
             ),
         ]),
         target: Ok(vec![Check::pass(ids::TARGET_VERSION, "17")]),
+        source_fallback: vec![
+            Check::pass(ids::FALLBACK_SOURCE_PRIVILEGES, "writable"),
+            Check::pass(ids::FALLBACK_SOURCE_SESSION_REPLICATION_ROLE, "settable"),
+        ],
+        target_fallback: vec![
+            Check::pass(ids::FALLBACK_TARGET_WAL_LEVEL, "logical"),
+            Check::new(
+                ids::FALLBACK_TARGET_SLOT,
+                CheckStatus::Fail,
+                "\"mig\" may not create a test_decoding logical slot: the user lacks the REPLICATION attribute",
+                vec!["\"mig\"".into()],
+                "ALTER ROLE \"mig\" WITH REPLICATION;",
+            ),
+            Check::pass(ids::FALLBACK_TARGET_REPLICATION_CAPACITY, "room"),
+            Check::pass(ids::FALLBACK_TARGET_WAL_KEEP_SIZE, "4096 MB"),
+        ],
         target_saw_source: Mutex::new(None),
+        asked_fallback: Mutex::new((None, None)),
     }
 }
 
@@ -137,6 +171,7 @@ fn deps(task: TaskInfo, assessments: FakeAssessments, databases: FakeChecks) -> 
             role_arn: "arn:aws:iam::123456789012:role/assess".into(),
             bucket: "assess-bucket".into(),
         }),
+        fallback: false,
     }
 }
 
@@ -501,4 +536,124 @@ async fn a_poll_without_a_running_assessment_is_rejected_or_left_alone() {
     .await
     .unwrap();
     assert_eq!(out["results"]["assessment"]["status"], json!("skipped"));
+}
+
+#[test]
+fn enable_fallback_is_true_or_false_and_unset_is_false() {
+    assert_eq!(fallback_enabled(Some("true")), Ok(true));
+    assert_eq!(fallback_enabled(Some("false")), Ok(false));
+    assert_eq!(fallback_enabled(None), Ok(false));
+    assert_eq!(fallback_enabled(Some("")), Ok(false));
+    let err = fallback_enabled(Some("yes")).unwrap_err();
+    assert!(err.contains("`yes`"), "{err}");
+}
+
+#[tokio::test]
+async fn without_the_way_back_no_fallback_check_is_asked_for_or_reported() {
+    let d = deps(
+        task("ready", false),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        *d.databases.asked_fallback.lock().unwrap(),
+        (Some(false), Some(false))
+    );
+    assert!(!out.to_string().contains("fallback."), "{out}");
+}
+
+/// With the way back enabled each side is asked for its own `fallback.*` checks; a failed one is reported
+/// as a warning naming it (it blocks the way back, not the migration) with the way to go without.
+#[tokio::test]
+async fn with_the_way_back_a_failed_fallback_check_warns_and_does_not_block_the_migration() {
+    let mut d = deps(
+        task("ready", false),
+        FakeAssessments::default(),
+        ok_checks(),
+    );
+    d.fallback = true;
+    d.run_setup = None;
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        *d.databases.asked_fallback.lock().unwrap(),
+        (Some(true), Some(true))
+    );
+    let a = &out["results"]["assessment"];
+    // version (source), version (target), and five of the way back's six.
+    assert_eq!(
+        a["counts"],
+        json!({"pass": 7, "warn": 3, "fail": 0, "notRun": 0}),
+        "{a}"
+    );
+    assert_eq!(a["status"], json!("warnings"), "{a}");
+    let slot = a["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == json!(ids::FALLBACK_TARGET_SLOT))
+        .unwrap_or_else(|| panic!("fallback.target_slot is not reported: {a}"));
+    let summary = slot["summary"].as_str().unwrap();
+    assert!(summary.contains("the way back cannot be armed"), "{slot}");
+    assert!(
+        summary.contains("lacks the REPLICATION attribute"),
+        "{slot}"
+    );
+    let fix = slot["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("ALTER ROLE \"mig\" WITH REPLICATION;"),
+        "{slot}"
+    );
+    assert!(fix.contains("EnableFallback = false"), "{slot}");
+    assert_eq!(
+        a["sourceChecks"]["total"],
+        json!(2),
+        "only source.* are counted there"
+    );
+}
+
+/// A source that cannot be reached has the way back's Aurora checks `not_run` with its own; a
+/// source-checks function that ignores the flag (an older one) has them `not_run`, never passed.
+#[tokio::test]
+async fn the_way_backs_checks_of_a_side_not_read_are_not_run() {
+    let mut checks = ok_checks();
+    checks.source = Err(StepError::new(
+        ErrorName::PostgresUnreachable,
+        "connection timed out",
+    ));
+    let mut d = deps(task("ready", false), FakeAssessments::default(), checks);
+    d.fallback = true;
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    assert_eq!(
+        a["counts"]["notRun"],
+        json!(ids::SOURCE.len() + ids::FALLBACK_SOURCE.len()),
+        "{a}"
+    );
+
+    let mut older = ok_checks();
+    older.source_fallback = Vec::new();
+    let mut d = deps(task("ready", false), FakeAssessments::default(), older);
+    d.fallback = true;
+    let out = handle(input("start", json!({}), None), &d, 5)
+        .await
+        .unwrap();
+    let a = &out["results"]["assessment"];
+    let not_run: Vec<&str> = a["notRun"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(not_run, ids::FALLBACK_SOURCE.to_vec(), "{a}");
+    assert!(a["notRun"][0]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("did not answer the way back's checks"));
 }

@@ -57,20 +57,6 @@ pub(super) async fn read_catalog(
     })
 }
 
-/// The mapped tables with their facts alone (the first of the three reads), for checks that need nothing
-/// else: a fraction of the whole catalog read at 10^4 tables.
-pub(super) async fn read_tables(
-    client: &tokio_postgres::Client,
-    selection: &TableSelection,
-    check_id: &str,
-) -> Result<Vec<MappedTable>, StepError> {
-    let [a, b, c, d] = selection.params();
-    let params: [&(dyn ToSql + Sync); 4] = [&a, &b, &c, &d];
-    Ok(tables_from_rows(
-        &run_query(client, check_id, TABLE_FACTS_SQL, &params).await?,
-    ))
-}
-
 /// The columns read (first connection) and the inventory read (second), shaped: the columns, and every
 /// schema object including them. `params` are the selection's; `check_ids` label the two reads' errors.
 pub(super) async fn read_objects(

@@ -12,6 +12,7 @@
 //! ```
 
 mod catalog;
+mod fallback;
 mod source;
 mod target;
 
@@ -25,10 +26,11 @@ use crate::rules::state::{CheckCounts, CheckSummary, MAX_NAMES};
 use crate::string_enum::string_enum;
 
 pub use crate::rules::table_selection::TableSelection;
+pub use fallback::{run_source_checks_and_fallback, run_target_fallback_checks};
 pub use source::{
     run_source_checks, run_source_checks_on, run_transaction_checks, SourceFacts, SourceReport,
 };
-pub use target::{gather_target, run_target_checks, run_write_checks, target_checks, TargetFacts};
+pub use target::{gather_target, run_target_checks, target_checks, TargetFacts};
 
 /// The stable check ids (tests and users script against them).
 pub mod ids {
@@ -61,7 +63,8 @@ pub mod ids {
     pub const TARGET_UNIQUE_WITH_PK: &str = "target.unique_with_pk";
 
     // The way back (docs/fallback.md): PlanetScale as the reverse DMS task's source, Aurora as its target.
-    // `dms-migrate preflight` runs them unless `--no-fallback`.
+    // `dms-migrate preflight` runs them unless `--no-fallback`; the premigration-assessment Lambda when the
+    // stack's `EnableFallback` is `true`.
     pub const FALLBACK_TARGET_WAL_LEVEL: &str = "fallback.target_wal_level";
     pub const FALLBACK_TARGET_SLOT: &str = "fallback.target_slot";
     pub const FALLBACK_TARGET_REPLICATION_CAPACITY: &str = "fallback.target_replication_capacity";
@@ -104,7 +107,21 @@ pub mod ids {
         TARGET_UNIQUE_WITH_PK,
     ];
 
-    /// Every check of the way back, in report order.
+    /// The way back's checks read on PlanetScale (`run_target_fallback_checks`), in report order.
+    pub const FALLBACK_TARGET: [&str; 4] = [
+        FALLBACK_TARGET_WAL_LEVEL,
+        FALLBACK_TARGET_SLOT,
+        FALLBACK_TARGET_REPLICATION_CAPACITY,
+        FALLBACK_TARGET_WAL_KEEP_SIZE,
+    ];
+
+    /// The way back's checks read on Aurora (`run_source_checks_and_fallback`), in report order.
+    pub const FALLBACK_SOURCE: [&str; 2] = [
+        FALLBACK_SOURCE_PRIVILEGES,
+        FALLBACK_SOURCE_SESSION_REPLICATION_ROLE,
+    ];
+
+    /// Every check of the way back, in report order: PlanetScale's, then Aurora's.
     pub const FALLBACK: [&str; 6] = [
         FALLBACK_TARGET_WAL_LEVEL,
         FALLBACK_TARGET_SLOT,
@@ -237,13 +254,30 @@ impl<'a> Connections<'a> {
 }
 
 /// Every check of both sides, as `dms-migrate preflight` runs them: the two databases are read at the
-/// same time, then compared.
+/// same time, then compared. With `way_back` (the target's connection options: its slot probe needs a
+/// session of its own) the way back's checks too, read at the same time as the others: PlanetScale's on
+/// that session, Aurora's from the source checks' own table read plus three one-row reads sent ahead of
+/// the catalog reads on the source's second connection, so the way back adds no second read of the
+/// source's tables.
 pub async fn run_all_checks(
     source: Connections<'_>,
     target: Connections<'_>,
     config: &CheckConfig,
+    way_back: Option<&crate::pg::PgConnectOptions>,
 ) -> Result<Vec<Check>, StepError> {
-    let (source_report, target_facts) = tokio::try_join!(
+    // Polled first, so its source statements are the first in the second connection's pipeline.
+    let way_back_reads = async {
+        match way_back {
+            None => Ok(None),
+            Some(target_options) => tokio::try_join!(
+                target::read_for_writes(source.second, config),
+                run_target_fallback_checks(target_options),
+            )
+            .map(Some),
+        }
+    };
+    let (way_back_reads, source_report, target_facts) = tokio::try_join!(
+        way_back_reads,
         run_source_checks_on(source, config),
         gather_target(target, config)
     )?;
@@ -253,6 +287,14 @@ pub async fn run_all_checks(
         Some(&source_report.facts),
         config,
     ));
+    if let Some((aurora_reads, planetscale)) = way_back_reads {
+        checks.extend(planetscale);
+        checks.extend(fallback::source_fallback_checks(
+            &source_report.tables,
+            &aurora_reads,
+            config,
+        ));
+    }
     Ok(checks)
 }
 

@@ -46,6 +46,8 @@ pub struct SourceFacts {
 pub struct SourceReport {
     pub checks: Vec<Check>,
     pub facts: SourceFacts,
+    /// The mapped tables as read, for the way back's checks of the source (the same read they need).
+    pub(super) tables: Vec<catalog::MappedTable>,
 }
 
 /// Runs every source check of docs/checks.md, in `ids::SOURCE` order. Errors only when a query cannot run
@@ -131,7 +133,11 @@ pub async fn run_source_checks_on(
         extensions: extensions.iter().map(|r| r.get::<_, String>(0)).collect(),
         inventory,
     };
-    Ok(SourceReport { checks, facts })
+    Ok(SourceReport {
+        checks,
+        facts,
+        tables,
+    })
 }
 
 /// `source.prepared_transactions` and `source.long_transactions` alone, for `cutover-check`: before the

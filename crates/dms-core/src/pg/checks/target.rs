@@ -134,18 +134,27 @@ fn first_settings_row(rows: Vec<Row>) -> Result<Row, StepError> {
     })
 }
 
-/// `target.privileges` and `target.session_replication_role` alone, on any database DMS is to write: the
-/// way back (docs/fallback.md) reads them on the source, which becomes the reverse task's target. Only the
-/// table facts are read, not the schema inventory, so it adds a fraction of a catalog read to preflight.
-pub async fn run_write_checks(
+/// What `target.privileges` and `target.session_replication_role` need besides the mapped tables' facts,
+/// read on a database DMS is to write other than the target: the way back (docs/fallback.md) reads them
+/// on the source, which becomes the reverse task's target, and takes the tables from the source checks'
+/// own read (`fallback`).
+pub(super) struct WriteReads {
+    settings: Row,
+    /// Why `SET session_replication_role = replica` was refused, if it was.
+    refused: Option<String>,
+    control: Vec<Row>,
+}
+
+/// Three one-row reads: the role and server version, the `session_replication_role` probe, and whether
+/// DMS's control schema accepts the role's tables.
+pub(super) async fn read_for_writes(
     client: &Client,
     config: &CheckConfig,
-) -> Result<Vec<Check>, StepError> {
+) -> Result<WriteReads, StepError> {
     let control_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&config.control_schema];
-    let (settings, refused, tables, control) = tokio::try_join!(
+    let (settings, refused, control) = tokio::try_join!(
         run_query(client, ids::TARGET_VERSION, SETTINGS_SQL, &[]),
         session_replication_role_refused(client),
-        catalog::read_tables(client, &config.selection, ids::TARGET_PRIVILEGES),
         run_query(
             client,
             ids::TARGET_PRIVILEGES,
@@ -153,12 +162,30 @@ pub async fn run_write_checks(
             &control_param
         ),
     )?;
-    let settings = first_settings_row(settings)?;
-    let user: String = settings.get("quoted_user");
-    Ok(vec![
-        privileges_check(&tables, &control, &user, &config.control_schema),
-        session_replication_role_check(refused.as_deref(), &user, settings.get("version_num")),
-    ])
+    Ok(WriteReads {
+        settings: first_settings_row(settings)?,
+        refused,
+        control,
+    })
+}
+
+/// `target.privileges` and `target.session_replication_role` from what was read: `tables` are the mapped
+/// tables of the database DMS is to write, as the source checks' catalog read gives them (the statement
+/// `target.privileges` reads on the target).
+pub(super) fn write_checks(
+    tables: &[MappedTable],
+    reads: &WriteReads,
+    config: &CheckConfig,
+) -> Vec<Check> {
+    let user: String = reads.settings.get("quoted_user");
+    vec![
+        privileges_check(tables, &reads.control, &user, &config.control_schema),
+        session_replication_role_check(
+            reads.refused.as_deref(),
+            &user,
+            reads.settings.get("version_num"),
+        ),
+    ]
 }
 
 /// The target checks from what was read, compared with the source when it was read too.

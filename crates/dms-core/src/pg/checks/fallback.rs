@@ -1,16 +1,22 @@
 //! The way back's checks (docs/fallback.md; ids `fallback.*` in docs/checks.md): what the reverse DMS task
 //! needs from PlanetScale as its source (logical decoding through `test_decoding` by a REPLICATION user,
 //! room for one more slot and WAL sender, a bounded WAL retention) and from Aurora as its target (writing
-//! every mapped table with triggers and foreign keys not firing). `dms-migrate preflight` runs them unless
-//! `--no-fallback`.
+//! every mapped table with triggers and foreign keys not firing). Two halves, because they may run on
+//! different machines: `run_target_fallback_checks` where PlanetScale is reachable (the workstation, the
+//! premigration-assessment Lambda), Aurora's with the source checks where Aurora is
+//! (`run_source_checks_and_fallback`: the in-VPC source-checks Lambda; `run_all_checks`: the workstation). `dms-migrate preflight` runs both unless `--no-fallback`; the assessment
+//! when the stack's `EnableFallback` is `true`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dms_core::errors::StepError;
-use dms_core::pg::checks::{self, ids, Check, CheckConfig, CheckStatus};
-use dms_core::pg::{classify_pg_error, PgConnectOptions};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
+
+use super::catalog::MappedTable;
+use super::target::{read_for_writes, write_checks, WriteReads};
+use super::{ids, run_source_checks, Check, CheckConfig, CheckStatus, SourceReport};
+use crate::errors::StepError;
+use crate::pg::{classify_pg_error, PgConnectOptions};
 
 /// Server settings of the target the way-back checks read, in one statement. `max_slot_wal_keep_size`
 /// exists from PostgreSQL 13 (no row before: NULL); `pg_settings` gives it in MB, `-1` for no limit.
@@ -28,7 +34,7 @@ SELECT current_setting('wal_level') AS wal_level,
 /// few gigabytes written while the reverse task lags, and the way back is lost. 4 GB is PlanetScale's
 /// default (<https://clickhouse.com/docs/integrations/clickpipes/postgres/source/planetscale>, which
 /// recommends raising it for CDC).
-pub const MIN_SLOT_WAL_KEEP_MB: i64 = 4096;
+const MIN_SLOT_WAL_KEEP_MB: i64 = 4096;
 
 /// Creating a logical slot waits for the transactions running on the target at that moment to end
 /// (<https://www.postgresql.org/docs/current/logicaldecoding-explanation.html>): bounded, so preflight never hangs.
@@ -36,30 +42,67 @@ const SLOT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const PLANETSCALE_PARAMETERS: &str = "Clusters > Parameters of the PlanetScale console";
 
-/// Every check of the way back, in `ids::FALLBACK` order. `source` is a connection to Aurora (the reverse
-/// task's target); `target_client` one to PlanetScale; `target` opens the session of the slot probe, whose
-/// temporary slot PostgreSQL drops when that session ends, whatever happens.
-pub async fn run(
-    source: &Client,
-    target_client: &Client,
+/// PlanetScale's part, in `ids::FALLBACK_TARGET` order, on one session of its own: the settings are read
+/// first, then the throwaway slot is created and dropped on the same session, so the slot count never
+/// includes the probe's own slot, and PostgreSQL drops that temporary slot when the session ends,
+/// whatever happens. A connection that cannot be opened is the error (`Postgres.Unreachable`, ...).
+pub async fn run_target_fallback_checks(
     target: &PgConnectOptions,
-    config: &CheckConfig,
 ) -> Result<Vec<Check>, StepError> {
-    let (settings, slot, as_target) = tokio::try_join!(
-        async {
-            target_client
-                .query_one(TARGET_SETTINGS_SQL, &[])
-                .await
-                .map_err(|e| {
-                    classify_pg_error(&format!("check {}", ids::FALLBACK_TARGET_WAL_LEVEL), &e)
-                })
-        },
-        slot_probe(target),
-        // The rules DMS's forward target endpoint is held to (target.privileges,
-        // target.session_replication_role), read on Aurora: in the reverse task it is the DMS target.
-        checks::run_write_checks(source, config),
-    )?;
+    let mut options = target.clone();
+    options.statement_timeout = SLOT_PROBE_TIMEOUT;
+    let client = options.connect().await?;
+    let settings = client
+        .query_one(TARGET_SETTINGS_SQL, &[])
+        .await
+        .map_err(|e| classify_pg_error(&format!("check {}", ids::FALLBACK_TARGET_WAL_LEVEL), &e))?;
     let settings = TargetSettings::from_row(&settings);
+    let slot = slot_probe(&client).await?;
+    Ok(vec![
+        wal_level_check(&settings.wal_level),
+        slot_check(&slot, &settings.quoted_user),
+        capacity_check(&settings),
+        wal_keep_size_check(settings.max_slot_wal_keep_size_mb),
+    ])
+}
+
+/// The source checks and, with `fallback`, Aurora's part of the way back after them (in
+/// `ids::FALLBACK_SOURCE` order), on one connection to Aurora (the Lambdas'): Aurora's part comes from the
+/// source checks' own table read plus three one-row reads, never a second read of the tables.
+pub async fn run_source_checks_and_fallback(
+    source: &Client,
+    config: &CheckConfig,
+    fallback: bool,
+) -> Result<SourceReport, StepError> {
+    let reads = async {
+        if fallback {
+            read_for_writes(source, config).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (reads, mut report) = tokio::try_join!(reads, run_source_checks(source, config))?;
+    if let Some(reads) = reads {
+        let way_back = source_fallback_checks(&report.tables, &reads, config);
+        report.checks.extend(way_back);
+    }
+    Ok(report)
+}
+
+/// Aurora's part, in `ids::FALLBACK_SOURCE` order: the rules DMS's forward target endpoint is held to
+/// (`target.privileges`, `target.session_replication_role`), read on Aurora, which is the reverse task's
+/// DMS target: from the source checks' mapped tables (the same statement as `target.privileges` reads)
+/// and `target::read_for_writes`'s three one-row reads made on Aurora.
+pub(super) fn source_fallback_checks(
+    tables: &[MappedTable],
+    reads: &WriteReads,
+    config: &CheckConfig,
+) -> Vec<Check> {
+    as_reverse_target(&write_checks(tables, reads, config))
+}
+
+/// The write checks of a DMS target, read on Aurora, renamed as the way back's.
+fn as_reverse_target(as_target: &[Check]) -> Vec<Check> {
     let reverse = |from: &str, id: &str| -> Check {
         let mut check = as_target
             .iter()
@@ -78,17 +121,13 @@ pub async fn run(
         check.summary = format!("Aurora as the way back's DMS target: {}", check.summary);
         check
     };
-    Ok(vec![
-        wal_level_check(&settings.wal_level),
-        slot_check(&slot, &settings.quoted_user),
-        capacity_check(&settings),
-        wal_keep_size_check(settings.max_slot_wal_keep_size_mb),
+    vec![
         reverse(ids::TARGET_PRIVILEGES, ids::FALLBACK_SOURCE_PRIVILEGES),
         reverse(
             ids::TARGET_SESSION_REPLICATION_ROLE,
             ids::FALLBACK_SOURCE_SESSION_REPLICATION_ROLE,
         ),
-    ])
+    ]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,11 +165,8 @@ enum SlotProbe {
 /// Creates a temporary `test_decoding` logical slot with a name of its own, then drops it. Temporary: the
 /// server drops it when the session ends, even when the drop below never runs (an error, a lost
 /// connection), so no slot is ever left behind to hold WAL. A database error is a finding (the verdict
-/// reads it); a connection that cannot be opened or is lost is an error (exit 2).
-async fn slot_probe(target: &PgConnectOptions) -> Result<SlotProbe, StepError> {
-    let mut options = target.clone();
-    options.statement_timeout = SLOT_PROBE_TIMEOUT;
-    let client = options.connect().await?;
+/// reads it); a lost connection is an error.
+async fn slot_probe(client: &Client) -> Result<SlotProbe, StepError> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
