@@ -310,17 +310,7 @@ async fn a_task_that_never_ran_is_started_and_the_poll_interval_set() {
 
 #[tokio::test]
 async fn a_task_stopped_during_cdc_is_resumed() {
-    let mut t = task(
-        "stopped",
-        Some("Stop Reason NORMAL"),
-        "full-load-and-cdc",
-        true,
-    );
-    t.stats = Some(TaskStats {
-        full_load_finish_epoch_seconds: Some(2_000.0),
-        ..TaskStats::default()
-    });
-    let d = deps(dms(t));
+    let d = deps(dms(stopped_in_cdc()));
     let out = handle(input(json!({})), &d).await.unwrap();
     assert_eq!(
         out["results"]["startTask"]["action"],
@@ -615,7 +605,7 @@ fn reverse(status: &str, has_run: bool) -> TaskInfo {
     }
 }
 
-/// The forward task stopped in CDC after a cutover: on its own it would be resumed.
+/// A task stopped in CDC (after its full load): on its own it is resumed.
 fn stopped_in_cdc() -> TaskInfo {
     let mut t = task(
         "stopped",
