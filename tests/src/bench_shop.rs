@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio_postgres::NoTls;
 
 use crate::bench::{connect, dms_migrate};
-use crate::dms_local::{wait_for, DmsLocal};
+use crate::dms_local::{full_load_done, wait_for_task, DmsLocal};
 use crate::lab::{workspace_root, Lab, TestDatabases};
 
 pub const APP_PASSWORD: &str = "bench-app";
@@ -92,15 +92,13 @@ pub async fn shop(lab: &Lab, name: &str, rows: u32) -> Shop {
         .start_task(&task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for("the full load", FULL_LOAD_LIMIT, || async {
-        let task = client.describe_task(&task_arn).await.expect("describe");
-        (task.status.as_str() == "running"
-            && task
-                .stats
-                .as_ref()
-                .is_some_and(|s| s.full_load_progress_percent == 100))
-        .then_some(())
-    })
+    wait_for_task(
+        &client,
+        &task_arn,
+        "the full load",
+        FULL_LOAD_LIMIT,
+        |task| task.status.as_str() == "running" && full_load_done(task),
+    )
     .await;
     let app_url = lab.login_url(&dbs.source_url, &role, APP_PASSWORD);
     Shop {

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dms_core::aws::dms::{Dms, StartType};
-use integration_tests::dms_local::{all_public_tables, wait_for, DmsLocal};
+use integration_tests::dms_local::{
+    all_public_tables, full_load_done, wait_for, wait_for_task, DmsLocal,
+};
 use integration_tests::lab::connect;
 use integration_tests::lab::{self, binary, Lab, TestDatabases};
 use serde_json::json;
@@ -95,15 +97,13 @@ async fn rig(name: &str) -> Option<Rig> {
         .start_task(&task_arn, StartType::StartReplication)
         .await
         .expect("start");
-    wait_for("the full load", Duration::from_secs(120), || async {
-        let task = client.describe_task(&task_arn).await.expect("describe");
-        (task.status.as_str() == "running"
-            && task
-                .stats
-                .as_ref()
-                .is_some_and(|s| s.full_load_progress_percent == 100))
-        .then_some(())
-    })
+    wait_for_task(
+        &client,
+        &task_arn,
+        "the full load",
+        Duration::from_secs(120),
+        |task| task.status.as_str() == "running" && full_load_done(task),
+    )
     .await;
     Some(Rig {
         lab,
